@@ -1,0 +1,4 @@
+//! Hookflash calling core.
+#![warn(missing_docs)]
+
+pub mod sip;

@@ -1,0 +1,367 @@
+//! SIP over UDP and TCP (RFC 3261 §18), with CRLF keep-alives on streams (RFC 5626 §3.5.1).
+//!
+//! One [`Transport`] owns a UDP socket and, optionally, a TCP listener on the same port. TCP
+//! connections — accepted or opened by us — are indexed by the peer's address, so that a
+//! request for a peer that reached us over TCP goes back over the same connection (the only
+//! way through NATs, and what a registrar must do for clients that registered over TCP).
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+
+use super::message::{next_stream_frame, Message, StreamFrame};
+
+/// Which transport a message travels on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// Datagrams.
+    #[default]
+    Udp,
+    /// A stream connection.
+    Tcp,
+}
+
+impl TransportKind {
+    /// The Via / `;transport=` token.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportKind::Udp => "UDP",
+            TransportKind::Tcp => "TCP",
+        }
+    }
+}
+
+impl std::str::FromStr for TransportKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "udp" => Ok(TransportKind::Udp),
+            "tcp" => Ok(TransportKind::Tcp),
+            other => Err(format!("unknown transport {other:?} (udp or tcp)")),
+        }
+    }
+}
+
+/// What the transport hands up.
+#[derive(Debug)]
+pub enum TransportEvent {
+    /// A well-formed message.
+    Message {
+        /// The message.
+        message: Message,
+        /// Where it came from (for TCP: the connection's peer address).
+        source: SocketAddr,
+        /// Which transport.
+        transport: TransportKind,
+    },
+    /// Bytes that did not parse as SIP.
+    Malformed {
+        /// Where they came from.
+        source: SocketAddr,
+        /// Which transport.
+        transport: TransportKind,
+        /// Why they did not parse.
+        error: String,
+    },
+    /// A TCP connection to this peer closed.
+    Closed {
+        /// The peer.
+        peer: SocketAddr,
+    },
+}
+
+struct Inner {
+    udp: Arc<UdpSocket>,
+    tcp_local: Option<SocketAddr>,
+    conns: Mutex<HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>>>,
+    events: mpsc::UnboundedSender<TransportEvent>,
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl Inner {
+    fn track(&self, handle: tokio::task::AbortHandle) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(handle);
+    }
+
+    fn abort_all(&self) {
+        for t in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            t.abort();
+        }
+        self.conns.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.abort_all();
+    }
+}
+
+/// A UDP socket plus an optional TCP listener; cheap to clone.
+#[derive(Clone)]
+pub struct Transport {
+    inner: Arc<Inner>,
+}
+
+impl Transport {
+    /// Bind UDP on `ip:port` (0 picks a port) and, with `tcp`, a TCP listener on the same port.
+    pub async fn bind(
+        ip: IpAddr,
+        port: u16,
+        tcp: bool,
+    ) -> io::Result<(Transport, mpsc::UnboundedReceiver<TransportEvent>)> {
+        let (udp, listener) = bind_pair(ip, port, tcp).await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            udp: Arc::new(udp),
+            tcp_local: listener.as_ref().map(|l| l.local_addr()).transpose()?,
+            conns: Mutex::new(HashMap::new()),
+            events: tx,
+            tasks: Mutex::new(Vec::new()),
+        });
+        let t = Transport { inner };
+        let h = tokio::spawn(udp_reader(t.inner.udp.clone(), t.inner.events.clone()));
+        t.inner.track(h.abort_handle());
+        if let Some(listener) = listener {
+            let weak = Arc::downgrade(&t.inner);
+            let h = tokio::spawn(async move {
+                loop {
+                    let Ok((stream, peer)) = listener.accept().await else {
+                        break;
+                    };
+                    let Some(inner) = weak.upgrade() else { break };
+                    let _ = stream.set_nodelay(true);
+                    Transport { inner }.adopt(stream, peer);
+                }
+            });
+            t.inner.track(h.abort_handle());
+        }
+        Ok((t, rx))
+    }
+
+    /// Stop reading, close every connection and release the ports, even while clones live on.
+    pub fn shutdown(&self) {
+        self.inner.abort_all();
+    }
+
+    /// The UDP socket's address.
+    pub fn local_udp(&self) -> SocketAddr {
+        self.inner
+            .udp
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The TCP listener's address, if listening.
+    pub fn local_tcp(&self) -> Option<SocketAddr> {
+        self.inner.tcp_local
+    }
+
+    /// Whether a TCP connection to this peer is open.
+    pub fn has_connection(&self, peer: SocketAddr) -> bool {
+        self.conns().contains_key(&peer)
+    }
+
+    /// Close the TCP connection to this peer, if any.
+    pub fn close_connection(&self, peer: SocketAddr) {
+        self.conns().remove(&peer);
+    }
+
+    fn conns(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>>> {
+        // A poisoned lock only means another task panicked mid-insert; the map is still usable.
+        self.inner.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Send a message. Over TCP, an open connection to `dest` is reused, otherwise one is opened.
+    pub async fn send(
+        &self,
+        kind: TransportKind,
+        dest: SocketAddr,
+        msg: &Message,
+    ) -> io::Result<()> {
+        self.send_raw(kind, dest, msg.to_bytes()).await
+    }
+
+    /// Send raw bytes (a keep-alive, or a pre-serialized message).
+    pub async fn send_raw(
+        &self,
+        kind: TransportKind,
+        dest: SocketAddr,
+        bytes: Vec<u8>,
+    ) -> io::Result<()> {
+        match kind {
+            TransportKind::Udp => {
+                self.inner.udp.send_to(&bytes, dest).await?;
+                Ok(())
+            }
+            TransportKind::Tcp => {
+                let existing = self.conns().get(&dest).cloned();
+                let tx = match existing {
+                    Some(tx) if !tx.is_closed() => tx,
+                    _ => {
+                        let stream = tokio::time::timeout(
+                            std::time::Duration::from_secs(5),
+                            TcpStream::connect(dest),
+                        )
+                        .await
+                        .map_err(|_| {
+                            io::Error::new(io::ErrorKind::TimedOut, "TCP connect timed out")
+                        })??;
+                        let _ = stream.set_nodelay(true);
+                        self.adopt(stream, dest)
+                    }
+                };
+                tx.send(bytes)
+                    .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "connection closed"))
+            }
+        }
+    }
+
+    /// Register a connected stream: a writer task fed by a channel and a framing reader task.
+    fn adopt(&self, stream: TcpStream, peer: SocketAddr) -> mpsc::UnboundedSender<Vec<u8>> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        self.conns().insert(peer, tx.clone());
+        let (mut rd, mut wr) = stream.into_split();
+        let w = tokio::spawn(async move {
+            while let Some(bytes) = rx.recv().await {
+                if wr.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+            let _ = wr.shutdown().await;
+        });
+        let weak = Arc::downgrade(&self.inner);
+        let pong = tx.clone();
+        let r = tokio::spawn(async move {
+            let mut buf = Vec::with_capacity(8192);
+            let mut chunk = vec![0u8; 16384];
+            'read: loop {
+                let n = match rd.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                buf.extend_from_slice(&chunk[..n]);
+                loop {
+                    let Some(inner) = weak.upgrade() else {
+                        break 'read;
+                    };
+                    match next_stream_frame(&buf) {
+                        StreamFrame::Incomplete => break,
+                        StreamFrame::KeepAlive { len, ping } => {
+                            buf.drain(..len);
+                            if ping {
+                                let _ = pong.send(b"\r\n".to_vec());
+                            }
+                        }
+                        StreamFrame::Message(len) => {
+                            let event = match Message::parse(&buf[..len]) {
+                                Ok(message) => TransportEvent::Message {
+                                    message,
+                                    source: peer,
+                                    transport: TransportKind::Tcp,
+                                },
+                                Err(e) => TransportEvent::Malformed {
+                                    source: peer,
+                                    transport: TransportKind::Tcp,
+                                    error: e.0,
+                                },
+                            };
+                            buf.drain(..len);
+                            let _ = inner.events.send(event);
+                        }
+                        StreamFrame::Invalid(error) => {
+                            let _ = inner.events.send(TransportEvent::Malformed {
+                                source: peer,
+                                transport: TransportKind::Tcp,
+                                error,
+                            });
+                            break 'read;
+                        }
+                    }
+                }
+            }
+            if let Some(inner) = weak.upgrade() {
+                let mut conns = inner.conns.lock().unwrap_or_else(|e| e.into_inner());
+                if conns.get(&peer).is_some_and(|c| c.same_channel(&pong)) {
+                    conns.remove(&peer);
+                }
+                drop(conns);
+                let _ = inner.events.send(TransportEvent::Closed { peer });
+            }
+        });
+        self.inner.track(w.abort_handle());
+        self.inner.track(r.abort_handle());
+        tx
+    }
+}
+
+async fn bind_pair(
+    ip: IpAddr,
+    port: u16,
+    tcp: bool,
+) -> io::Result<(UdpSocket, Option<TcpListener>)> {
+    // With port 0 the UDP port is picked first and TCP takes the same number; retry on a clash.
+    for _ in 0..20 {
+        let udp = UdpSocket::bind(SocketAddr::new(ip, port)).await?;
+        if !tcp {
+            return Ok((udp, None));
+        }
+        let actual = udp.local_addr()?;
+        match TcpListener::bind(actual).await {
+            Ok(l) => return Ok((udp, Some(l))),
+            Err(e) if port == 0 && e.kind() == io::ErrorKind::AddrInUse => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        "no port free for both UDP and TCP",
+    ))
+}
+
+async fn udp_reader(sock: Arc<UdpSocket>, events: mpsc::UnboundedSender<TransportEvent>) {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let (n, source) = match sock.recv_from(&mut buf).await {
+            Ok(r) => r,
+            // ICMP port unreachable surfaces as ConnectionReset on some platforms: keep reading.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => continue,
+            Err(_) => break,
+        };
+        let data = &buf[..n];
+        if data.iter().all(|b| *b == b'\r' || *b == b'\n') {
+            continue; // UDP keep-alive
+        }
+        let event = match Message::parse(data) {
+            Ok(message) => TransportEvent::Message {
+                message,
+                source,
+                transport: TransportKind::Udp,
+            },
+            Err(e) => TransportEvent::Malformed {
+                source,
+                transport: TransportKind::Udp,
+                error: e.0,
+            },
+        };
+        if events.send(event).is_err() {
+            break;
+        }
+    }
+}

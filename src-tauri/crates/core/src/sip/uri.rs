@@ -1,0 +1,457 @@
+//! SIP and `tel:` URIs (RFC 3261 §19.1, RFC 3966) and name-addr values.
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::ParseError;
+
+/// A `sip:`, `sips:` or `tel:` URI.
+///
+/// For `tel:` URIs the number lives in [`Uri::user`] and [`Uri::host`] is empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uri {
+    /// `sip`, `sips` or `tel` (lower case).
+    pub scheme: String,
+    /// The user part, unescaped as written (e.g. `alice`, `+15551234`).
+    pub user: Option<String>,
+    /// The host (name, IPv4, or `[IPv6]`); empty for `tel:`.
+    pub host: String,
+    /// The port, when written.
+    pub port: Option<u16>,
+    /// URI parameters (`;transport=tcp`, `;lr`, ...), in order.
+    pub params: Vec<(String, Option<String>)>,
+    /// URI headers (`?Replaces=...&X-Foo=bar`), values kept escaped as written.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Uri {
+    /// A `sip:user@host` URI.
+    pub fn sip(user: Option<&str>, host: &str, port: Option<u16>) -> Self {
+        Uri {
+            scheme: "sip".into(),
+            user: user.map(str::to_owned),
+            host: host.to_owned(),
+            port,
+            params: Vec::new(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// The value of a URI parameter (`None` when absent; `Some(None)` for a flag).
+    pub fn param(&self, name: &str) -> Option<Option<&str>> {
+        self.params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_deref())
+    }
+
+    /// Set (or replace) a URI parameter.
+    pub fn set_param(&mut self, name: &str, value: Option<&str>) {
+        self.params.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.params
+            .push((name.to_owned(), value.map(str::to_owned)));
+    }
+
+    /// The transport named by `;transport=`, lower case, if any.
+    pub fn transport(&self) -> Option<String> {
+        self.param("transport")
+            .flatten()
+            .map(|t| t.to_ascii_lowercase())
+    }
+
+    /// The `user@host` address of record form, without port, params or headers.
+    pub fn aor(&self) -> String {
+        match (&self.user, self.scheme.as_str()) {
+            (Some(u), "tel") => format!("tel:{u}"),
+            (Some(u), s) => format!("{s}:{u}@{}", self.host),
+            (None, s) => format!("{s}:{}", self.host),
+        }
+    }
+
+    /// This URI without parameters and headers (used to compare targets).
+    pub fn without_params(&self) -> Uri {
+        Uri {
+            params: Vec::new(),
+            headers: Vec::new(),
+            ..self.clone()
+        }
+    }
+
+    /// The host and port as a `host:port` string, with `default_port` if none was written.
+    pub fn host_port(&self, default_port: u16) -> String {
+        format!("{}:{}", self.host, self.port.unwrap_or(default_port))
+    }
+}
+
+impl fmt::Display for Uri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:", self.scheme)?;
+        if self.scheme == "tel" {
+            if let Some(u) = &self.user {
+                write!(f, "{u}")?;
+            }
+        } else {
+            if let Some(u) = &self.user {
+                write!(f, "{u}@")?;
+            }
+            write!(f, "{}", self.host)?;
+            if let Some(p) = self.port {
+                write!(f, ":{p}")?;
+            }
+        }
+        for (n, v) in &self.params {
+            match v {
+                Some(v) => write!(f, ";{n}={v}")?,
+                None => write!(f, ";{n}")?,
+            }
+        }
+        for (i, (n, v)) in self.headers.iter().enumerate() {
+            write!(f, "{}{n}={v}", if i == 0 { '?' } else { '&' })?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Uri {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let (scheme, rest) = s
+            .split_once(':')
+            .ok_or_else(|| ParseError::new(format!("URI without scheme: {s:?}")))?;
+        let scheme = scheme.to_ascii_lowercase();
+        if !matches!(scheme.as_str(), "sip" | "sips" | "tel") {
+            return Err(ParseError::new(format!(
+                "unsupported URI scheme {scheme:?}"
+            )));
+        }
+        let (rest, headers) = match rest.split_once('?') {
+            Some((r, h)) => (r, parse_uri_headers(h)),
+            None => (rest, Vec::new()),
+        };
+        let mut parts = rest.split(';');
+        let main = parts.next().unwrap_or_default();
+        let params = parts
+            .filter(|p| !p.is_empty())
+            .map(|p| match p.split_once('=') {
+                Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
+                None => (p.to_owned(), None),
+            })
+            .collect();
+        if scheme == "tel" {
+            if main.is_empty() {
+                return Err(ParseError::new("tel: URI without a number"));
+            }
+            return Ok(Uri {
+                scheme,
+                user: Some(main.to_owned()),
+                host: String::new(),
+                port: None,
+                params,
+                headers,
+            });
+        }
+        let (user, hostport) = match main.rsplit_once('@') {
+            Some((u, h)) => (Some(u.to_owned()), h),
+            None => (None, main),
+        };
+        let (host, port) = split_host_port(hostport)?;
+        if host.is_empty() {
+            return Err(ParseError::new(format!("URI without host: {s:?}")));
+        }
+        Ok(Uri {
+            scheme,
+            user,
+            host,
+            port,
+            params,
+            headers,
+        })
+    }
+}
+
+fn parse_uri_headers(h: &str) -> Vec<(String, String)> {
+    h.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((n, v)) => (n.to_owned(), v.to_owned()),
+            None => (p.to_owned(), String::new()),
+        })
+        .collect()
+}
+
+/// Split `host:port`, `[v6]:port`, `host` into its parts.
+pub fn split_host_port(hp: &str) -> Result<(String, Option<u16>), ParseError> {
+    let bad_port = || ParseError::new(format!("bad port in {hp:?}"));
+    if let Some(rest) = hp.strip_prefix('[') {
+        let (h, after) = rest
+            .split_once(']')
+            .ok_or_else(|| ParseError::new(format!("unclosed IPv6 reference {hp:?}")))?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p.parse().map_err(|_| bad_port())?),
+            None => None,
+        };
+        return Ok((format!("[{h}]"), port));
+    }
+    match hp.rsplit_once(':') {
+        Some((h, p)) => Ok((h.to_owned(), Some(p.parse().map_err(|_| bad_port())?))),
+        None => Ok((hp.to_owned(), None)),
+    }
+}
+
+/// Percent-escape a string for use inside a URI header value (RFC 3261 `hvalue`).
+pub fn escape_uri_header(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() * 3 / 2);
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.!~*'()[]/:+$".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Undo percent-escaping (invalid escapes are kept as written).
+pub fn unescape(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A header value of the form `"Display" <uri>;param=value` (From, To, Contact, Refer-To, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameAddr {
+    /// The display name, unquoted.
+    pub display: Option<String>,
+    /// The URI.
+    pub uri: Uri,
+    /// Header parameters after the address (`tag`, `expires`, ...).
+    pub params: Vec<(String, Option<String>)>,
+}
+
+impl NameAddr {
+    /// A name-addr with no display name and no parameters.
+    pub fn new(uri: Uri) -> Self {
+        NameAddr {
+            display: None,
+            uri,
+            params: Vec::new(),
+        }
+    }
+
+    /// A header parameter (`tag`, `expires`, ...).
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.as_deref())
+    }
+
+    /// The `tag` parameter.
+    pub fn tag(&self) -> Option<&str> {
+        self.param("tag")
+    }
+
+    /// Set (or replace) a header parameter.
+    pub fn set_param(&mut self, name: &str, value: Option<&str>) {
+        self.params.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.params
+            .push((name.to_owned(), value.map(str::to_owned)));
+    }
+}
+
+impl fmt::Display for NameAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(d) = &self.display {
+            write!(f, "\"{}\" ", d.replace('\\', "\\\\").replace('"', "\\\""))?;
+        }
+        write!(f, "<{}>", self.uri)?;
+        for (n, v) in &self.params {
+            match v {
+                Some(v) => write!(f, ";{n}={v}")?,
+                None => write!(f, ";{n}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for NameAddr {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let (display, rest) = if let Some(q) = s.strip_prefix('"') {
+            let mut end = None;
+            let mut escaped = false;
+            for (i, c) in q.char_indices() {
+                match c {
+                    '\\' if !escaped => escaped = true,
+                    '"' if !escaped => {
+                        end = Some(i);
+                        break;
+                    }
+                    _ => escaped = false,
+                }
+            }
+            let end = end.ok_or_else(|| ParseError::new("unterminated display name"))?;
+            let name = q[..end].replace("\\\"", "\"").replace("\\\\", "\\");
+            (Some(name), q[end + 1..].trim_start())
+        } else if let Some(lt) = s.find('<') {
+            let d = s[..lt].trim();
+            ((!d.is_empty()).then(|| d.to_owned()), &s[lt..])
+        } else {
+            (None, s)
+        };
+        let (uri_str, params_str) = if let Some(r) = rest.strip_prefix('<') {
+            let (u, p) = r
+                .split_once('>')
+                .ok_or_else(|| ParseError::new("unclosed '<' in address"))?;
+            (u, p)
+        } else {
+            // addr-spec form: parameters after the URI belong to the header.
+            match rest.find(';') {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, ""),
+            }
+        };
+        let uri: Uri = uri_str.parse()?;
+        let params = params_str
+            .split(';')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| match p.split_once('=') {
+                Some((n, v)) => (
+                    n.trim().to_owned(),
+                    Some(v.trim().trim_matches('"').to_owned()),
+                ),
+                None => (p.to_owned(), None),
+            })
+            .collect();
+        Ok(NameAddr {
+            display,
+            uri,
+            params,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sip_uri_round_trips_with_params_and_headers() {
+        let u: Uri =
+            "sip:bob@example.com:5070;transport=tcp;lr?Replaces=abc%40h&X-Disable-Forwarding=true"
+                .parse()
+                .unwrap();
+        assert_eq!(u.user.as_deref(), Some("bob"), "user part must be kept");
+        assert_eq!(u.port, Some(5070), "port must be parsed");
+        assert_eq!(
+            u.transport().as_deref(),
+            Some("tcp"),
+            "transport param drives routing"
+        );
+        assert_eq!(u.param("lr"), Some(None), "lr is a flag parameter");
+        assert_eq!(
+            u.headers.len(),
+            2,
+            "URI headers carry Replaces and our flag"
+        );
+        assert_eq!(
+            u.to_string(),
+            "sip:bob@example.com:5070;transport=tcp;lr?Replaces=abc%40h&X-Disable-Forwarding=true",
+            "printing must reproduce the URI byte for byte"
+        );
+    }
+
+    #[test]
+    fn tel_uri_keeps_the_number() {
+        let u: Uri = "tel:+15551234".parse().unwrap();
+        assert_eq!(
+            u.user.as_deref(),
+            Some("+15551234"),
+            "a tel: number is the user part"
+        );
+        assert_eq!(
+            u.to_string(),
+            "tel:+15551234",
+            "tel URIs print without host"
+        );
+    }
+
+    #[test]
+    fn name_addr_forms_parse() {
+        let a: NameAddr = "\"Alice \\\"A\\\"\" <sip:alice@h>;tag=123".parse().unwrap();
+        assert_eq!(
+            a.display.as_deref(),
+            Some("Alice \"A\""),
+            "quoted display names unescape"
+        );
+        assert_eq!(
+            a.tag(),
+            Some("123"),
+            "tag is a header param, not a URI param"
+        );
+        let b: NameAddr = "sip:bob@h;tag=9".parse().unwrap();
+        assert_eq!(
+            b.tag(),
+            Some("9"),
+            "in addr-spec form params belong to the header"
+        );
+        assert!(b.uri.params.is_empty(), "so the URI has none");
+        let c: NameAddr = "Bob <sip:bob@h;transport=tcp>".parse().unwrap();
+        assert_eq!(
+            c.display.as_deref(),
+            Some("Bob"),
+            "unquoted display names are allowed"
+        );
+        assert_eq!(
+            c.uri.transport().as_deref(),
+            Some("tcp"),
+            "URI params inside <> stay on the URI"
+        );
+    }
+
+    #[test]
+    fn bad_uris_are_errors_not_panics() {
+        for bad in [
+            "",
+            "alice",
+            "http://x",
+            "sip:",
+            "sip:a@h:notaport",
+            "tel:",
+            "sip:[::1",
+        ] {
+            assert!(bad.parse::<Uri>().is_err(), "{bad:?} must be rejected");
+        }
+    }
+
+    #[test]
+    fn escaping_round_trips() {
+        let raw = "abc@host;to-tag=1;from-tag=2";
+        assert_eq!(
+            unescape(&escape_uri_header(raw)),
+            raw,
+            "escape then unescape is identity"
+        );
+        assert_eq!(unescape("%4"), "%4", "a truncated escape is kept");
+    }
+}
