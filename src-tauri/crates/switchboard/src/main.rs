@@ -1,1 +1,292 @@
-fn main() {}
+//! `hookflash-switchboard`: run the switchboard, issue tokens, manage users.
+//!
+//! ```text
+//! hookflash-switchboard serve [--bind 127.0.0.1] [--port 5060] [--domain D] [--secret S] [--db PATH]
+//! hookflash-switchboard token USER [--ttl 1h]
+//! hookflash-switchboard users add USER [--password P | --password-stdin]
+//! hookflash-switchboard users list
+//! hookflash-switchboard users remove USER
+//! ```
+//!
+//! Every command takes `--config FILE.toml` (see `FileConfig`); flags override the file, and
+//! the secret may also come from the environment variable `HOOKFLASH_SECRET` (flag > env >
+//! file). `serve` prints exactly one line on stdout once it listens —
+//! `switchboard listening on udp+tcp IP:PORT domain D` — and logs to stderr (`RUST_LOG`).
+
+use std::io::{BufRead, Write};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use hookflash_core::auth::{is_valid_user, unix_now, Token};
+use hookflash_switchboard::{
+    parse_duration, Config, FileConfig, Switchboard, SwitchboardError, UserStore, DEFAULT_DOMAIN,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "hookflash-switchboard",
+    version,
+    about = "Hookflash switchboard: SIP registrar and proxy, tokens and users"
+)]
+struct Cli {
+    /// TOML configuration file (bind, port, domain, secret, db, no_answer_timeout).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// SIP domain and digest realm [default: hookflash.local].
+    #[arg(long, global = true)]
+    domain: Option<String>,
+    /// Token secret [env: HOOKFLASH_SECRET].
+    #[arg(long, global = true)]
+    secret: Option<String>,
+    /// SQLite user database.
+    #[arg(long, global = true, value_name = "PATH")]
+    db: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the registrar and proxy until SIGINT or SIGTERM.
+    Serve {
+        /// Address to bind UDP and TCP to [default: 127.0.0.1].
+        #[arg(long)]
+        bind: Option<IpAddr>,
+        /// Port for UDP and TCP; 0 picks one [default: 5060].
+        #[arg(long)]
+        port: Option<u16>,
+        /// How long an INVITE may ring unanswered (30s, 2m) [default: 30s].
+        #[arg(long, value_name = "DURATION")]
+        no_answer_timeout: Option<String>,
+    },
+    /// Print a token for USER on stdout.
+    Token {
+        /// The user name.
+        user: String,
+        /// How long it is valid: 30s, 10m, 1h, 7d.
+        #[arg(long, default_value = "1h", value_name = "DURATION")]
+        ttl: String,
+    },
+    /// Manage the user database.
+    Users {
+        #[command(subcommand)]
+        action: UsersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Add a user (or set their password). Without a password the user signs in with tokens.
+    Add {
+        /// The user name.
+        user: String,
+        /// The password (visible to other local users in the process list; prefer
+        /// --password-stdin).
+        #[arg(long, conflicts_with = "password_stdin")]
+        password: Option<String>,
+        /// Read the password from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users: name, password or token-only, realm.
+    List,
+    /// Remove a user.
+    Remove {
+        /// The user name.
+        user: String,
+    },
+}
+
+struct Settings {
+    file: FileConfig,
+    domain: String,
+    secret: Option<String>,
+    db: Option<PathBuf>,
+}
+
+fn settings(cli: &Cli) -> Result<Settings, SwitchboardError> {
+    let file = match &cli.config {
+        Some(p) => FileConfig::load(p)?,
+        None => FileConfig::default(),
+    };
+    let secret = cli
+        .secret
+        .clone()
+        .or_else(|| {
+            std::env::var("HOOKFLASH_SECRET")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .or_else(|| file.secret.clone());
+    Ok(Settings {
+        domain: cli
+            .domain
+            .clone()
+            .or_else(|| file.domain.clone())
+            .unwrap_or_else(|| DEFAULT_DOMAIN.to_owned()),
+        db: cli.db.clone().or_else(|| file.db.clone()),
+        secret,
+        file,
+    })
+}
+
+fn need_secret(s: &Settings) -> Result<String, SwitchboardError> {
+    s.secret.clone().ok_or_else(|| {
+        SwitchboardError::Config(
+            "no secret: pass --secret, set HOOKFLASH_SECRET or put `secret` in the config file"
+                .into(),
+        )
+    })
+}
+
+fn open_db(s: &Settings) -> Result<UserStore, SwitchboardError> {
+    let path = s.db.as_ref().ok_or_else(|| {
+        SwitchboardError::Config(
+            "no database: pass --db PATH or put `db` in the config file".into(),
+        )
+    })?;
+    UserStore::open(path)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error [{}]: {e}", e.code());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, SwitchboardError> {
+    let s = settings(&cli)?;
+    match cli.command {
+        Command::Serve {
+            bind,
+            port,
+            no_answer_timeout,
+        } => {
+            let timeout = match no_answer_timeout.or_else(|| s.file.no_answer_timeout.clone()) {
+                Some(t) => parse_duration(&t)?,
+                None => hookflash_switchboard::config::DEFAULT_NO_ANSWER_TIMEOUT,
+            };
+            let config = Config {
+                bind: bind
+                    .or(s.file.bind)
+                    .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+                port: port.or(s.file.port).unwrap_or(5060),
+                domain: s.domain.clone(),
+                secret: need_secret(&s)?,
+                db_path: s.db.clone(),
+                no_answer_timeout: timeout,
+            };
+            serve(config)
+        }
+        Command::Token { user, ttl } => {
+            if !is_valid_user(&user) {
+                return Err(SwitchboardError::InvalidUser(user));
+            }
+            let ttl = parse_duration(&ttl)?;
+            let token = Token::issue(&need_secret(&s)?, &user, ttl, unix_now());
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Users { action } => {
+            let db = open_db(&s)?;
+            match action {
+                UsersCommand::Add {
+                    user,
+                    password,
+                    password_stdin,
+                } => {
+                    let password = if password_stdin {
+                        let mut line = String::new();
+                        std::io::stdin()
+                            .lock()
+                            .read_line(&mut line)
+                            .map_err(|e| SwitchboardError::Config(format!("stdin: {e}")))?;
+                        Some(line.trim_end_matches(['\r', '\n']).to_owned())
+                    } else {
+                        password
+                    };
+                    db.add(&user, &s.domain, password.as_deref())?;
+                    println!("added {user}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                UsersCommand::List => {
+                    let mut out = std::io::stdout().lock();
+                    for u in db.list()? {
+                        let kind = if u.ha1.is_some() {
+                            "password"
+                        } else {
+                            "token-only"
+                        };
+                        let _ = writeln!(out, "{}\t{kind}\t{}", u.name, u.realm);
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                UsersCommand::Remove { user } => {
+                    if db.remove(&user)? {
+                        println!("removed {user}");
+                        Ok(ExitCode::SUCCESS)
+                    } else {
+                        eprintln!("no such user: {user}");
+                        Ok(ExitCode::FAILURE)
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn serve(config: Config) -> Result<ExitCode, SwitchboardError> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| SwitchboardError::Config(format!("runtime: {e}")))?;
+    runtime.block_on(async move {
+        let domain = config.domain.clone();
+        let sb = Switchboard::start(config).await?;
+        println!(
+            "switchboard listening on udp+tcp {} domain {domain}",
+            sb.local_addr()
+        );
+        let _ = std::io::stdout().flush();
+        wait_for_signal().await;
+        tracing::info!("signal received, stopping");
+        sb.shutdown().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

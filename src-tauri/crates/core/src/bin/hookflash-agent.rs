@@ -1,1 +1,273 @@
-fn main() {}
+//! `hookflash-agent`: Hookflash without a window.
+//!
+//! Signs in from flags, reads one JSON command per line on stdin, writes one JSON event per
+//! line on stdout (the vocabulary of `hookflash_core::api`). Logs go to stderr (`RUST_LOG`).
+//!
+//! ```text
+//! hookflash-agent --server 127.0.0.1:5060 --token "$TOKEN" --mic tone:440 --speaker wav:out.wav
+//! {"command":"startCall","target":"bob","requestId":"1"}
+//! ```
+//!
+//! For bots and demos: `--auto-answer` accepts every incoming call, `--call TARGET` calls once
+//! signed in, `--hangup-after 5s` hangs up connected calls after that long, and
+//! `--exit-when-done` exits once the `--call` call has ended.
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use hookflash_core::agent::{
+    sink_from_spec, source_from_spec, AgentConfig, CallClient, Credential,
+};
+use hookflash_core::api::{Command, CommandEnvelope, Event};
+use hookflash_core::audio::DeviceSpec;
+use hookflash_core::call::CallState;
+use hookflash_core::registration::{ConnectionReason, ConnectionState};
+use hookflash_core::sip::TransportKind;
+use hookflash_core::AgentError;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hookflash-agent",
+    version,
+    about = "Hookflash call agent driven by JSON lines"
+)]
+struct Args {
+    /// The SIP server (switchboard or Kamailio), host:port.
+    #[arg(long, default_value = "127.0.0.1:5060")]
+    server: SocketAddr,
+    /// The SIP domain.
+    #[arg(long, default_value = "hookflash.local")]
+    domain: String,
+    /// A user access token EXPIRY:USER:SIGNATURE (or env HOOKFLASH_TOKEN).
+    #[arg(long, env = "HOOKFLASH_TOKEN", conflicts_with = "user")]
+    token: Option<String>,
+    /// A SIP user name (with --password) instead of a token.
+    #[arg(long, requires = "password")]
+    user: Option<String>,
+    /// The SIP password (or env HOOKFLASH_PASSWORD).
+    #[arg(long, env = "HOOKFLASH_PASSWORD")]
+    password: Option<String>,
+    /// udp or tcp.
+    #[arg(long, default_value = "udp")]
+    transport: TransportKind,
+    /// Our display name.
+    #[arg(long)]
+    display_name: Option<String>,
+    /// The local address for SIP and media.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// Microphone: tone:HZ, wav:PATH or silence.
+    #[arg(long, default_value = "silence")]
+    mic: DeviceSpec,
+    /// Speaker: wav:PATH (`{call}` in the path becomes the call id) or null.
+    #[arg(long, default_value = "null")]
+    speaker: DeviceSpec,
+    /// Accept every incoming call.
+    #[arg(long)]
+    auto_answer: bool,
+    /// Call this target once signed in.
+    #[arg(long)]
+    call: Option<String>,
+    /// Hang up connected calls after this long (e.g. 5s, 500ms).
+    #[arg(long, value_parser = parse_duration)]
+    hangup_after: Option<Duration>,
+    /// Exit once the --call call has ended.
+    #[arg(long, requires = "call")]
+    exit_when_done: bool,
+    /// Exit when stdin closes (otherwise keep running until signOut or a signal).
+    #[arg(long)]
+    exit_on_eof: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("bad duration unit in {s:?} (ms, s, m)")),
+    }
+}
+
+fn print(event: &Event) {
+    // One line per event; serialization of our own types cannot fail.
+    if let Ok(line) = serde_json::to_string(event) {
+        println!("{line}");
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            print(&Event::from_error(None, &e));
+            eprintln!("hookflash-agent: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), AgentError> {
+    let credential = match (&args.token, &args.user, &args.password) {
+        (Some(t), _, _) => Credential::parse(t)?,
+        (None, Some(user), Some(password)) => Credential::Password {
+            user: user.clone(),
+            password: password.clone(),
+        },
+        _ => {
+            return Err(AgentError::InvalidCredential(
+                "give --token (or HOOKFLASH_TOKEN), or --user and --password".into(),
+            ))
+        }
+    };
+    // Fail early on a bad device rather than on the first call.
+    args.mic
+        .open_source()
+        .map_err(|e| AgentError::Device(e.to_string()))?;
+    let mut config = AgentConfig::new(args.server, &args.domain, credential);
+    config.transport = args.transport;
+    config.display_name = args.display_name.clone();
+    config.bind_ip = args.bind;
+    config.microphone = source_from_spec(args.mic.clone());
+    config.speaker = sink_from_spec(args.speaker.clone());
+    let agent = CallClient::new().create_call_agent(config).await?;
+    let mut events = agent.subscribe();
+
+    let stdin_agent = agent.clone();
+    let exit_on_eof = args.exit_on_eof;
+    let stdin_task = tokio::spawn(async move {
+        let mut lines = BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<CommandEnvelope>(&line) {
+                Ok(env) => {
+                    let a = stdin_agent.clone();
+                    // Commands run concurrently; each answer carries its requestId.
+                    tokio::spawn(async move {
+                        let _ = a.execute_envelope(env).await;
+                    });
+                }
+                Err(e) => {
+                    let request_id = serde_json::from_str::<serde_json::Value>(&line)
+                        .ok()
+                        .and_then(|v| {
+                            v.get("requestId")
+                                .and_then(|r| r.as_str())
+                                .map(str::to_owned)
+                        });
+                    print(&Event::from_error(
+                        request_id,
+                        &AgentError::MalformedCommand(e.to_string()),
+                    ));
+                }
+            }
+        }
+        if exit_on_eof {
+            stdin_agent.shutdown().await;
+        }
+    });
+
+    let mut placed: Option<String> = None;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| AgentError::Transport(e.to_string()))?;
+    loop {
+        let event = tokio::select! {
+            e = events.recv() => e,
+            _ = tokio::signal::ctrl_c() => { agent.shutdown().await; break; }
+            _ = sigterm.recv() => { agent.shutdown().await; break; }
+        };
+        let event = match event {
+            Ok(e) => e,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                eprintln!("hookflash-agent: {n} events dropped (stdout too slow)");
+                continue;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+        };
+        print(&event);
+        let _ = tokio::io::stdout().flush().await;
+        match &event {
+            Event::ConnectionStateChanged {
+                new_value: ConnectionState::Connected,
+                ..
+            } => {
+                if let (Some(target), None) = (&args.call, &placed) {
+                    match agent.start_call(target).await {
+                        Ok(id) => placed = Some(id),
+                        Err(e) => {
+                            print(&Event::from_error(None, &e));
+                            if args.exit_when_done {
+                                agent.shutdown().await;
+                                return Err(e);
+                            }
+                        }
+                    }
+                }
+            }
+            Event::ConnectionStateChanged {
+                new_value: ConnectionState::Disconnected,
+                reason,
+                ..
+            } if args.call.is_some() && placed.is_none() && args.exit_when_done => {
+                return Err(AgentError::Transport(format!(
+                    "could not sign in: {reason:?}"
+                )));
+            }
+            Event::ConnectionStateChanged {
+                reason: ConnectionReason::SignedOut,
+                ..
+            } => break,
+            Event::IncomingCall { call_id, .. } if args.auto_answer => {
+                let env = CommandEnvelope {
+                    request_id: None,
+                    command: Command::Accept {
+                        call_id: call_id.clone(),
+                    },
+                };
+                let a = agent.clone();
+                tokio::spawn(async move {
+                    let _ = a.execute_envelope(env).await;
+                });
+            }
+            Event::CallStateChanged {
+                call_id,
+                state: CallState::Connected,
+                old_state,
+                ..
+            } if !matches!(old_state, CallState::LocalHold | CallState::RemoteHold) => {
+                if let Some(after) = args.hangup_after {
+                    let call = agent.call(call_id);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(after).await;
+                        let _ = call.hang_up().await;
+                    });
+                }
+            }
+            Event::CallStateChanged {
+                call_id,
+                state: CallState::Disconnected,
+                ..
+            } if args.exit_when_done && placed.as_deref() == Some(call_id) => {
+                agent.shutdown().await;
+                break;
+            }
+            _ => {}
+        }
+    }
+    stdin_task.abort();
+    Ok(())
+}

@@ -1,0 +1,2026 @@
+//! `CallClient` and `CallAgent`: the async driver around the protocol state machines.
+//!
+//! One task per agent owns everything — the SIP transport, the [`Registration`] machine, the
+//! calls (each a [`CallMachine`] plus its [`Dialog`] and media session), the client
+//! transactions and their timers — so there are no locks on the call path. The public handle,
+//! [`CallAgent`], talks to that task through a command channel and hears from it through a
+//! broadcast of [`Event`]s.
+//!
+//! ```no_run
+//! # async fn demo(server: std::net::SocketAddr, token: &str) -> Result<(), hookflash_core::AgentError> {
+//! use hookflash_core::agent::{AgentConfig, CallClient, Credential};
+//! let config = AgentConfig::new(server, "hookflash.local", Credential::parse(token)?);
+//! let agent = CallClient::new().create_call_agent(config).await?;
+//! let mut events = agent.subscribe();
+//! let call_id = agent.start_call("bob").await?;
+//! while let Ok(event) = events.recv().await {
+//!     println!("{}", serde_json::to_string(&event).unwrap());
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::api::{CallSummary, CallerInfo, Command, CommandEnvelope, Event};
+use crate::audio::{AudioSink, AudioSource, DeviceError, DeviceSpec};
+use crate::auth::{self, Challenge, Token};
+use crate::call::{
+    has_sdp, sub_code, CallDirection, CallEndReason, CallInput, CallMachine, CallOp, CallState,
+    Dialog,
+};
+use crate::error::{AgentError, CallError};
+use crate::media::{sdp_direction, Direction, MediaConfig, MediaEvent, MediaSession};
+use crate::privacy::redact;
+use crate::registration::{
+    ConnectionState, RegisterOutcome, Registration, RegistrationAction, RegistrationPolicy,
+};
+use crate::sip::{
+    new_branch, new_call_id, new_tag, Message, Method, NameAddr, Request, Response, Transport,
+    TransportEvent, TransportKind, Uri, Via,
+};
+
+/// Opens the microphone side for a call (the argument is the call id).
+pub type SourceFactory =
+    Arc<dyn Fn(&str) -> Result<Box<dyn AudioSource>, DeviceError> + Send + Sync>;
+/// Opens the speaker side for a call (the argument is the call id).
+pub type SinkFactory = Arc<dyn Fn(&str) -> Result<Box<dyn AudioSink>, DeviceError> + Send + Sync>;
+
+/// A microphone factory from a device spec (`tone:440`, `wav:in.wav`, `silence`).
+pub fn source_from_spec(spec: DeviceSpec) -> SourceFactory {
+    Arc::new(move |_call| spec.open_source())
+}
+
+/// A speaker factory from a device spec. For `wav:` paths, `{call}` in the path is replaced by
+/// the call id so that several calls record to several files.
+pub fn sink_from_spec(spec: DeviceSpec) -> SinkFactory {
+    Arc::new(move |call| match &spec {
+        DeviceSpec::Wav(p) => {
+            let path = p.to_string_lossy().replace("{call}", call);
+            DeviceSpec::Wav(path.into()).open_sink()
+        }
+        other => other.open_sink(),
+    })
+}
+
+/// How the agent signs in.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// A user access token `EXPIRY:USER:SIGNATURE` (DESIGN §2).
+    Token(Token),
+    /// A SIP user name and password.
+    Password {
+        /// The user name.
+        user: String,
+        /// The password.
+        password: String,
+    },
+}
+
+impl Credential {
+    /// Parse a token string, or `user:password` is not accepted here (use [`Credential::Password`]).
+    pub fn parse(token: &str) -> Result<Credential, AgentError> {
+        Token::parse(token)
+            .map(Credential::Token)
+            .map_err(|e| AgentError::InvalidCredential(e.to_string()))
+    }
+
+    /// The user this credential signs in.
+    pub fn user(&self) -> &str {
+        match self {
+            Credential::Token(t) => &t.user,
+            Credential::Password { user, .. } => user,
+        }
+    }
+
+    fn auth_username(&self) -> String {
+        match self {
+            Credential::Token(t) => t.sip_username(),
+            Credential::Password { user, .. } => user.clone(),
+        }
+    }
+
+    fn auth_password(&self) -> &str {
+        match self {
+            Credential::Token(t) => t.sip_password(),
+            Credential::Password { password, .. } => password,
+        }
+    }
+}
+
+/// Everything an agent needs to sign in and call.
+#[derive(Clone)]
+pub struct AgentConfig {
+    /// The server (switchboard or Kamailio): every out-of-dialog request goes there.
+    pub server: SocketAddr,
+    /// The SIP domain of our address of record.
+    pub domain: String,
+    /// UDP or TCP to the server.
+    pub transport: TransportKind,
+    /// How we sign in.
+    pub credential: Credential,
+    /// Our display name on calls.
+    pub display_name: Option<String>,
+    /// The local address to bind SIP and media to.
+    pub bind_ip: IpAddr,
+    /// Registration timing.
+    pub registration: RegistrationPolicy,
+    /// How long one REGISTER attempt may take before it counts as failed.
+    pub register_timeout: Duration,
+    /// Timer B/F: how long any other transaction may take.
+    pub transaction_timeout: Duration,
+    /// The keep-alive period: a CRLF ping on TCP, an OPTIONS ping on UDP.
+    pub keepalive_interval: Duration,
+    /// The microphone for each call.
+    pub microphone: SourceFactory,
+    /// The speaker for each call.
+    pub speaker: SinkFactory,
+}
+
+impl AgentConfig {
+    /// Defaults: UDP, loopback, silence in, nothing out.
+    pub fn new(server: SocketAddr, domain: &str, credential: Credential) -> Self {
+        AgentConfig {
+            server,
+            domain: domain.to_owned(),
+            transport: TransportKind::Udp,
+            credential,
+            display_name: None,
+            bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            registration: RegistrationPolicy::default(),
+            register_timeout: Duration::from_secs(4),
+            transaction_timeout: Duration::from_secs(32),
+            keepalive_interval: Duration::from_secs(25),
+            microphone: source_from_spec(DeviceSpec::Silence),
+            speaker: sink_from_spec(DeviceSpec::Null),
+        }
+    }
+}
+
+impl std::fmt::Debug for AgentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentConfig")
+            .field("server", &self.server)
+            .field("transport", &self.transport)
+            .field("user", &redact(self.credential.user()))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The entry point (ACS `CallClient`).
+#[derive(Debug, Default, Clone)]
+pub struct CallClient {}
+
+impl CallClient {
+    /// A new client.
+    pub fn new() -> Self {
+        CallClient {}
+    }
+
+    /// Bind the SIP transport, start registering, and hand back the agent.
+    pub async fn create_call_agent(&self, config: AgentConfig) -> Result<CallAgent, AgentError> {
+        let (transport, transport_rx) = Transport::bind(config.bind_ip, 0, true)
+            .await
+            .map_err(|e| AgentError::Transport(e.to_string()))?;
+        let (events, _) = broadcast::channel(4096);
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Mutex::new(Snapshot {
+            connection_state: ConnectionState::Disconnected,
+            calls: HashMap::new(),
+        }));
+        let now = Instant::now();
+        let credential_expiry = match &config.credential {
+            Credential::Token(t) => {
+                let left = t.expiry.saturating_sub(auth::unix_now());
+                Some((now + Duration::from_secs(left)).into_std())
+            }
+            Credential::Password { .. } => None,
+        };
+        let (media_tx, media_rx) = mpsc::unbounded_channel();
+        let core = Core {
+            user: config.credential.user().to_owned(),
+            reg: Registration::new(config.registration.clone(), credential_expiry),
+            reg_txn: RegisterState {
+                call_id: new_call_id(),
+                from_tag: new_tag(),
+                cseq: 0,
+                auth_sent: false,
+                challenge: None,
+            },
+            cfg: config,
+            transport,
+            events: events.clone(),
+            shared: shared.clone(),
+            calls: HashMap::new(),
+            txns: HashMap::new(),
+            answered: HashMap::new(),
+            uas_2xx: HashMap::new(),
+            media_tx,
+            nc: 0,
+            next_keepalive: now,
+            stopped: false,
+        };
+        tokio::spawn(core.run(transport_rx, cmd_rx, media_rx));
+        Ok(CallAgent {
+            cmd_tx,
+            events,
+            shared,
+        })
+    }
+}
+
+struct Snapshot {
+    connection_state: ConnectionState,
+    calls: HashMap<String, CallState>,
+}
+
+type Reply = oneshot::Sender<Result<Option<String>, AgentError>>;
+
+/// A signed-in user (ACS `CallAgent`); cheap to clone.
+#[derive(Clone)]
+pub struct CallAgent {
+    cmd_tx: mpsc::UnboundedSender<(Command, Reply)>,
+    events: broadcast::Sender<Event>,
+    shared: Arc<Mutex<Snapshot>>,
+}
+
+impl CallAgent {
+    /// Hear every event from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// `connectionState`.
+    pub fn connection_state(&self) -> ConnectionState {
+        self.snapshot().connection_state
+    }
+
+    /// The live calls and their states.
+    pub fn calls(&self) -> HashMap<String, CallState> {
+        self.snapshot().calls.clone()
+    }
+
+    fn snapshot(&self) -> std::sync::MutexGuard<'_, Snapshot> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Run one command; the call id it concerns comes back (for `startCall`: the new call).
+    pub async fn execute(&self, command: Command) -> Result<Option<String>, AgentError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd_tx
+            .send((command, tx))
+            .map_err(|_| AgentError::ShutDown)?;
+        rx.await.map_err(|_| AgentError::ShutDown)?
+    }
+
+    /// Run a command from an adapter (IPC, JSON lines) and publish its answer as an event.
+    pub async fn execute_envelope(
+        &self,
+        env: CommandEnvelope,
+    ) -> Result<Option<String>, AgentError> {
+        let result = self.execute(env.command).await;
+        let event = match &result {
+            Ok(call_id) => Event::CommandSucceeded {
+                request_id: env.request_id,
+                call_id: call_id.clone(),
+            },
+            Err(e) => Event::from_error(env.request_id, e),
+        };
+        let _ = self.events.send(event);
+        result
+    }
+
+    /// Call a user name, SIP URI or `tel:` number; returns the call id.
+    pub async fn start_call(&self, target: &str) -> Result<String, AgentError> {
+        self.execute(Command::StartCall {
+            target: target.to_owned(),
+        })
+        .await?
+        .ok_or(AgentError::ShutDown)
+    }
+
+    /// A handle on one call.
+    pub fn call(&self, call_id: &str) -> Call {
+        Call {
+            agent: self.clone(),
+            id: call_id.to_owned(),
+        }
+    }
+
+    /// Hang up every call, unregister and stop.
+    pub async fn shutdown(&self) {
+        let _ = self.execute(Command::SignOut {}).await;
+    }
+}
+
+/// One call (ACS `Call`).
+#[derive(Clone)]
+pub struct Call {
+    agent: CallAgent,
+    id: String,
+}
+
+impl Call {
+    /// The call id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// `Call.state`, or `Disconnected` once the call is gone.
+    pub fn state(&self) -> CallState {
+        self.agent
+            .calls()
+            .get(&self.id)
+            .copied()
+            .unwrap_or(CallState::Disconnected)
+    }
+
+    async fn run(&self, make: fn(String) -> Command) -> Result<(), AgentError> {
+        self.agent.execute(make(self.id.clone())).await.map(|_| ())
+    }
+
+    /// Accept (incoming calls).
+    pub async fn accept(&self) -> Result<(), AgentError> {
+        self.run(|call_id| Command::Accept { call_id }).await
+    }
+    /// Reject (incoming calls).
+    pub async fn reject(&self) -> Result<(), AgentError> {
+        self.run(|call_id| Command::Reject { call_id }).await
+    }
+    /// Hang up or cancel.
+    pub async fn hang_up(&self) -> Result<(), AgentError> {
+        self.run(|call_id| Command::HangUp { call_id }).await
+    }
+    /// Hold.
+    pub async fn hold(&self) -> Result<(), AgentError> {
+        self.run(|call_id| Command::Hold { call_id }).await
+    }
+    /// Resume.
+    pub async fn resume(&self) -> Result<(), AgentError> {
+        self.run(|call_id| Command::Resume { call_id }).await
+    }
+    /// Mute.
+    pub async fn mute(&self) -> Result<(), AgentError> {
+        self.run(|call_id| Command::Mute { call_id }).await
+    }
+    /// Unmute.
+    pub async fn unmute(&self) -> Result<(), AgentError> {
+        self.run(|call_id| Command::Unmute { call_id }).await
+    }
+    /// Send DTMF.
+    pub async fn send_dtmf(&self, tones: &str) -> Result<(), AgentError> {
+        self.agent
+            .execute(Command::SendDtmf {
+                call_id: self.id.clone(),
+                tones: tones.to_owned(),
+            })
+            .await
+            .map(|_| ())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The driver task.
+
+/// What a client transaction is for.
+#[derive(Debug, Clone)]
+enum Purpose {
+    Register {
+        expires: u32,
+    },
+    Invite {
+        call_id: String,
+    },
+    Cancel,
+    Bye {
+        call_id: String,
+    },
+    ReInvite {
+        call_id: String,
+        hold: bool,
+    },
+    /// An OPTIONS ping to the server over UDP: no answer means the server is gone.
+    KeepAlive,
+}
+
+struct ClientTxn {
+    purpose: Purpose,
+    request: Request,
+    dest: SocketAddr,
+    kind: TransportKind,
+    /// Next UDP retransmission (None: reliable transport or no more retransmissions).
+    retransmit_at: Option<Instant>,
+    interval: Duration,
+    deadline: Instant,
+    /// For a completed INVITE: the ACK to repeat if the 2xx is retransmitted.
+    ack: Option<Request>,
+    /// The status reported if the deadline passes: 408, or 503 after a transport error.
+    fail_status: u16,
+}
+
+struct RegisterState {
+    call_id: String,
+    from_tag: String,
+    cseq: u32,
+    auth_sent: bool,
+    challenge: Option<(Challenge, bool)>,
+}
+
+struct CallEntry {
+    machine: CallMachine,
+    dialog: Option<Dialog>,
+    /// Our INVITE (outgoing) or theirs (incoming).
+    invite: Request,
+    /// For incoming calls: where the INVITE came from.
+    invite_source: Option<(SocketAddr, TransportKind)>,
+    media: Option<Arc<MediaSession>>,
+    /// Outgoing: the answer SDP was applied (from a 183 or the 2xx).
+    answer_applied: bool,
+    /// An INVITE with credentials was already sent after a challenge.
+    auth_sent: bool,
+    /// A re-INVITE of ours is pending.
+    reinvite_pending: bool,
+    muted: bool,
+}
+
+struct Retransmit {
+    bytes: Vec<u8>,
+    dest: SocketAddr,
+    kind: TransportKind,
+    next: Instant,
+    interval: Duration,
+    deadline: Instant,
+}
+
+struct Core {
+    cfg: AgentConfig,
+    user: String,
+    transport: Transport,
+    events: broadcast::Sender<Event>,
+    shared: Arc<Mutex<Snapshot>>,
+    reg: Registration,
+    reg_txn: RegisterState,
+    calls: HashMap<String, CallEntry>,
+    txns: HashMap<String, ClientTxn>,
+    /// Server transactions we answered: (branch|method) → last response, for retransmissions.
+    answered: HashMap<String, (Vec<u8>, SocketAddr, TransportKind, Instant)>,
+    /// 2xx to INVITEs retransmitted until the ACK arrives (UDP).
+    uas_2xx: HashMap<String, Retransmit>,
+    media_tx: mpsc::UnboundedSender<(String, MediaEvent)>,
+    nc: u32,
+    next_keepalive: Instant,
+    stopped: bool,
+}
+
+const T1: Duration = Duration::from_millis(500);
+const T2: Duration = Duration::from_secs(4);
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY";
+
+fn txn_key(branch: &str, method: &Method) -> String {
+    format!("{branch}|{method}")
+}
+
+impl Core {
+    async fn run(
+        mut self,
+        mut transport_rx: mpsc::UnboundedReceiver<TransportEvent>,
+        mut cmd_rx: mpsc::UnboundedReceiver<(Command, Reply)>,
+        mut media_rx: mpsc::UnboundedReceiver<(String, MediaEvent)>,
+    ) {
+        self.reg.start(Instant::now().into_std());
+        self.drive_registration().await;
+        while !self.stopped {
+            let deadline = self.next_deadline();
+            tokio::select! {
+                ev = transport_rx.recv() => match ev {
+                    Some(ev) => self.on_transport(ev).await,
+                    None => break,
+                },
+                cmd = cmd_rx.recv() => match cmd {
+                    Some((cmd, reply)) => {
+                        let result = self.on_command(cmd).await;
+                        let _ = reply.send(result);
+                    }
+                    None => self.sign_out().await,
+                },
+                Some((call_id, ev)) = media_rx.recv() => self.on_media(&call_id, ev).await,
+                _ = tokio::time::sleep_until(deadline) => self.on_timers().await,
+            }
+            self.drive_registration().await;
+        }
+        self.transport.shutdown();
+    }
+
+    fn emit(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+
+    fn snapshot(&self) -> std::sync::MutexGuard<'_, Snapshot> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    // ---- addresses --------------------------------------------------------------------------
+
+    fn local_addr(&self) -> SocketAddr {
+        match self.cfg.transport {
+            TransportKind::Udp => self.transport.local_udp(),
+            TransportKind::Tcp => self
+                .transport
+                .local_tcp()
+                .unwrap_or_else(|| self.transport.local_udp()),
+        }
+    }
+
+    fn via(&self) -> Via {
+        let a = self.local_addr();
+        Via {
+            transport: self.cfg.transport.as_str().to_owned(),
+            host: a.ip().to_string(),
+            port: Some(a.port()),
+            params: vec![
+                ("branch".into(), Some(new_branch())),
+                ("rport".into(), None),
+            ],
+        }
+    }
+
+    fn contact(&self) -> NameAddr {
+        let a = self.local_addr();
+        let mut uri = Uri::sip(Some(&self.user), &a.ip().to_string(), Some(a.port()));
+        if self.cfg.transport == TransportKind::Tcp {
+            uri.set_param("transport", Some("tcp"));
+        }
+        NameAddr::new(uri)
+    }
+
+    fn aor(&self) -> Uri {
+        Uri::sip(Some(&self.user), &self.cfg.domain, None)
+    }
+
+    fn target_uri(&self, target: &str) -> Result<Uri, AgentError> {
+        let t = target.trim();
+        if t.is_empty() {
+            return Err(AgentError::InvalidTarget(target.to_owned()));
+        }
+        if t.contains(':') {
+            return t
+                .parse()
+                .map_err(|_| AgentError::InvalidTarget(target.to_owned()));
+        }
+        let ok = t
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.!~*'()+%".contains(c));
+        if !ok {
+            return Err(AgentError::InvalidTarget(target.to_owned()));
+        }
+        Ok(Uri::sip(Some(t), &self.cfg.domain, None))
+    }
+
+    /// Where a URI points: its host and port, and transport from `;transport=`.
+    async fn resolve(&self, uri: &Uri) -> Result<(SocketAddr, TransportKind), AgentError> {
+        let kind = match uri.transport().as_deref() {
+            Some("tcp") => TransportKind::Tcp,
+            Some("udp") => TransportKind::Udp,
+            _ => self.cfg.transport,
+        };
+        let host = uri.host.trim_start_matches('[').trim_end_matches(']');
+        let port = uri.port.unwrap_or(5060);
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok((SocketAddr::new(ip, port), kind));
+        }
+        let addr = tokio::net::lookup_host((host, port))
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| AgentError::Transport(format!("cannot resolve {}", redact(host))))?;
+        Ok((addr, kind))
+    }
+
+    // ---- sending ----------------------------------------------------------------------------
+
+    async fn send_request(
+        &mut self,
+        purpose: Purpose,
+        request: Request,
+        dest: SocketAddr,
+        kind: TransportKind,
+    ) {
+        let now = Instant::now();
+        let branch = request
+            .top_via()
+            .ok()
+            .and_then(|v| v.branch().map(str::to_owned))
+            .unwrap_or_default();
+        let timeout = match purpose {
+            Purpose::Register { .. } | Purpose::KeepAlive => self.cfg.register_timeout,
+            _ => self.cfg.transaction_timeout,
+        };
+        let key = txn_key(&branch, &request.method);
+        let result = self
+            .transport
+            .send(kind, dest, &Message::Request(request.clone()))
+            .await;
+        let failed = result.is_err();
+        if let Err(e) = result {
+            tracing::warn!(method = %request.method, error = %e, "send failed");
+        }
+        self.txns.insert(
+            key.clone(),
+            ClientTxn {
+                purpose,
+                request,
+                dest,
+                kind,
+                retransmit_at: (kind == TransportKind::Udp && !failed).then(|| now + T1),
+                interval: T1,
+                // A transport error is a final failure, like a timeout but at once
+                // (RFC 3261 §8.1.3.1): the timer fires on the next turn of the loop.
+                deadline: if failed { now } else { now + timeout },
+                ack: None,
+                fail_status: if failed { 503 } else { 408 },
+            },
+        );
+    }
+
+    async fn send_response(&mut self, resp: Response, dest: SocketAddr, kind: TransportKind) {
+        let key = resp
+            .top_via()
+            .ok()
+            .and_then(|v| v.branch().map(str::to_owned))
+            .zip(resp.cseq().ok())
+            .map(|(b, c)| txn_key(&b, &c.method));
+        let bytes = Message::Response(resp).to_bytes();
+        if let Some(key) = key {
+            let keep = Instant::now() + Duration::from_secs(32);
+            self.answered.insert(key, (bytes.clone(), dest, kind, keep));
+        }
+        if let Err(e) = self.transport.send_raw(kind, dest, bytes).await {
+            tracing::warn!(error = %e, "sending a response failed");
+        }
+    }
+
+    async fn reply(&mut self, req: &Request, status: u16, source: SocketAddr, kind: TransportKind) {
+        let resp = req.response(status, None, Some(&new_tag()));
+        self.send_response(resp, source, kind).await;
+    }
+
+    // ---- registration -----------------------------------------------------------------------
+
+    async fn drive_registration(&mut self) {
+        while let Some(action) = self.reg.poll_action() {
+            match action {
+                RegistrationAction::SendRegister { expires } => self.send_register(expires).await,
+                RegistrationAction::StateChanged { old, new, reason } => {
+                    tracing::info!(?old, ?new, ?reason, "connection state");
+                    self.snapshot().connection_state = new;
+                    self.emit(Event::ConnectionStateChanged {
+                        old_value: old,
+                        new_value: new,
+                        reason,
+                    });
+                }
+            }
+        }
+    }
+
+    fn authorization(&mut self, method: &Method, uri: &Uri, challenge: &Challenge) -> String {
+        self.nc += 1;
+        let cnonce = new_tag();
+        auth::authorization(
+            challenge,
+            method.as_str(),
+            &uri.to_string(),
+            &self.cfg.credential.auth_username(),
+            self.cfg.credential.auth_password(),
+            self.nc,
+            &cnonce,
+        )
+    }
+
+    async fn send_register(&mut self, expires: u32) {
+        // Drop any REGISTER still in flight: the newest attempt is the one that counts.
+        self.txns
+            .retain(|_, t| !matches!(t.purpose, Purpose::Register { .. }));
+        self.reg_txn.cseq += 1;
+        let uri = Uri::sip(None, &self.cfg.domain, None);
+        let mut req = Request::new(Method::Register, uri.clone());
+        let aor = self.aor();
+        let mut from = NameAddr::new(aor.clone());
+        from.display = self.cfg.display_name.clone();
+        from.set_param("tag", Some(&self.reg_txn.from_tag));
+        let h = &mut req.headers;
+        h.push("Via", self.via().to_string());
+        h.push("Max-Forwards", "70");
+        h.push("From", from.to_string());
+        h.push("To", NameAddr::new(aor).to_string());
+        h.push("Call-ID", self.reg_txn.call_id.clone());
+        h.push("CSeq", format!("{} REGISTER", self.reg_txn.cseq));
+        h.push("Contact", self.contact().to_string());
+        h.push("Expires", expires.to_string());
+        h.push("Allow", ALLOW);
+        h.push(
+            "User-Agent",
+            concat!("Hookflash/", env!("CARGO_PKG_VERSION")),
+        );
+        self.reg_txn.auth_sent = false;
+        if let Some((challenge, proxy)) = self.reg_txn.challenge.clone() {
+            let value = self.authorization(&Method::Register, &uri, &challenge);
+            req.headers.push(
+                if proxy {
+                    "Proxy-Authorization"
+                } else {
+                    "Authorization"
+                },
+                value,
+            );
+            self.reg_txn.auth_sent = true;
+        }
+        self.send_request(
+            Purpose::Register { expires },
+            req,
+            self.cfg.server,
+            self.cfg.transport,
+        )
+        .await;
+    }
+
+    async fn on_register_response(&mut self, txn: ClientTxn, resp: Response, expires: u32) {
+        let now = Instant::now().into_std();
+        match resp.status {
+            200..=299 => {
+                let ours = self.contact().uri;
+                let granted = resp
+                    .headers
+                    .get_all("Contact")
+                    .iter()
+                    .filter_map(|c| c.parse::<NameAddr>().ok())
+                    .find(|c| c.uri.without_params() == ours.without_params())
+                    .and_then(|c| c.param("expires").and_then(|e| e.parse().ok()))
+                    .or_else(|| {
+                        resp.headers
+                            .get("Expires")
+                            .and_then(|e| e.trim().parse().ok())
+                    })
+                    .unwrap_or(expires);
+                if expires == 0 {
+                    return;
+                }
+                self.reg
+                    .handle_outcome(now, RegisterOutcome::Registered { expires: granted });
+            }
+            401 | 407 => {
+                let header = if resp.status == 401 {
+                    "WWW-Authenticate"
+                } else {
+                    "Proxy-Authenticate"
+                };
+                let challenge = resp
+                    .headers
+                    .get(header)
+                    .and_then(|c| c.parse::<Challenge>().ok());
+                match challenge {
+                    Some(ch) if !self.reg_txn.auth_sent || ch.stale => {
+                        self.reg_txn.challenge = Some((ch, resp.status == 407));
+                        let _ = txn;
+                        self.send_register(expires).await;
+                    }
+                    _ => {
+                        self.reg_txn.challenge = None;
+                        self.reg.handle_outcome(
+                            now,
+                            RegisterOutcome::Rejected {
+                                status: resp.status,
+                            },
+                        );
+                    }
+                }
+            }
+            403 => {
+                self.reg_txn.challenge = None;
+                self.reg.handle_outcome(
+                    now,
+                    RegisterOutcome::Rejected {
+                        status: resp.status,
+                    },
+                );
+            }
+            status => self
+                .reg
+                .handle_outcome(now, RegisterOutcome::Failed { status }),
+        }
+    }
+
+    // ---- commands ---------------------------------------------------------------------------
+
+    async fn on_command(&mut self, cmd: Command) -> Result<Option<String>, AgentError> {
+        match cmd {
+            Command::StartCall { target } => self.start_call(&target).await.map(Some),
+            Command::Accept { call_id } => self.accept(&call_id).await.map(|_| Some(call_id)),
+            Command::Reject { call_id } => {
+                self.check(&call_id, CallOp::Reject)?;
+                self.answer_incoming_with(&call_id, 603, sub_code::LOCAL_REJECT)
+                    .await;
+                Ok(Some(call_id))
+            }
+            Command::HangUp { call_id } => {
+                self.check(&call_id, CallOp::HangUp)?;
+                self.hang_up(&call_id, sub_code::LOCAL_HANGUP).await;
+                Ok(Some(call_id))
+            }
+            Command::Hold { call_id } => self.set_hold(&call_id, true).await.map(|_| Some(call_id)),
+            Command::Resume { call_id } => {
+                self.set_hold(&call_id, false).await.map(|_| Some(call_id))
+            }
+            Command::Mute { call_id } => self.set_muted(&call_id, true).map(|_| Some(call_id)),
+            Command::Unmute { call_id } => self.set_muted(&call_id, false).map(|_| Some(call_id)),
+            Command::SendDtmf { call_id, tones } => {
+                self.check(&call_id, CallOp::SendDtmf)?;
+                let valid =
+                    !tones.is_empty() && tones.chars().all(|c| "0123456789*#ABCDabcd".contains(c));
+                if !valid {
+                    return Err(AgentError::InvalidDtmf(tones));
+                }
+                let media = self.calls.get(&call_id).and_then(|c| c.media.clone());
+                let media = media.ok_or_else(|| AgentError::Media("no media session".into()))?;
+                // DTMF takes ~200 ms a digit: run it beside the loop, not in it.
+                let tones = tones.to_ascii_uppercase();
+                tokio::spawn(async move {
+                    if let Err(e) = media.send_dtmf(&tones).await {
+                        tracing::warn!(error = %e, "DTMF failed");
+                    }
+                });
+                Ok(Some(call_id))
+            }
+            Command::SignOut {} => {
+                self.sign_out().await;
+                Ok(None)
+            }
+        }
+    }
+
+    fn check(&self, call_id: &str, op: CallOp) -> Result<(), AgentError> {
+        let call = self
+            .calls
+            .get(call_id)
+            .ok_or_else(|| CallError::NotFound(call_id.to_owned()))?;
+        call.machine.check(op)?;
+        Ok(())
+    }
+
+    async fn sign_out(&mut self) {
+        let ids: Vec<String> = self.calls.keys().cloned().collect();
+        for id in ids {
+            let incoming_ringing = self.calls.get(&id).is_some_and(|c| {
+                c.machine.direction() == CallDirection::Incoming
+                    && c.machine.state() == CallState::Ringing
+            });
+            if incoming_ringing {
+                self.answer_incoming_with(&id, 480, sub_code::AGENT_SHUTDOWN)
+                    .await;
+            } else {
+                self.hang_up(&id, sub_code::AGENT_SHUTDOWN).await;
+            }
+        }
+        self.reg.sign_out();
+        self.drive_registration().await;
+        // Give the BYEs / un-REGISTER a moment on the wire before the sockets go.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let ids: Vec<String> = self.calls.keys().cloned().collect();
+        for id in ids {
+            self.end_call(
+                &id,
+                CallEndReason {
+                    code: 200,
+                    sub_code: sub_code::AGENT_SHUTDOWN,
+                },
+            )
+            .await;
+        }
+        self.stopped = true;
+    }
+
+    fn set_muted(&mut self, call_id: &str, muted: bool) -> Result<(), AgentError> {
+        self.check(call_id, CallOp::Mute)?;
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return Err(CallError::NotFound(call_id.to_owned()).into());
+        };
+        if let Some(m) = &call.media {
+            m.set_muted(muted);
+        }
+        if call.muted != muted {
+            call.muted = muted;
+            self.emit(Event::IsMutedChanged {
+                call_id: call_id.to_owned(),
+                is_muted: muted,
+            });
+        }
+        Ok(())
+    }
+
+    async fn new_media(
+        &self,
+        call_id: &str,
+    ) -> Result<(Arc<MediaSession>, mpsc::UnboundedReceiver<MediaEvent>), AgentError> {
+        let source =
+            (self.cfg.microphone)(call_id).map_err(|e| AgentError::Device(e.to_string()))?;
+        let sink = (self.cfg.speaker)(call_id).map_err(|e| AgentError::Device(e.to_string()))?;
+        let config = MediaConfig {
+            bind_ip: self.cfg.bind_ip,
+            ..MediaConfig::default()
+        };
+        let (session, rx) = MediaSession::new(config, source, sink)
+            .await
+            .map_err(|e| AgentError::Media(e.to_string()))?;
+        Ok((Arc::new(session), rx))
+    }
+
+    fn forward_media_events(&self, call_id: &str, mut rx: mpsc::UnboundedReceiver<MediaEvent>) {
+        let tx = self.media_tx.clone();
+        let id = call_id.to_owned();
+        tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                if tx.send((id.clone(), ev)).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    async fn start_call(&mut self, target: &str) -> Result<String, AgentError> {
+        let target = self.target_uri(target)?;
+        if self.reg.state() != ConnectionState::Connected {
+            return Err(AgentError::NotConnected);
+        }
+        let call_id = new_call_id();
+        let (media, rx) = self.new_media(&call_id).await?;
+        let offer = match media.create_offer().await {
+            Ok(o) => o,
+            Err(e) => {
+                media.close().await;
+                return Err(AgentError::Media(e.to_string()));
+            }
+        };
+        self.forward_media_events(&call_id, rx);
+        let mut from = NameAddr::new(self.aor());
+        from.display = self.cfg.display_name.clone();
+        from.set_param("tag", Some(&new_tag()));
+        let mut req = Request::new(Method::Invite, target.clone());
+        let h = &mut req.headers;
+        h.push("Via", self.via().to_string());
+        h.push("Max-Forwards", "70");
+        h.push("From", from.to_string());
+        h.push("To", NameAddr::new(target.clone()).to_string());
+        h.push("Call-ID", call_id.clone());
+        h.push("CSeq", "1 INVITE");
+        h.push("Contact", self.contact().to_string());
+        h.push("Allow", ALLOW);
+        h.push("Supported", "replaces");
+        h.push(
+            "User-Agent",
+            concat!("Hookflash/", env!("CARGO_PKG_VERSION")),
+        );
+        h.push("Content-Type", "application/sdp");
+        req.body = offer.into_bytes();
+        let mut machine = CallMachine::new(CallDirection::Outgoing);
+        let transition = machine.apply(CallInput::Dialed);
+        self.calls.insert(
+            call_id.clone(),
+            CallEntry {
+                machine,
+                dialog: None,
+                invite: req.clone(),
+                invite_source: None,
+                media: Some(media),
+                answer_applied: false,
+                auth_sent: false,
+                reinvite_pending: false,
+                muted: false,
+            },
+        );
+        self.emit(Event::CallsUpdated {
+            added: vec![CallSummary {
+                id: call_id.clone(),
+                direction: CallDirection::Outgoing,
+                remote: target.aor(),
+            }],
+            removed: vec![],
+        });
+        self.publish_transition(&call_id, transition);
+        tracing::info!(call = %redact(&call_id), to = %redact(&target.aor()), "calling");
+        self.send_request(
+            Purpose::Invite {
+                call_id: call_id.clone(),
+            },
+            req,
+            self.cfg.server,
+            self.cfg.transport,
+        )
+        .await;
+        Ok(call_id)
+    }
+
+    fn publish_transition(&self, call_id: &str, t: Option<(CallState, CallState)>) {
+        let Some((old, new)) = t else { return };
+        let reason = self.calls.get(call_id).and_then(|c| c.machine.end_reason());
+        self.snapshot().calls.insert(call_id.to_owned(), new);
+        self.emit(Event::CallStateChanged {
+            call_id: call_id.to_owned(),
+            old_state: old,
+            state: new,
+            call_end_reason: if new == CallState::Disconnected {
+                reason
+            } else {
+                None
+            },
+        });
+    }
+
+    fn apply(&mut self, call_id: &str, input: CallInput) {
+        let t = self
+            .calls
+            .get_mut(call_id)
+            .and_then(|c| c.machine.apply(input));
+        self.publish_transition(call_id, t);
+    }
+
+    async fn end_call(&mut self, call_id: &str, reason: CallEndReason) {
+        self.apply(call_id, CallInput::Ended(reason));
+        self.uas_2xx.remove(call_id);
+        if let Some(call) = self.calls.remove(call_id) {
+            if let Some(m) = call.media {
+                m.close().await;
+            }
+            self.snapshot().calls.remove(call_id);
+            self.emit(Event::CallsUpdated {
+                added: vec![],
+                removed: vec![call_id.to_owned()],
+            });
+            tracing::info!(call = %redact(call_id), code = reason.code, sub_code = reason.sub_code, "call ended");
+        }
+    }
+
+    async fn accept(&mut self, call_id: &str) -> Result<(), AgentError> {
+        self.check(call_id, CallOp::Accept)?;
+        let (invite, source) = {
+            let c = &self.calls[call_id];
+            (c.invite.clone(), c.invite_source)
+        };
+        let Some((source, kind)) = source else {
+            return Err(CallError::Protocol("incoming call without source".into()).into());
+        };
+        let (media, rx) = match self.new_media(call_id).await {
+            Ok(m) => m,
+            Err(e) => {
+                self.answer_incoming_with(call_id, 500, sub_code::MEDIA_FAILED)
+                    .await;
+                return Err(e);
+            }
+        };
+        let answer = match media.accept_offer(&invite.body_str()).await {
+            Ok(a) => a,
+            Err(e) => {
+                media.close().await;
+                self.answer_incoming_with(call_id, 488, sub_code::MEDIA_FAILED)
+                    .await;
+                return Err(AgentError::Media(e.to_string()));
+            }
+        };
+        self.forward_media_events(call_id, rx);
+        let local_tag = self.calls[call_id]
+            .dialog
+            .as_ref()
+            .map(|d| d.local_tag().to_owned())
+            .unwrap_or_default();
+        let mut resp = invite.response(200, None, Some(&local_tag));
+        resp.headers.push("Contact", self.contact().to_string());
+        resp.headers.push("Allow", ALLOW);
+        resp.headers.push("Supported", "replaces");
+        resp.headers.push("Content-Type", "application/sdp");
+        resp.body = answer.into_bytes();
+        if let Some(c) = self.calls.get_mut(call_id) {
+            c.media = Some(media);
+        }
+        self.apply(call_id, CallInput::Accepted);
+        let bytes = Message::Response(resp.clone()).to_bytes();
+        self.send_response(resp, source, kind).await;
+        if kind == TransportKind::Udp {
+            let now = Instant::now();
+            self.uas_2xx.insert(
+                call_id.to_owned(),
+                Retransmit {
+                    bytes,
+                    dest: source,
+                    kind,
+                    next: now + T1,
+                    interval: T1,
+                    deadline: now + Duration::from_secs(32),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Answer a ringing incoming call with a final failure and end it.
+    async fn answer_incoming_with(&mut self, call_id: &str, status: u16, sub: u32) {
+        let Some(c) = self.calls.get(call_id) else {
+            return;
+        };
+        let (invite, source) = (c.invite.clone(), c.invite_source);
+        let tag = c.dialog.as_ref().map(|d| d.local_tag().to_owned());
+        if let Some((source, kind)) = source {
+            let resp = invite.response(status, None, tag.as_deref());
+            self.send_response(resp, source, kind).await;
+        }
+        self.end_call(
+            call_id,
+            CallEndReason {
+                code: status,
+                sub_code: sub,
+            },
+        )
+        .await;
+    }
+
+    async fn hang_up(&mut self, call_id: &str, sub: u32) {
+        let Some(call) = self.calls.get(call_id) else {
+            return;
+        };
+        let state = call.machine.state();
+        let direction = call.machine.direction();
+        match (direction, state) {
+            (CallDirection::Incoming, CallState::Ringing) => {
+                self.answer_incoming_with(call_id, 603, sub_code::LOCAL_REJECT)
+                    .await;
+            }
+            (
+                CallDirection::Outgoing,
+                CallState::None
+                | CallState::Connecting
+                | CallState::Ringing
+                | CallState::EarlyMedia,
+            ) if call.dialog.is_none() || !call.machine.is_established() => {
+                self.cancel(call_id).await;
+            }
+            _ => self.send_bye(call_id, sub).await,
+        }
+    }
+
+    async fn cancel(&mut self, call_id: &str) {
+        let Some(call) = self.calls.get(call_id) else {
+            return;
+        };
+        let invite = call.invite.clone();
+        let mut cancel = Request::new(Method::Cancel, invite.uri.clone());
+        for name in ["Via", "Route", "From", "To", "Call-ID"] {
+            for v in invite
+                .headers
+                .0
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            {
+                cancel.headers.push(v.0.clone(), v.1.clone());
+            }
+        }
+        cancel.headers.push("Max-Forwards", "70");
+        let seq = invite.cseq().map(|c| c.seq).unwrap_or(1);
+        cancel.headers.push("CSeq", format!("{seq} CANCEL"));
+        self.apply(call_id, CallInput::HangingUp);
+        // The INVITE's 487 ends the call; if no final answer ever comes, its timer will.
+        self.send_request(Purpose::Cancel, cancel, self.cfg.server, self.cfg.transport)
+            .await;
+    }
+
+    async fn send_bye(&mut self, call_id: &str, sub: u32) {
+        let via = self.via();
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        let Some(dialog) = call.dialog.as_mut() else {
+            self.end_call(
+                call_id,
+                CallEndReason {
+                    code: 200,
+                    sub_code: sub,
+                },
+            )
+            .await;
+            return;
+        };
+        let bye = dialog.request(Method::Bye, &via);
+        let hop = dialog.next_hop();
+        self.apply(call_id, CallInput::HangingUp);
+        if let Some(m) = self.calls.get(call_id).and_then(|c| c.media.clone()) {
+            m.close().await;
+        }
+        match hop {
+            Ok(hop) => match self.resolve(&hop).await {
+                Ok((dest, kind)) => {
+                    self.send_request(
+                        Purpose::Bye {
+                            call_id: call_id.to_owned(),
+                        },
+                        bye,
+                        dest,
+                        kind,
+                    )
+                    .await
+                }
+                Err(_) => {
+                    self.end_call(
+                        call_id,
+                        CallEndReason {
+                            code: 503,
+                            sub_code: sub,
+                        },
+                    )
+                    .await
+                }
+            },
+            Err(_) => {
+                self.end_call(
+                    call_id,
+                    CallEndReason {
+                        code: 503,
+                        sub_code: sub,
+                    },
+                )
+                .await
+            }
+        }
+    }
+
+    async fn set_hold(&mut self, call_id: &str, hold: bool) -> Result<(), AgentError> {
+        self.check(call_id, if hold { CallOp::Hold } else { CallOp::Resume })?;
+        let via = self.via();
+        let contact = self.contact();
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return Err(CallError::NotFound(call_id.to_owned()).into());
+        };
+        if call.reinvite_pending {
+            return Err(CallError::InvalidState {
+                operation: if hold { CallOp::Hold } else { CallOp::Resume },
+                state: call.machine.state(),
+            }
+            .into());
+        }
+        let media = call
+            .media
+            .clone()
+            .ok_or_else(|| AgentError::Media("no media session".into()))?;
+        let dir = if hold {
+            Direction::SendOnly
+        } else {
+            Direction::SendRecv
+        };
+        let offer = media
+            .create_reoffer(dir)
+            .await
+            .map_err(|e| AgentError::Media(e.to_string()))?;
+        let Some(dialog) = call.dialog.as_mut() else {
+            return Err(CallError::Protocol("no dialog".into()).into());
+        };
+        let mut req = dialog.request(Method::Invite, &via);
+        req.headers.push("Contact", contact.to_string());
+        req.headers.push("Allow", ALLOW);
+        req.headers.push("Content-Type", "application/sdp");
+        req.body = offer.into_bytes();
+        let hop = dialog.next_hop()?;
+        call.reinvite_pending = true;
+        let (dest, kind) = self.resolve(&hop).await?;
+        self.send_request(
+            Purpose::ReInvite {
+                call_id: call_id.to_owned(),
+                hold,
+            },
+            req,
+            dest,
+            kind,
+        )
+        .await;
+        Ok(())
+    }
+
+    // ---- incoming ---------------------------------------------------------------------------
+
+    async fn on_transport(&mut self, ev: TransportEvent) {
+        match ev {
+            TransportEvent::Message {
+                message,
+                source,
+                transport,
+            } => match message {
+                Message::Request(req) => self.on_request(req, source, transport).await,
+                Message::Response(resp) => self.on_response(resp).await,
+            },
+            TransportEvent::Malformed { source, error, .. } => {
+                tracing::warn!(%source, %error, "dropped malformed SIP");
+            }
+            TransportEvent::Closed { peer } => {
+                if peer == self.cfg.server {
+                    tracing::info!("connection to the server closed");
+                    self.reg.handle_transport_closed(Instant::now().into_std());
+                }
+            }
+        }
+    }
+
+    async fn on_response(&mut self, resp: Response) {
+        let (Ok(via), Ok(cseq)) = (resp.top_via(), resp.cseq()) else {
+            tracing::warn!("response without Via/CSeq dropped");
+            return;
+        };
+        let key = txn_key(via.branch().unwrap_or_default(), &cseq.method);
+        if resp.status < 200 {
+            if let Some(t) = self.txns.get_mut(&key) {
+                if t.request.method == Method::Invite {
+                    t.retransmit_at = None; // a provisional answer stops INVITE retransmissions
+                } else {
+                    t.interval = T2;
+                }
+                if let Purpose::Invite { call_id } = t.purpose.clone() {
+                    self.on_invite_provisional(&call_id, &resp).await;
+                }
+            }
+            return;
+        }
+        let Some(txn) = self.txns.remove(&key) else {
+            // A retransmitted 2xx to an INVITE we already ACKed is handled via the kept ACK.
+            return;
+        };
+        if let Some(ack) = &txn.ack {
+            let _ = self
+                .transport
+                .send(txn.kind, txn.dest, &Message::Request(ack.clone()))
+                .await;
+            self.txns.insert(key, txn);
+            return;
+        }
+        match txn.purpose.clone() {
+            Purpose::Register { expires } => self.on_register_response(txn, resp, expires).await,
+            Purpose::Invite { call_id } => self.on_invite_final(&key, txn, &call_id, resp).await,
+            Purpose::ReInvite { call_id, hold } => {
+                self.on_reinvite_final(txn, &call_id, hold, resp).await
+            }
+            Purpose::Bye { call_id } => {
+                self.end_call(
+                    &call_id,
+                    CallEndReason {
+                        code: resp.status,
+                        sub_code: sub_code::LOCAL_HANGUP,
+                    },
+                )
+                .await
+            }
+            Purpose::Cancel | Purpose::KeepAlive => {}
+        }
+    }
+
+    async fn on_invite_provisional(&mut self, call_id: &str, resp: &Response) {
+        if resp.status == 100 {
+            return;
+        }
+        let sdp = has_sdp(&Message::Response(resp.clone()));
+        if sdp {
+            let media = self
+                .calls
+                .get(call_id)
+                .filter(|c| !c.answer_applied)
+                .and_then(|c| c.media.clone());
+            if let Some(media) = media {
+                if media.accept_answer(&resp.body_str()).await.is_ok() {
+                    if let Some(c) = self.calls.get_mut(call_id) {
+                        c.answer_applied = true;
+                    }
+                }
+            }
+        }
+        self.apply(
+            call_id,
+            CallInput::Provisional {
+                status: resp.status,
+                sdp,
+            },
+        );
+    }
+
+    fn ack_for(&self, invite: &Request, resp: &Response) -> Request {
+        // ACK for a non-2xx: same branch, same Request-URI, To from the response (§17.1.1.3).
+        let mut ack = Request::new(Method::Ack, invite.uri.clone());
+        for name in ["Via", "Route", "From", "Call-ID"] {
+            for v in invite
+                .headers
+                .0
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            {
+                ack.headers.push(v.0.clone(), v.1.clone());
+            }
+        }
+        if let Some(to) = resp.headers.get("To") {
+            ack.headers.push("To", to);
+        }
+        let seq = invite.cseq().map(|c| c.seq).unwrap_or(1);
+        ack.headers.push("CSeq", format!("{seq} ACK"));
+        ack.headers.push("Max-Forwards", "70");
+        ack
+    }
+
+    async fn on_invite_final(
+        &mut self,
+        key: &str,
+        mut txn: ClientTxn,
+        call_id: &str,
+        resp: Response,
+    ) {
+        let Some(call) = self.calls.get(call_id) else {
+            return;
+        };
+        if resp.status >= 300 {
+            let ack = self.ack_for(&txn.request, &resp);
+            let _ = self
+                .transport
+                .send(txn.kind, txn.dest, &Message::Request(ack))
+                .await;
+            let call = &self.calls[call_id];
+            if matches!(resp.status, 401 | 407) && !call.auth_sent {
+                let header = if resp.status == 401 {
+                    "WWW-Authenticate"
+                } else {
+                    "Proxy-Authenticate"
+                };
+                if let Some(ch) = resp
+                    .headers
+                    .get(header)
+                    .and_then(|c| c.parse::<Challenge>().ok())
+                {
+                    let mut req = txn.request.clone();
+                    let seq = req.cseq().map(|c| c.seq).unwrap_or(1) + 1;
+                    req.headers.set("CSeq", format!("{seq} INVITE"));
+                    let mut via = self.via();
+                    via.set_param("branch", Some(&new_branch()));
+                    req.headers.set("Via", via.to_string());
+                    let value = self.authorization(&Method::Invite, &req.uri, &ch);
+                    req.headers.push(
+                        if resp.status == 401 {
+                            "Authorization"
+                        } else {
+                            "Proxy-Authorization"
+                        },
+                        value,
+                    );
+                    if let Some(c) = self.calls.get_mut(call_id) {
+                        c.auth_sent = true;
+                        c.invite = req.clone();
+                    }
+                    self.send_request(
+                        Purpose::Invite {
+                            call_id: call_id.to_owned(),
+                        },
+                        req,
+                        txn.dest,
+                        txn.kind,
+                    )
+                    .await;
+                    return;
+                }
+            }
+            let cancelled = call.machine.state() == CallState::Disconnecting;
+            let sub = if cancelled && resp.status == 487 {
+                sub_code::LOCAL_CANCEL
+            } else {
+                sub_code::REMOTE_STATUS
+            };
+            self.end_call(
+                call_id,
+                CallEndReason {
+                    code: resp.status,
+                    sub_code: sub,
+                },
+            )
+            .await;
+            return;
+        }
+        // 2xx: the dialog is confirmed.
+        let dialog = match Dialog::from_uac(&txn.request, &resp) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "unusable 2xx");
+                self.end_call(
+                    call_id,
+                    CallEndReason {
+                        code: 502,
+                        sub_code: sub_code::REMOTE_STATUS,
+                    },
+                )
+                .await;
+                return;
+            }
+        };
+        let via = self.via();
+        let seq = txn.request.cseq().map(|c| c.seq).unwrap_or(1);
+        let ack = dialog.request_with_cseq(Method::Ack, seq, &via);
+        let hop = dialog.next_hop().ok();
+        let dest = match hop {
+            Some(h) => self.resolve(&h).await.ok(),
+            None => None,
+        }
+        .unwrap_or((txn.dest, txn.kind));
+        let _ = self
+            .transport
+            .send(dest.1, dest.0, &Message::Request(ack.clone()))
+            .await;
+        // Keep the transaction 32 s so that a retransmitted 2xx gets the ACK again.
+        txn.ack = Some(ack);
+        txn.retransmit_at = None;
+        txn.dest = dest.0;
+        txn.kind = dest.1;
+        txn.deadline = Instant::now() + Duration::from_secs(32);
+        self.txns.insert(key.to_owned(), txn);
+
+        let cancelled = call.machine.state() == CallState::Disconnecting;
+        let (media, applied) = (call.media.clone(), call.answer_applied);
+        if let Some(c) = self.calls.get_mut(call_id) {
+            c.dialog = Some(dialog);
+        }
+        if cancelled {
+            // Answered while we cancelled: the 2xx won the race, so hang up with BYE.
+            self.send_bye(call_id, sub_code::LOCAL_CANCEL).await;
+            return;
+        }
+        if !applied {
+            if let Some(m) = media {
+                if let Err(e) = m.accept_answer(&resp.body_str()).await {
+                    tracing::warn!(error = %e, "answer SDP refused");
+                    self.send_bye(call_id, sub_code::MEDIA_FAILED).await;
+                    return;
+                }
+            }
+        }
+        self.apply(call_id, CallInput::Answered);
+    }
+
+    async fn on_reinvite_final(
+        &mut self,
+        txn: ClientTxn,
+        call_id: &str,
+        hold: bool,
+        resp: Response,
+    ) {
+        let via = self.via();
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        call.reinvite_pending = false;
+        if resp.status >= 300 {
+            let ack = self.ack_for(&txn.request, &resp);
+            let _ = self
+                .transport
+                .send(txn.kind, txn.dest, &Message::Request(ack))
+                .await;
+            if matches!(resp.status, 481 | 408) {
+                self.send_bye(call_id, sub_code::REMOTE_STATUS).await;
+            }
+            return;
+        }
+        let seq = txn.request.cseq().map(|c| c.seq).unwrap_or(1);
+        if let Some(d) = call.dialog.as_ref() {
+            let ack = d.request_with_cseq(Method::Ack, seq, &via);
+            let _ = self
+                .transport
+                .send(txn.kind, txn.dest, &Message::Request(ack))
+                .await;
+        }
+        if let Some(m) = call.media.clone() {
+            if let Err(e) = m.accept_answer(&resp.body_str()).await {
+                tracing::warn!(error = %e, "re-INVITE answer refused");
+            }
+        }
+        self.apply(call_id, CallInput::LocalHold(hold));
+    }
+
+    fn find_call_by_dialog(&self, req: &Request) -> Option<String> {
+        self.calls
+            .iter()
+            .find(|(_, c)| c.dialog.as_ref().is_some_and(|d| d.matches(req)))
+            .map(|(id, _)| id.clone())
+    }
+
+    async fn on_request(&mut self, req: Request, source: SocketAddr, kind: TransportKind) {
+        if let Err(e) = req.validate() {
+            tracing::warn!(%source, error = %e, "malformed request");
+            if req.top_via().is_ok() && req.cseq().is_ok() && req.method != Method::Ack {
+                self.reply(&req, 400, source, kind).await;
+            }
+            return;
+        }
+        // A retransmission of a request we already answered: answer again.
+        if let Some(branch) = req
+            .top_via()
+            .ok()
+            .and_then(|v| v.branch().map(str::to_owned))
+        {
+            if req.method != Method::Ack {
+                if let Some((bytes, dest, k, _)) = self.answered.get(&txn_key(&branch, &req.method))
+                {
+                    let (bytes, dest, k) = (bytes.clone(), *dest, *k);
+                    let _ = self.transport.send_raw(k, dest, bytes).await;
+                    return;
+                }
+            }
+        }
+        let in_dialog = req
+            .to()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_owned))
+            .is_some();
+        match req.method {
+            Method::Invite if !in_dialog => self.on_new_invite(req, source, kind).await,
+            Method::Invite => self.on_reinvite(req, source, kind).await,
+            Method::Ack => {
+                if let Some(id) = self.find_call_by_dialog(&req) {
+                    self.uas_2xx.remove(&id);
+                    let connecting = self
+                        .calls
+                        .get(&id)
+                        .is_some_and(|c| c.machine.state() == CallState::Connecting);
+                    if connecting {
+                        self.apply(&id, CallInput::Acked);
+                    }
+                }
+            }
+            Method::Bye => match self.find_call_by_dialog(&req) {
+                Some(id) => {
+                    self.reply(&req, 200, source, kind).await;
+                    self.end_call(
+                        &id,
+                        CallEndReason {
+                            code: 200,
+                            sub_code: sub_code::REMOTE_HANGUP,
+                        },
+                    )
+                    .await;
+                }
+                None => self.reply(&req, 481, source, kind).await,
+            },
+            Method::Cancel => self.on_cancel(req, source, kind).await,
+            Method::Options => {
+                let mut resp = req.response(200, None, Some(&new_tag()));
+                resp.headers.push("Allow", ALLOW);
+                self.send_response(resp, source, kind).await;
+            }
+            Method::Info | Method::Notify
+                if in_dialog && self.find_call_by_dialog(&req).is_some() =>
+            {
+                self.reply(&req, 200, source, kind).await;
+            }
+            _ if in_dialog && self.find_call_by_dialog(&req).is_none() => {
+                self.reply(&req, 481, source, kind).await;
+            }
+            _ => {
+                let mut resp = req.response(501, None, Some(&new_tag()));
+                resp.headers.push("Allow", ALLOW);
+                self.send_response(resp, source, kind).await;
+            }
+        }
+    }
+
+    async fn on_new_invite(&mut self, req: Request, source: SocketAddr, kind: TransportKind) {
+        let Ok(call_id) = req.call_id().map(str::to_owned) else {
+            return;
+        };
+        if self.calls.contains_key(&call_id) {
+            // Same Call-ID, no To tag, new branch: a loop or a fork back to us.
+            self.reply(&req, 482, source, kind).await;
+            return;
+        }
+        if !has_sdp(&Message::Request(req.clone())) {
+            // We need the offer in the INVITE; late offers are not supported.
+            let mut resp = req.response(488, Some("Offer Required"), Some(&new_tag()));
+            resp.headers
+                .push("Warning", "399 hookflash \"INVITE without SDP offer\"");
+            self.send_response(resp, source, kind).await;
+            return;
+        }
+        let tag = new_tag();
+        let dialog = match Dialog::from_uas(&req, &tag) {
+            Ok(d) => d,
+            Err(_) => {
+                self.reply(&req, 400, source, kind).await;
+                return;
+            }
+        };
+        let from = dialog.remote.clone();
+        let caller = CallerInfo {
+            identifier: from.uri.aor(),
+            display_name: from.display.clone(),
+        };
+        let mut ringing = req.response(180, None, Some(&tag));
+        ringing.headers.push("Contact", self.contact().to_string());
+        let mut machine = CallMachine::new(CallDirection::Incoming);
+        let t = machine.apply(CallInput::IncomingRinging);
+        self.calls.insert(
+            call_id.clone(),
+            CallEntry {
+                machine,
+                dialog: Some(dialog),
+                invite: req,
+                invite_source: Some((source, kind)),
+                media: None,
+                answer_applied: true,
+                auth_sent: false,
+                reinvite_pending: false,
+                muted: false,
+            },
+        );
+        self.send_response(ringing, source, kind).await;
+        tracing::info!(call = %redact(&call_id), from = %redact(&caller.identifier), "incoming call");
+        self.emit(Event::CallsUpdated {
+            added: vec![CallSummary {
+                id: call_id.clone(),
+                direction: CallDirection::Incoming,
+                remote: caller.identifier.clone(),
+            }],
+            removed: vec![],
+        });
+        self.emit(Event::IncomingCall {
+            call_id: call_id.clone(),
+            caller_info: caller,
+        });
+        self.publish_transition(&call_id, t);
+    }
+
+    async fn on_reinvite(&mut self, req: Request, source: SocketAddr, kind: TransportKind) {
+        let Some(id) = self.find_call_by_dialog(&req) else {
+            self.reply(&req, 481, source, kind).await;
+            return;
+        };
+        let contact = self.contact();
+        let call = self.calls.get_mut(&id).expect("found above");
+        if call.reinvite_pending {
+            let tag = call.dialog.as_ref().map(|d| d.local_tag().to_owned());
+            let resp = req.response(491, None, tag.as_deref());
+            self.send_response(resp, source, kind).await;
+            return;
+        }
+        let tag = call.dialog.as_ref().map(|d| d.local_tag().to_owned());
+        if let (Some(d), Ok(cseq)) = (call.dialog.as_mut(), req.cseq()) {
+            d.remote_cseq = Some(cseq.seq);
+            if let Some(c) = req.contact() {
+                d.remote_target = c.uri; // a target refresh (RFC 3261 §12.2.2)
+            }
+        }
+        let Some(media) = call.media.clone() else {
+            let resp = req.response(500, None, tag.as_deref());
+            self.send_response(resp, source, kind).await;
+            return;
+        };
+        let offer = req.body_str().into_owned();
+        match media.accept_offer(&offer).await {
+            Ok(answer) => {
+                let mut resp = req.response(200, None, tag.as_deref());
+                resp.headers.push("Contact", contact.to_string());
+                resp.headers.push("Content-Type", "application/sdp");
+                resp.body = answer.into_bytes();
+                self.send_response(resp, source, kind).await;
+                let held = matches!(
+                    sdp_direction(&offer),
+                    Direction::SendOnly | Direction::Inactive
+                );
+                self.apply(&id, CallInput::RemoteHold(held));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "re-offer refused");
+                let resp = req.response(488, None, tag.as_deref());
+                self.send_response(resp, source, kind).await;
+            }
+        }
+    }
+
+    async fn on_cancel(&mut self, req: Request, source: SocketAddr, kind: TransportKind) {
+        let branch = req
+            .top_via()
+            .ok()
+            .and_then(|v| v.branch().map(str::to_owned));
+        let found = self.calls.iter().find(|(_, c)| {
+            c.machine.direction() == CallDirection::Incoming
+                && c.invite
+                    .top_via()
+                    .ok()
+                    .and_then(|v| v.branch().map(str::to_owned))
+                    == branch
+                && req.call_id().ok() == c.invite.call_id().ok()
+        });
+        let Some((id, call)) = found else {
+            self.reply(&req, 481, source, kind).await;
+            return;
+        };
+        let id = id.clone();
+        let ringing = call.machine.state() == CallState::Ringing;
+        self.reply(&req, 200, source, kind).await;
+        if ringing {
+            self.answer_incoming_with(&id, 487, sub_code::REMOTE_CANCEL)
+                .await;
+        }
+    }
+
+    async fn on_media(&mut self, call_id: &str, ev: MediaEvent) {
+        if !self.calls.contains_key(call_id) {
+            return;
+        }
+        match ev {
+            MediaEvent::FirstAudioFrame => self.emit(Event::RemoteAudioStarted {
+                call_id: call_id.to_owned(),
+            }),
+            MediaEvent::Dtmf(tone) => self.emit(Event::DtmfReceived {
+                call_id: call_id.to_owned(),
+                tone: tone.to_string(),
+            }),
+            MediaEvent::Failed(reason) => {
+                tracing::warn!(call = %redact(call_id), %reason, "media failed");
+                self.emit(Event::Error {
+                    request_id: None,
+                    code: "media.failed".into(),
+                    message: reason,
+                });
+                self.hang_up(call_id, sub_code::MEDIA_FAILED).await;
+            }
+            MediaEvent::DeviceError(e) => self.emit(Event::Error {
+                request_id: None,
+                code: e.code().into(),
+                message: e.to_string(),
+            }),
+            _ => {}
+        }
+    }
+
+    // ---- timers -----------------------------------------------------------------------------
+
+    fn next_deadline(&self) -> Instant {
+        let far = Instant::now() + Duration::from_secs(3600);
+        let reg = self.reg.poll_timeout().map(Instant::from_std);
+        let txns = self
+            .txns
+            .values()
+            .flat_map(|t| [t.retransmit_at, Some(t.deadline)])
+            .flatten();
+        let retx = self.uas_2xx.values().map(|r| r.next.min(r.deadline));
+        let keepalive = Some(self.next_keepalive);
+        reg.into_iter()
+            .chain(txns)
+            .chain(retx)
+            .chain(keepalive)
+            .min()
+            .unwrap_or(far)
+            .min(far)
+    }
+
+    async fn on_timers(&mut self) {
+        let now = Instant::now();
+        self.reg.handle_timeout(now.into_std());
+        // Retransmissions and timeouts of client transactions.
+        let mut expired = Vec::new();
+        let mut resend = Vec::new();
+        for (key, t) in self.txns.iter_mut() {
+            if now >= t.deadline {
+                expired.push((key.clone(), t.fail_status));
+            } else if let Some(at) = t.retransmit_at {
+                if now >= at {
+                    t.interval = (t.interval * 2).min(if t.request.method == Method::Invite {
+                        Duration::MAX
+                    } else {
+                        T2
+                    });
+                    t.retransmit_at = Some(now + t.interval);
+                    resend.push((t.kind, t.dest, Message::Request(t.request.clone())));
+                }
+            }
+        }
+        for (kind, dest, msg) in resend {
+            let _ = self.transport.send(kind, dest, &msg).await;
+        }
+        for (key, status) in expired {
+            self.fail_txn(&key, status).await;
+        }
+        // 2xx retransmissions until ACK.
+        let mut gone = Vec::new();
+        let mut resend = Vec::new();
+        for (id, r) in self.uas_2xx.iter_mut() {
+            if now >= r.deadline {
+                gone.push(id.clone());
+            } else if now >= r.next {
+                r.interval = (r.interval * 2).min(T2);
+                r.next = now + r.interval;
+                resend.push((r.kind, r.dest, r.bytes.clone()));
+            }
+        }
+        for (kind, dest, bytes) in resend {
+            let _ = self.transport.send_raw(kind, dest, bytes).await;
+        }
+        for id in gone {
+            self.uas_2xx.remove(&id);
+            // No ACK in 64*T1: the dialog is dead (RFC 3261 §13.3.1.4).
+            if self
+                .calls
+                .get(&id)
+                .is_some_and(|c| c.machine.state() == CallState::Connecting)
+            {
+                self.send_bye(&id, sub_code::TIMEOUT).await;
+            }
+        }
+        self.answered.retain(|_, (_, _, _, keep)| *keep > now);
+        if now >= self.next_keepalive {
+            self.next_keepalive = now + self.cfg.keepalive_interval;
+            self.send_keepalive().await;
+        }
+    }
+
+    /// A transaction ended without a final response: a timeout (408) or transport error (503).
+    async fn fail_txn(&mut self, key: &str, status: u16) {
+        let Some(txn) = self.txns.remove(key) else {
+            return;
+        };
+        if txn.ack.is_some() {
+            return; // a completed INVITE whose 2xx-retransmission window ended
+        }
+        let sub = if status == 408 {
+            sub_code::TIMEOUT
+        } else {
+            sub_code::TRANSPORT_FAILED
+        };
+        match txn.purpose {
+            Purpose::Register { .. } => self.reg.handle_outcome(
+                Instant::now().into_std(),
+                RegisterOutcome::Failed { status },
+            ),
+            Purpose::Invite { call_id } | Purpose::Bye { call_id } => {
+                self.end_call(
+                    &call_id,
+                    CallEndReason {
+                        code: status,
+                        sub_code: sub,
+                    },
+                )
+                .await
+            }
+            Purpose::ReInvite { call_id, .. } => {
+                if let Some(c) = self.calls.get_mut(&call_id) {
+                    c.reinvite_pending = false;
+                }
+                self.send_bye(&call_id, sub).await;
+            }
+            Purpose::KeepAlive => self.reg.handle_transport_closed(Instant::now().into_std()),
+            Purpose::Cancel => {}
+        }
+    }
+
+    /// Keep the path to the server alive and notice when it is gone: a CRLF ping on TCP (a
+    /// dead server closes the connection), an OPTIONS ping on UDP (a dead one does not answer).
+    async fn send_keepalive(&mut self) {
+        if self.reg.state() != ConnectionState::Connected {
+            return;
+        }
+        match self.cfg.transport {
+            TransportKind::Tcp => {
+                if self.transport.has_connection(self.cfg.server) {
+                    let _ = self
+                        .transport
+                        .send_raw(TransportKind::Tcp, self.cfg.server, b"\r\n\r\n".to_vec())
+                        .await;
+                } else {
+                    self.reg.handle_transport_closed(Instant::now().into_std());
+                }
+            }
+            TransportKind::Udp => {
+                if self
+                    .txns
+                    .values()
+                    .any(|t| matches!(t.purpose, Purpose::KeepAlive))
+                {
+                    return;
+                }
+                self.reg_txn.cseq += 1;
+                let uri = Uri::sip(None, &self.cfg.domain, None);
+                let mut req = Request::new(Method::Options, uri);
+                let mut from = NameAddr::new(self.aor());
+                from.set_param("tag", Some(&self.reg_txn.from_tag));
+                let h = &mut req.headers;
+                h.push("Via", self.via().to_string());
+                h.push("Max-Forwards", "70");
+                h.push("From", from.to_string());
+                h.push(
+                    "To",
+                    NameAddr::new(Uri::sip(None, &self.cfg.domain, None)).to_string(),
+                );
+                h.push("Call-ID", self.reg_txn.call_id.clone());
+                h.push("CSeq", format!("{} OPTIONS", self.reg_txn.cseq));
+                self.send_request(Purpose::KeepAlive, req, self.cfg.server, TransportKind::Udp)
+                    .await;
+            }
+        }
+    }
+}

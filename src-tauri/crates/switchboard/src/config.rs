@@ -1,0 +1,172 @@
+//! Configuration: the library [`Config`], the TOML file form and humane durations.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::SwitchboardError;
+
+/// The default SIP domain (and digest realm) of a switchboard.
+pub const DEFAULT_DOMAIN: &str = "hookflash.local";
+
+/// How long an unanswered INVITE rings before the switchboard gives up with 408, by default.
+pub const DEFAULT_NO_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How a switchboard is set up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The address to bind UDP and TCP to (`0.0.0.0` for all interfaces).
+    pub bind: IpAddr,
+    /// The port for both UDP and TCP; 0 picks a free one (see `SwitchboardHandle::local_addr`).
+    pub port: u16,
+    /// The SIP domain users belong to (`sip:alice@DOMAIN`); also the digest realm.
+    pub domain: String,
+    /// The shared secret that signs tokens (Kamailio `auth_ephemeral` / TURN REST secret).
+    pub secret: String,
+    /// The SQLite database of users; `None` keeps an empty in-memory one.
+    pub db_path: Option<PathBuf>,
+    /// How long an INVITE may go without a final answer before the switchboard cancels the
+    /// branches and answers 408 upstream (a Timer C that is not reset by provisionals).
+    pub no_answer_timeout: Duration,
+}
+
+impl Config {
+    /// A loopback switchboard: `127.0.0.1`, a free port, domain [`DEFAULT_DOMAIN`]
+    /// (`hookflash.local`), in-memory users, 30 s no-answer timeout.
+    ///
+    /// Clients address users as `sip:alice@hookflash.local` and send everything to
+    /// `SwitchboardHandle::local_addr`; `sip:alice@127.0.0.1:PORT` works too.
+    pub fn local(secret: &str) -> Config {
+        Config {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 0,
+            domain: DEFAULT_DOMAIN.to_owned(),
+            secret: secret.to_owned(),
+            db_path: None,
+            no_answer_timeout: DEFAULT_NO_ANSWER_TIMEOUT,
+        }
+    }
+}
+
+/// The TOML configuration file of the `hookflash-switchboard` binary; every key is optional
+/// and command-line flags override it.
+///
+/// ```toml
+/// bind = "0.0.0.0"
+/// port = 5060
+/// domain = "example.org"
+/// secret = "change me"
+/// db = "/var/lib/hookflash/switchboard.db"
+/// no_answer_timeout = "30s"
+/// ```
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// See [`Config::bind`].
+    pub bind: Option<IpAddr>,
+    /// See [`Config::port`].
+    pub port: Option<u16>,
+    /// See [`Config::domain`].
+    pub domain: Option<String>,
+    /// See [`Config::secret`].
+    pub secret: Option<String>,
+    /// See [`Config::db_path`].
+    pub db: Option<PathBuf>,
+    /// See [`Config::no_answer_timeout`], as a humane duration (`30s`).
+    pub no_answer_timeout: Option<String>,
+}
+
+impl FileConfig {
+    /// Parse the TOML text of a configuration file.
+    pub fn parse(text: &str) -> Result<FileConfig, SwitchboardError> {
+        toml::from_str(text).map_err(|e| SwitchboardError::Config(e.to_string()))
+    }
+
+    /// Read and parse a configuration file.
+    pub fn load(path: &std::path::Path) -> Result<FileConfig, SwitchboardError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| SwitchboardError::Config(format!("{}: {e}", path.display())))?;
+        FileConfig::parse(&text)
+    }
+}
+
+/// Parse a humane duration: `30s`, `10m`, `1h`, `7d`, `1h30m`, or bare seconds (`90`).
+pub fn parse_duration(s: &str) -> Result<Duration, SwitchboardError> {
+    let bad =
+        || SwitchboardError::Config(format!("bad duration {s:?} (examples: 30s, 10m, 1h, 7d)"));
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total: u64 = 0;
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'w' => 604_800,
+            _ => return Err(bad()),
+        };
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        num.clear();
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+    }
+    if !num.is_empty() {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn humane_durations_parse() {
+        for (s, secs) in [
+            ("30s", 30),
+            ("10m", 600),
+            ("1h", 3600),
+            ("7d", 604_800),
+            ("1h30m", 5400),
+            ("90", 90),
+        ] {
+            assert_eq!(parse_duration(s).unwrap(), Duration::from_secs(secs), "{s}");
+        }
+        for bad in ["", "h", "1x", "1h3", "-5s", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn config_file_parses_and_refuses_unknown_keys() {
+        let f = FileConfig::parse(
+            "bind = \"0.0.0.0\"\nport = 5070\ndomain = \"d\"\nsecret = \"s\"\ndb = \"x.db\"\nno_answer_timeout = \"20s\"\n",
+        )
+        .expect("a full config file parses");
+        assert_eq!(f.port, Some(5070), "port read");
+        assert_eq!(
+            f.db.as_deref(),
+            Some(std::path::Path::new("x.db")),
+            "db read"
+        );
+        assert!(
+            FileConfig::parse("prot = 5060").is_err(),
+            "a typo must not be ignored silently"
+        );
+    }
+}

@@ -1,0 +1,1672 @@
+//! The registrar and stateful proxy as a state machine without I/O.
+//!
+//! Inputs: [`Engine::handle_message`], [`Engine::handle_malformed`], [`Engine::handle_closed`],
+//! [`Engine::handle_send_error`] and [`Engine::handle_timeout`], each with the current time.
+//! Outputs: [`Engine::poll_transmit`] (messages to send on a flow) and
+//! [`Engine::poll_timeout`] (when to call `handle_timeout` next). The async driver in
+//! `server.rs` moves bytes and sleeps; everything else happens here, and tests drive it on
+//! virtual time.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hookflash_core::auth::{ephemeral_password, Challenge, DigestResponse};
+use hookflash_core::privacy::redact;
+use hookflash_core::sip::{
+    new_tag, Message, Method, NameAddr, Request, Response, TransportKind, Uri, Via, BRANCH_COOKIE,
+};
+use tracing::{debug, info, warn};
+
+use crate::nonce::{NonceCheck, NonceKey};
+use crate::registrar::{Binding, Registrar};
+use crate::routing::{
+    best_response, branch_prefix, clamp_expires, classify, loop_hash, number_candidates, resolve,
+    via_destination, Destination, Flow, Local, DEFAULT_EXPIRES, SIP_PORT,
+};
+use crate::users::UserStore;
+
+/// RFC 3261 T1: the round-trip estimate that paces UDP retransmissions.
+const T1: Duration = Duration::from_millis(500);
+/// RFC 3261 T2: the longest retransmission interval for non-INVITE requests and responses.
+const T2: Duration = Duration::from_secs(4);
+/// 64·T1: how long a transaction waits for an answer, and lingers after it, to absorb
+/// retransmissions (Timers B, F, H, J, D, K, M rolled into one).
+const TX_LINGER: Duration = Duration::from_secs(32);
+/// After a CANCEL, how long to wait for the branches' 487 before answering 487 ourselves.
+const CANCEL_GRACE: Duration = Duration::from_secs(4);
+/// How often an unanswered CANCEL is sent again over UDP.
+const CANCEL_RETRIES: u32 = 6;
+
+const SERVER: &str = concat!("hookflash-switchboard/", env!("CARGO_PKG_VERSION"));
+const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, SUBSCRIBE, NOTIFY, REFER, MESSAGE, INFO, UPDATE, PRACK";
+
+/// A message for the driver to send.
+#[derive(Debug)]
+pub struct Transmit {
+    /// Where to.
+    pub flow: Flow,
+    /// What.
+    pub message: Message,
+    /// The client transaction to fail if the send fails (forwarded requests only).
+    pub branch: Option<String>,
+}
+
+/// A live binding as the handle reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingInfo {
+    /// The registered contact URI.
+    pub contact: String,
+    /// The flow requests for this contact take: transport...
+    pub transport: TransportKind,
+    /// ...and peer address (the REGISTER's source).
+    pub source: std::net::SocketAddr,
+    /// Time left.
+    pub expires_in: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct ServerKey {
+    id: String,
+    invite: bool,
+}
+
+/// The server transaction key of a request (ACK and CANCEL map to their INVITE's).
+fn server_key(req: &Request, via: &Via, invite: bool) -> ServerKey {
+    let sent_by = format!(
+        "{}:{}",
+        via.host.to_ascii_lowercase(),
+        via.port.unwrap_or(SIP_PORT)
+    );
+    let mut id = match via.branch() {
+        Some(b) if b.starts_with(BRANCH_COOKIE) => format!("{b}|{sent_by}"),
+        _ => {
+            // RFC 2543 peers: no magic cookie, so key on the dialog and sequence instead.
+            let tag = req.from().ok().and_then(|f| f.tag().map(str::to_owned));
+            let seq = req.cseq().map(|c| c.seq).unwrap_or(0);
+            format!(
+                "2543|{}|{seq}|{}|{sent_by}",
+                req.call_id().unwrap_or_default(),
+                tag.unwrap_or_default()
+            )
+        }
+    };
+    if !invite {
+        id.push('|');
+        id.push_str(req.method.as_str());
+    }
+    ServerKey { id, invite }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServerState {
+    /// No final response yet.
+    Proceeding,
+    /// Final non-2xx sent (INVITE: waiting for the ACK), or any final for non-INVITE.
+    Completed,
+    /// The ACK came.
+    Confirmed,
+    /// A 2xx to an INVITE went upstream.
+    Accepted,
+}
+
+struct ServerTx {
+    request: Request,
+    flow: Flow,
+    to_tag: String,
+    last: Option<Response>,
+    state: ServerState,
+    retransmit: Duration,
+    created: Instant,
+    linger_until: Option<Instant>,
+    branches: Vec<String>,
+}
+
+impl ServerTx {
+    fn is_final(&self) -> bool {
+        self.state != ServerState::Proceeding
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientState {
+    /// Sent, nothing back yet.
+    Calling,
+    /// A provisional came.
+    Proceeding,
+    /// A final non-2xx came (or we gave up on the branch).
+    Completed,
+    /// A 2xx came.
+    Accepted,
+}
+
+impl ClientState {
+    fn is_final(self) -> bool {
+        matches!(self, ClientState::Completed | ClientState::Accepted)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CancelState {
+    None,
+    /// Wanted, but no provisional yet (RFC 3261 §9.1: wait for one).
+    Pending,
+    /// Sent; retransmissions so far.
+    Sent {
+        answered: bool,
+        tries: u32,
+    },
+}
+
+struct ClientTx {
+    server: ServerKey,
+    request: Request,
+    flow: Flow,
+    invite: bool,
+    state: ClientState,
+    final_response: Option<Response>,
+    retransmit: Duration,
+    linger_until: Option<Instant>,
+    cancel: CancelState,
+    /// A final response really came from downstream (not one we made up).
+    answered: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    ServerRetransmit(ServerKey),
+    ServerExpire(ServerKey),
+    ClientRetransmit(String),
+    ClientTimeout(String),
+    ClientExpire(String),
+    CancelRetransmit(String),
+    NoAnswer(ServerKey),
+    CancelGrace(ServerKey),
+}
+
+enum AuthOutcome {
+    Ok(String),
+    Challenge { stale: bool },
+    Forbidden(&'static str),
+}
+
+enum Hops {
+    /// Addressed to the switchboard itself.
+    Local,
+    /// Forward: new Request-URI and flow per branch.
+    Targets(Vec<(Uri, Flow)>),
+    /// Answer with this status and reason.
+    Reject(u16, &'static str),
+}
+
+/// The registrar and proxy state machine.
+pub struct Engine {
+    local: Local,
+    secret: String,
+    nonces: NonceKey,
+    users: Arc<UserStore>,
+    registrar: Registrar,
+    token_users: HashSet<String>,
+    servers: HashMap<ServerKey, ServerTx>,
+    clients: HashMap<String, ClientTx>,
+    timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
+    timer_seq: u64,
+    out: VecDeque<Transmit>,
+    no_answer_timeout: Duration,
+    epoch: (Instant, u64),
+}
+
+/// The address-of-record of a header, redacted for logs.
+fn redacted_aor(value: Option<&str>) -> String {
+    value
+        .and_then(|v| v.parse::<NameAddr>().ok())
+        .map(|a| redact(&a.uri.aor()))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The part of a parse error that names the fault, without the wire data it quotes.
+fn error_class(error: &str) -> &str {
+    error.split(['"', ':']).next().unwrap_or_default().trim()
+}
+
+fn user_of(value: Option<&str>) -> Option<String> {
+    value
+        .and_then(|v| v.parse::<NameAddr>().ok())
+        .and_then(|a| a.uri.user)
+}
+
+impl Engine {
+    /// A fresh engine. `now`/`now_unix` anchor the clock used for nonces and token expiry.
+    pub fn new(
+        local: Local,
+        secret: &str,
+        users: Arc<UserStore>,
+        no_answer_timeout: Duration,
+        now: Instant,
+        now_unix: u64,
+    ) -> Engine {
+        Engine {
+            local,
+            secret: secret.to_owned(),
+            nonces: NonceKey::new(secret),
+            users,
+            registrar: Registrar::default(),
+            token_users: HashSet::new(),
+            servers: HashMap::new(),
+            clients: HashMap::new(),
+            timers: BinaryHeap::new(),
+            timer_seq: 0,
+            out: VecDeque::new(),
+            no_answer_timeout,
+            epoch: (now, now_unix),
+        }
+    }
+
+    fn unix(&self, now: Instant) -> u64 {
+        self.epoch.1 + now.saturating_duration_since(self.epoch.0).as_secs()
+    }
+
+    fn schedule(&mut self, at: Instant, timer: Timer) {
+        self.timer_seq += 1;
+        self.timers.push(Reverse((at, self.timer_seq, timer)));
+    }
+
+    /// The next message to send, if any.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    /// When [`Engine::handle_timeout`] wants to run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    /// The live bindings of a user.
+    pub fn bindings(&mut self, user: &str, now: Instant) -> Vec<BindingInfo> {
+        self.registrar
+            .lookup(user, now)
+            .into_iter()
+            .map(|b| BindingInfo {
+                contact: b.contact.uri.to_string(),
+                transport: b.flow.transport,
+                source: b.flow.addr,
+                expires_in: b.expires_at.saturating_duration_since(now),
+            })
+            .collect()
+    }
+
+    fn send(&mut self, flow: Flow, message: impl Into<Message>, branch: Option<String>) {
+        let message = message.into();
+        match &message {
+            Message::Request(r) => debug!(
+                dir = "out", %flow, method = %r.method, ruri = %redact(&r.uri.to_string()),
+                call = %redact(r.headers.get("Call-ID").unwrap_or_default()),
+                "request"
+            ),
+            Message::Response(r) => debug!(
+                dir = "out", %flow, status = r.status,
+                cseq = r.headers.get("CSeq").unwrap_or_default(),
+                call = %redact(r.headers.get("Call-ID").unwrap_or_default()),
+                "response"
+            ),
+        }
+        self.out.push_back(Transmit {
+            flow,
+            message,
+            branch,
+        });
+    }
+
+    // ---------------------------------------------------------------- inputs
+
+    /// A message arrived on `flow`.
+    pub fn handle_message(&mut self, message: Message, flow: Flow, now: Instant) {
+        match message {
+            Message::Request(r) => self.on_request(r, flow, now),
+            Message::Response(r) => self.on_response(r, flow, now),
+        }
+    }
+
+    /// Bytes that did not parse as SIP arrived on `flow`: nothing to answer, log and drop.
+    pub fn handle_malformed(&mut self, flow: Flow, error: &str) {
+        warn!(%flow, error = error_class(error), "dropping unparseable message");
+    }
+
+    /// The TCP connection to `peer` closed: its bindings go, and branches sent on it fail.
+    pub fn handle_closed(&mut self, peer: std::net::SocketAddr, now: Instant) {
+        let flow = Flow {
+            transport: TransportKind::Tcp,
+            addr: peer,
+        };
+        let n = self.registrar.remove_flow(flow);
+        if n > 0 {
+            info!(%flow, bindings = n, "connection closed: bindings dropped");
+        }
+        let pending: Vec<String> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.flow == flow && !c.state.is_final())
+            .map(|(b, _)| b.clone())
+            .collect();
+        for b in pending {
+            self.branch_gave_up(&b, 480, now);
+        }
+    }
+
+    /// Sending the request of client transaction `branch` failed.
+    pub fn handle_send_error(&mut self, branch: &str, now: Instant) {
+        if self
+            .clients
+            .get(branch)
+            .is_some_and(|c| !c.state.is_final())
+        {
+            self.branch_gave_up(branch, 480, now);
+        }
+    }
+
+    /// Run the timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((at, _, _))) = self.timers.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((_, _, timer))) = self.timers.pop() else {
+                break;
+            };
+            self.on_timer(timer, now);
+        }
+    }
+
+    // ---------------------------------------------------------------- requests
+
+    fn on_request(&mut self, mut req: Request, src: Flow, now: Instant) {
+        if let Err(e) = req.validate() {
+            self.reject_malformed(req, src, &e.0);
+            return;
+        }
+        let Ok(mut via) = req.top_via() else {
+            return;
+        };
+        via.set_param("received", Some(&src.addr.ip().to_string()));
+        via.set_param("rport", Some(&src.addr.port().to_string()));
+        req.headers.pop_first("Via");
+        req.headers.push_front("Via", via.to_string());
+        debug!(
+            dir = "in", flow = %src, method = %req.method, ruri = %redact(&req.uri.to_string()),
+            from = %redacted_aor(req.headers.get("From")),
+            to = %redacted_aor(req.headers.get("To")),
+            call = %redact(req.headers.get("Call-ID").unwrap_or_default()),
+            "request"
+        );
+        match req.method {
+            Method::Ack => self.on_ack(req, &via, src, now),
+            Method::Cancel => self.on_cancel(req, &via, src, now),
+            _ => self.on_new_request(req, &via, src, now),
+        }
+    }
+
+    fn reject_malformed(&mut self, mut req: Request, src: Flow, why: &str) {
+        let answerable = req.method != Method::Ack
+            && ["From", "To", "Call-ID", "CSeq"]
+                .iter()
+                .all(|h| req.headers.get(h).is_some());
+        let via = req.top_via();
+        let (true, Ok(mut via)) = (answerable, via) else {
+            warn!(flow = %src, error = error_class(why), "dropping request that cannot be answered");
+            return;
+        };
+        warn!(flow = %src, error = error_class(why), "answering 400 to a malformed request");
+        via.set_param("received", Some(&src.addr.ip().to_string()));
+        via.set_param("rport", Some(&src.addr.port().to_string()));
+        req.headers.pop_first("Via");
+        req.headers.push_front("Via", via.to_string());
+        let mut resp = req.response(400, Some("Bad Request"), Some(&new_tag()));
+        resp.headers.push("Server", SERVER);
+        self.send(src, resp, None);
+    }
+
+    fn on_new_request(&mut self, req: Request, via: &Via, src: Flow, now: Instant) {
+        let invite = req.method == Method::Invite;
+        let key = server_key(&req, via, invite);
+        if let Some(tx) = self.servers.get(&key) {
+            debug!(flow = %src, "retransmission absorbed");
+            if let Some(last) = tx.last.clone() {
+                let flow = tx.flow;
+                self.send(flow, last, None);
+            }
+            return;
+        }
+        self.servers.insert(
+            key.clone(),
+            ServerTx {
+                request: req.clone(),
+                flow: src,
+                to_tag: new_tag(),
+                last: None,
+                state: ServerState::Proceeding,
+                retransmit: T1,
+                created: now,
+                linger_until: None,
+                branches: Vec::new(),
+            },
+        );
+        // A leak guard: a transaction that somehow never completes is dropped eventually.
+        let cap = if invite {
+            self.no_answer_timeout + CANCEL_GRACE + TX_LINGER * 2
+        } else {
+            TX_LINGER * 2
+        };
+        self.schedule(now + cap, Timer::ServerExpire(key.clone()));
+        if invite {
+            let trying = req.response(100, None, None);
+            self.respond(&key, trying, now);
+        }
+        let max_forwards = match req.headers.get("Max-Forwards") {
+            None => 70,
+            Some(v) => match v.trim().parse::<u32>() {
+                Ok(n) => n,
+                Err(_) => return self.reply(&key, 400, Some("Bad Max-Forwards"), vec![], now),
+            },
+        };
+        if req.method == Method::Register {
+            self.on_register(&key, req, now);
+        } else {
+            self.on_proxy_request(&key, req, max_forwards, now);
+        }
+    }
+
+    /// Answer server transaction `key` with a response of our own.
+    fn reply(
+        &mut self,
+        key: &ServerKey,
+        status: u16,
+        reason: Option<&str>,
+        headers: Vec<(&str, String)>,
+        now: Instant,
+    ) {
+        let Some(tx) = self.servers.get(key) else {
+            return;
+        };
+        let mut resp = tx.request.response(status, reason, Some(&tx.to_tag));
+        for (n, v) in headers {
+            resp.headers.push(n, v);
+        }
+        resp.headers.push("Server", SERVER);
+        self.respond(key, resp, now);
+    }
+
+    /// Send a response upstream on server transaction `key`, advancing its state.
+    fn respond(&mut self, key: &ServerKey, resp: Response, now: Instant) {
+        let Some(tx) = self.servers.get_mut(key) else {
+            if key.invite && resp.class() == 2 {
+                self.forward_response_statelessly(resp);
+            }
+            return;
+        };
+        if tx.is_final() && !(key.invite && resp.class() == 2) {
+            return; // only further 2xx to an INVITE pass once a final went up
+        }
+        let flow = tx.flow;
+        let mut linger = None;
+        let mut retransmit = false;
+        if resp.status >= 200 && tx.state == ServerState::Proceeding {
+            tx.state = if key.invite && resp.class() == 2 {
+                ServerState::Accepted
+            } else {
+                ServerState::Completed
+            };
+            linger = Some(now + TX_LINGER);
+            tx.linger_until = linger;
+            retransmit = key.invite && resp.class() != 2 && flow.transport == TransportKind::Udp;
+            tx.retransmit = T1;
+        }
+        tx.last = Some(resp.clone());
+        self.send(flow, resp, None);
+        if let Some(at) = linger {
+            self.schedule(at, Timer::ServerExpire(key.clone()));
+        }
+        if retransmit {
+            self.schedule(now + T1, Timer::ServerRetransmit(key.clone()));
+        }
+    }
+
+    fn forward_response_statelessly(&mut self, resp: Response) {
+        match resp.top_via().ok().as_ref().and_then(via_destination) {
+            Some(flow) => self.send(flow, resp, None),
+            None => debug!("stray response without a usable Via dropped"),
+        }
+    }
+
+    fn on_ack(&mut self, req: Request, via: &Via, src: Flow, now: Instant) {
+        let key = server_key(&req, via, true);
+        if let Some(tx) = self.servers.get_mut(&key) {
+            match tx.state {
+                ServerState::Completed => {
+                    tx.state = ServerState::Confirmed;
+                    debug!(flow = %src, "ACK for a non-2xx absorbed");
+                    return;
+                }
+                ServerState::Confirmed => return,
+                _ => {}
+            }
+        }
+        // An ACK for a 2xx: a request of its own, routed end to end, statelessly.
+        let mut req = req;
+        let in_dialog = req.to().ok().is_some_and(|t| t.tag().is_some());
+        let popped = self.pop_our_routes(&mut req);
+        let max_forwards = req
+            .headers
+            .get("Max-Forwards")
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .unwrap_or(70);
+        if max_forwards == 0 {
+            return;
+        }
+        match self.choose_hops(&req, popped.as_ref(), in_dialog, now) {
+            Hops::Targets(targets) => {
+                let Some((uri, flow)) = targets.into_iter().next() else {
+                    return;
+                };
+                let incoming = via.branch().unwrap_or_default();
+                let branch = format!(
+                    "{BRANCH_COOKIE}-hfack{}",
+                    &hex::encode(hookflash_core::auth::hmac_sha1(
+                        self.secret.as_bytes(),
+                        incoming.as_bytes()
+                    ))[..16]
+                );
+                req.uri = uri;
+                req.headers
+                    .set("Max-Forwards", (max_forwards - 1).to_string());
+                req.headers
+                    .push_front("Via", self.local.via(flow.transport, &branch));
+                self.send(flow, req, None);
+            }
+            _ => debug!(flow = %src, "ACK with nowhere to go dropped"),
+        }
+    }
+
+    fn on_cancel(&mut self, req: Request, via: &Via, src: Flow, now: Instant) {
+        let key = server_key(&req, via, true);
+        let matched = self
+            .servers
+            .get(&key)
+            .filter(|tx| tx.flow.addr.ip() == src.addr.ip())
+            .map(|tx| (tx.to_tag.clone(), tx.is_final(), tx.branches.clone()));
+        let Some((to_tag, is_final, branches)) = matched else {
+            let mut resp = req.response(481, None, Some(&new_tag()));
+            resp.headers.push("Server", SERVER);
+            self.send(src, resp, None);
+            return;
+        };
+        let mut ok = req.response(200, None, Some(&to_tag));
+        ok.headers.push("Server", SERVER);
+        self.send(src, ok, None);
+        if is_final {
+            return;
+        }
+        if branches.is_empty() {
+            self.reply(&key, 487, None, vec![], now);
+            return;
+        }
+        for b in &branches {
+            self.cancel_branch(b, now);
+        }
+        self.schedule(now + CANCEL_GRACE, Timer::CancelGrace(key));
+    }
+
+    // ---------------------------------------------------------------- authentication
+
+    fn authenticate(&mut self, req: &Request, header: &str, now: Instant) -> AuthOutcome {
+        let now_unix = self.unix(now);
+        let creds = req
+            .headers
+            .0
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(header))
+            .filter_map(|(_, v)| v.parse::<DigestResponse>().ok())
+            .find(|d| d.realm == self.local.domain);
+        let Some(d) = creds else {
+            return AuthOutcome::Challenge { stale: false };
+        };
+        match self.nonces.check(&d.nonce, now_unix) {
+            NonceCheck::Valid => {}
+            NonceCheck::Stale => return AuthOutcome::Challenge { stale: true },
+            NonceCheck::Invalid => return AuthOutcome::Challenge { stale: false },
+        }
+        let method = req.method.as_str();
+        let token = d
+            .username
+            .split_once(':')
+            .filter(|(e, _)| !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit()));
+        if let Some((expiry, user)) = token {
+            // Kamailio auth_ephemeral: the password is derived from the username and secret.
+            let password = ephemeral_password(&self.secret, &d.username);
+            if !d.verify(method, &password) {
+                warn!(user = %redact(user), "token credentials refused: bad signature");
+                return AuthOutcome::Forbidden("Forbidden");
+            }
+            if expiry.parse::<u64>().map_or(true, |e| now_unix > e) {
+                warn!(user = %redact(user), "token credentials refused: expired");
+                return AuthOutcome::Forbidden("Token Expired");
+            }
+            self.token_users.insert(user.to_owned());
+            return AuthOutcome::Ok(user.to_owned());
+        }
+        let record = match self.users.get(&d.username) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %e, "user database error");
+                None
+            }
+        };
+        let Some(record) = record else {
+            warn!(user = %redact(&d.username), "credentials refused: unknown user");
+            return AuthOutcome::Forbidden("Forbidden");
+        };
+        let ok = record.realm == self.local.domain
+            && record
+                .ha1
+                .as_deref()
+                .is_some_and(|h| d.verify_ha1(method, h));
+        if !ok {
+            warn!(user = %redact(&d.username), "credentials refused: wrong password");
+            return AuthOutcome::Forbidden("Forbidden");
+        }
+        AuthOutcome::Ok(d.username)
+    }
+
+    fn challenge(&mut self, key: &ServerKey, proxy: bool, stale: bool, now: Instant) {
+        let ch = Challenge {
+            realm: self.local.domain.clone(),
+            nonce: self.nonces.issue(self.unix(now)),
+            opaque: None,
+            algorithm: Some("MD5".into()),
+            qop: Some("auth".into()),
+            stale,
+        };
+        let (status, header) = if proxy {
+            (407, "Proxy-Authenticate")
+        } else {
+            (401, "WWW-Authenticate")
+        };
+        self.reply(key, status, None, vec![(header, ch.to_string())], now);
+    }
+
+    // ---------------------------------------------------------------- registrar
+
+    fn on_register(&mut self, key: &ServerKey, req: Request, now: Instant) {
+        if classify(&req.uri, &self.local) == Destination::Remote {
+            return self.reply(key, 403, Some("Domain Not Served"), vec![], now);
+        }
+        let to = match req.to() {
+            Ok(t) => t,
+            Err(_) => return self.reply(key, 400, Some("Bad To"), vec![], now),
+        };
+        let aor_user = match classify(&to.uri, &self.local) {
+            Destination::User(u) => u,
+            Destination::Local => {
+                return self.reply(key, 400, Some("To Without User"), vec![], now)
+            }
+            Destination::Remote => {
+                return self.reply(key, 403, Some("Domain Not Served"), vec![], now)
+            }
+        };
+        let user = match self.authenticate(&req, "Authorization", now) {
+            AuthOutcome::Challenge { stale } => return self.challenge(key, false, stale, now),
+            AuthOutcome::Forbidden(reason) => {
+                return self.reply(key, 403, Some(reason), vec![], now)
+            }
+            AuthOutcome::Ok(user) => user,
+        };
+        if user != aor_user {
+            warn!(user = %redact(&user), aor = %redact(&aor_user), "REGISTER for someone else refused");
+            return self.reply(key, 403, Some("Identity Mismatch"), vec![], now);
+        }
+        let expires_header = match req.headers.get("Expires") {
+            None => None,
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(n) => Some(n.min(u64::from(u32::MAX)) as u32),
+                Err(_) => return self.reply(key, 400, Some("Bad Expires"), vec![], now),
+            },
+        };
+        let call_id = req.call_id().unwrap_or_default().to_owned();
+        let flow = self.servers.get(key).map(|t| t.flow).unwrap_or(Flow {
+            transport: TransportKind::Udp,
+            addr: ([0, 0, 0, 0], 0).into(),
+        });
+        let contacts = req.headers.get_all("Contact");
+        self.registrar.purge(now);
+        if contacts.iter().any(|c| c.trim() == "*") {
+            if contacts.len() != 1 || expires_header != Some(0) {
+                return self.reply(key, 400, Some("Bad Wildcard Contact"), vec![], now);
+            }
+            self.registrar.remove_all(&user);
+        } else {
+            let mut parsed = Vec::with_capacity(contacts.len());
+            for c in &contacts {
+                let Ok(addr) = c.parse::<NameAddr>() else {
+                    return self.reply(key, 400, Some("Bad Contact"), vec![], now);
+                };
+                if !matches!(addr.uri.scheme.as_str(), "sip" | "sips") {
+                    return self.reply(key, 400, Some("Bad Contact"), vec![], now);
+                }
+                let expires = match addr.param("expires") {
+                    Some(e) => match e.trim().parse::<u64>() {
+                        Ok(n) => n.min(u64::from(u32::MAX)) as u32,
+                        Err(_) => return self.reply(key, 400, Some("Bad Expires"), vec![], now),
+                    },
+                    None => expires_header.unwrap_or(DEFAULT_EXPIRES),
+                };
+                parsed.push((addr, clamp_expires(expires)));
+            }
+            for (addr, expires) in parsed {
+                self.registrar
+                    .update(&user, addr, expires, flow, &call_id, now);
+            }
+        }
+        let bindings = self.registrar.lookup(&user, now);
+        debug!(user = %redact(&user), %flow, contacts = bindings.len(), "registered");
+        let headers = bindings
+            .iter()
+            .map(|b: &Binding| {
+                (
+                    "Contact",
+                    format!("{};expires={}", b.contact, b.remaining(now)),
+                )
+            })
+            .collect();
+        self.reply(key, 200, None, headers, now);
+    }
+
+    // ---------------------------------------------------------------- proxy
+
+    /// Pop the Route entries that name us; the last one popped (its transport tells which leg
+    /// a double Record-Route faces).
+    fn pop_our_routes(&self, req: &mut Request) -> Option<Uri> {
+        let mut popped = None;
+        while let Some(top) = req.headers.get_all("Route").first().cloned() {
+            let Ok(addr) = top.parse::<NameAddr>() else {
+                break;
+            };
+            if addr.uri.user.is_some() || !self.local.is_local_host(&addr.uri.host, addr.uri.port) {
+                break;
+            }
+            req.headers.pop_first("Route");
+            popped = Some(addr.uri);
+        }
+        popped
+    }
+
+    fn is_known_user(&self, user: &str) -> bool {
+        self.token_users.contains(user) || self.users.exists(user)
+    }
+
+    fn choose_hops(
+        &mut self,
+        req: &Request,
+        popped: Option<&Uri>,
+        in_dialog: bool,
+        now: Instant,
+    ) -> Hops {
+        let default_transport = popped
+            .and_then(|u| u.transport())
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(TransportKind::Udp);
+        if let Some(top) = req.headers.get_all("Route").first() {
+            // Loose routing on to the next hop of a route set (another proxy).
+            if in_dialog && popped.is_none() {
+                return Hops::Reject(403, "Relaying Denied");
+            }
+            return match top
+                .parse::<NameAddr>()
+                .ok()
+                .and_then(|a| resolve(&a.uri, TransportKind::Udp))
+            {
+                Some(flow) => Hops::Targets(vec![(req.uri.clone(), flow)]),
+                None => Hops::Reject(404, "Unresolvable Route"),
+            };
+        }
+        match classify(&req.uri, &self.local) {
+            Destination::Local => Hops::Local,
+            Destination::User(u) => {
+                let candidates = number_candidates(&u);
+                for c in &candidates {
+                    let bindings = self.registrar.lookup(c, now);
+                    if !bindings.is_empty() {
+                        return Hops::Targets(
+                            bindings
+                                .into_iter()
+                                .map(|b| (b.contact.uri, b.flow))
+                                .collect(),
+                        );
+                    }
+                }
+                if candidates.iter().any(|c| self.is_known_user(c)) {
+                    Hops::Reject(480, "Temporarily Unavailable")
+                } else {
+                    Hops::Reject(404, "Not Found")
+                }
+            }
+            Destination::Remote => {
+                if let Some(b) = self.registrar.find_contact(&req.uri, now) {
+                    return Hops::Targets(vec![(req.uri.clone(), b.flow)]);
+                }
+                if !in_dialog || popped.is_none() {
+                    return Hops::Reject(403, "Relaying Denied");
+                }
+                match resolve(&req.uri, default_transport) {
+                    Some(flow) => Hops::Targets(vec![(req.uri.clone(), flow)]),
+                    None => Hops::Reject(404, "Unresolvable Destination"),
+                }
+            }
+        }
+    }
+
+    fn on_proxy_request(&mut self, key: &ServerKey, req: Request, max_forwards: u32, now: Instant) {
+        let mut req = req;
+        let hash = loop_hash(&req);
+        let in_dialog = req.to().ok().is_some_and(|t| t.tag().is_some());
+        let popped = self.pop_our_routes(&mut req);
+        let no_route = req.headers.get("Route").is_none();
+        if !in_dialog && no_route && classify(&req.uri, &self.local) == Destination::Local {
+            return self.answer_locally(key, &req, now);
+        }
+        if max_forwards == 0 {
+            return self.reply(key, 483, None, vec![], now);
+        }
+        let prefix = branch_prefix(&hash);
+        let looped = req.headers.get_all("Via").iter().any(|v| {
+            v.parse::<Via>().is_ok_and(|via| {
+                self.local.is_my_via(&via) && via.branch().is_some_and(|b| b.starts_with(&prefix))
+            })
+        });
+        if looped {
+            warn!(call = %redact(req.call_id().unwrap_or_default()), "loop detected");
+            return self.reply(key, 482, None, vec![], now);
+        }
+        if !in_dialog {
+            match self.authenticate(&req, "Proxy-Authorization", now) {
+                AuthOutcome::Challenge { stale } => return self.challenge(key, true, stale, now),
+                AuthOutcome::Forbidden(reason) => {
+                    return self.reply(key, 403, Some(reason), vec![], now)
+                }
+                AuthOutcome::Ok(user) => {
+                    if user_of(req.headers.get("From")).as_deref() != Some(user.as_str()) {
+                        warn!(user = %redact(&user), "request with someone else's From refused");
+                        return self.reply(key, 403, Some("Identity Mismatch"), vec![], now);
+                    }
+                }
+            }
+        }
+        match self.choose_hops(&req, popped.as_ref(), in_dialog, now) {
+            Hops::Local if in_dialog => self.reply(key, 481, None, vec![], now),
+            Hops::Local => self.answer_locally(key, &req, now),
+            Hops::Reject(status, reason) => self.reply(key, status, Some(reason), vec![], now),
+            Hops::Targets(targets) => {
+                let record_route = !in_dialog
+                    && matches!(
+                        req.method,
+                        Method::Invite | Method::Subscribe | Method::Refer
+                    );
+                self.forward(
+                    key,
+                    req,
+                    targets,
+                    max_forwards - 1,
+                    record_route,
+                    &prefix,
+                    now,
+                )
+            }
+        }
+    }
+
+    fn answer_locally(&mut self, key: &ServerKey, req: &Request, now: Instant) {
+        let allow = vec![("Allow", ALLOW.to_owned())];
+        if req.method == Method::Options {
+            let mut headers = allow;
+            headers.push(("Accept", "application/sdp".to_owned()));
+            self.reply(key, 200, None, headers, now);
+        } else {
+            self.reply(key, 405, None, allow, now);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &mut self,
+        key: &ServerKey,
+        mut req: Request,
+        targets: Vec<(Uri, Flow)>,
+        max_forwards: u32,
+        record_route: bool,
+        prefix: &str,
+        now: Instant,
+    ) {
+        let Some(src) = self.servers.get(key).map(|t| t.flow) else {
+            return;
+        };
+        if targets.is_empty() {
+            return self.reply(key, 480, None, vec![], now);
+        }
+        req.headers.set("Max-Forwards", max_forwards.to_string());
+        let realm = self.local.domain.clone();
+        req.headers.0.retain(|(n, v)| {
+            !(n.eq_ignore_ascii_case("Proxy-Authorization")
+                && v.parse::<DigestResponse>().is_ok_and(|d| d.realm == realm))
+        });
+        let invite = req.method == Method::Invite;
+        for (i, (uri, flow)) in targets.into_iter().enumerate() {
+            let mut r = req.clone();
+            r.uri = uri;
+            if record_route {
+                if src.transport == flow.transport {
+                    r.headers.push_front(
+                        "Record-Route",
+                        self.local.record_route(flow.transport, false),
+                    );
+                } else {
+                    // RFC 5658 double Record-Route: one entry per leg, the top one faces the
+                    // callee, so each side reaches us on its own transport.
+                    r.headers
+                        .push_front("Record-Route", self.local.record_route(src.transport, true));
+                    r.headers.push_front(
+                        "Record-Route",
+                        self.local.record_route(flow.transport, true),
+                    );
+                }
+            }
+            let branch = format!("{prefix}{}{i}", new_tag());
+            r.headers
+                .push_front("Via", self.local.via(flow.transport, &branch));
+            self.clients.insert(
+                branch.clone(),
+                ClientTx {
+                    server: key.clone(),
+                    request: r.clone(),
+                    flow,
+                    invite,
+                    state: ClientState::Calling,
+                    final_response: None,
+                    retransmit: T1,
+                    linger_until: None,
+                    cancel: CancelState::None,
+                    answered: false,
+                },
+            );
+            if let Some(tx) = self.servers.get_mut(key) {
+                tx.branches.push(branch.clone());
+            }
+            self.send(flow, r, Some(branch.clone()));
+            if flow.transport == TransportKind::Udp {
+                self.schedule(now + T1, Timer::ClientRetransmit(branch.clone()));
+            }
+            self.schedule(now + TX_LINGER, Timer::ClientTimeout(branch));
+        }
+        if invite {
+            self.schedule(now + self.no_answer_timeout, Timer::NoAnswer(key.clone()));
+        }
+    }
+
+    // ---------------------------------------------------------------- responses
+
+    fn on_response(&mut self, mut resp: Response, src: Flow, now: Instant) {
+        let (Ok(via), Ok(cseq)) = (resp.top_via(), resp.cseq()) else {
+            warn!(flow = %src, "dropping response without Via or CSeq");
+            return;
+        };
+        debug!(
+            dir = "in", flow = %src, status = resp.status, method = %cseq.method,
+            call = %redact(resp.headers.get("Call-ID").unwrap_or_default()),
+            "response"
+        );
+        if !self.local.is_my_via(&via) {
+            debug!(flow = %src, "response not addressed to us dropped");
+            return;
+        }
+        let branch = via.branch().unwrap_or_default().to_owned();
+        resp.headers.pop_first("Via");
+        if cseq.method == Method::Cancel {
+            if let Some(c) = self.clients.get_mut(&branch) {
+                if let CancelState::Sent { answered, .. } = &mut c.cancel {
+                    *answered = true;
+                }
+            }
+            return;
+        }
+        let Some(c) = self.clients.get_mut(&branch) else {
+            if cseq.method == Method::Invite && resp.class() == 2 {
+                self.forward_response_statelessly(resp);
+            }
+            return;
+        };
+        let server = c.server.clone();
+        let invite = c.invite;
+        if resp.status >= 200 {
+            c.answered = true;
+        }
+        match resp.status {
+            100..=199 => {
+                if c.state.is_final() {
+                    return;
+                }
+                c.state = ClientState::Proceeding;
+                if !invite {
+                    c.retransmit = T2;
+                }
+                let cancel_now = invite && c.cancel == CancelState::Pending;
+                if cancel_now {
+                    self.send_cancel(&branch, now);
+                }
+                if resp.status > 100 {
+                    self.respond(&server, resp, now);
+                }
+            }
+            200..=299 => {
+                let first = !c.state.is_final();
+                if first {
+                    c.state = ClientState::Accepted;
+                    c.final_response = Some(resp.clone());
+                    let at = now + TX_LINGER;
+                    c.linger_until = Some(at);
+                    self.schedule(at, Timer::ClientExpire(branch.clone()));
+                }
+                if invite {
+                    // Every 2xx to an INVITE goes upstream (RFC 3261 §16.7 step 5).
+                    self.respond(&server, resp, now);
+                    if first {
+                        self.cancel_other_branches(&server, &branch, now);
+                    }
+                } else if first {
+                    self.respond(&server, resp, now);
+                }
+            }
+            _ => {
+                if invite {
+                    self.send_ack(&branch, &resp);
+                }
+                let Some(c) = self.clients.get_mut(&branch) else {
+                    return;
+                };
+                if c.state.is_final() {
+                    return; // a retransmission: re-ACKed above
+                }
+                c.state = ClientState::Completed;
+                let six = resp.class() == 6;
+                c.final_response = Some(resp);
+                let at = now + TX_LINGER;
+                c.linger_until = Some(at);
+                self.schedule(at, Timer::ClientExpire(branch.clone()));
+                if invite && six {
+                    self.cancel_other_branches(&server, &branch, now);
+                }
+                self.maybe_finish(&server, now);
+            }
+        }
+    }
+
+    /// When every branch is final and nothing went upstream yet, send the best response.
+    fn maybe_finish(&mut self, key: &ServerKey, now: Instant) {
+        let Some(tx) = self.servers.get(key) else {
+            return;
+        };
+        if tx.is_final() {
+            return;
+        }
+        let mut finals = Vec::with_capacity(tx.branches.len());
+        for b in &tx.branches {
+            match self.clients.get(b) {
+                Some(c) if !c.state.is_final() => return,
+                Some(c) => {
+                    if let Some(r) = &c.final_response {
+                        finals.push(r.clone());
+                    }
+                }
+                None => {}
+            }
+        }
+        let statuses: Vec<u16> = finals.iter().map(|r| r.status).collect();
+        match best_response(&statuses).and_then(|i| finals.into_iter().nth(i)) {
+            Some(mut best) => {
+                if best.status == 503 {
+                    // RFC 3261 §16.7 step 6: a 503 from downstream must not stop the caller
+                    // from trying other servers of ours.
+                    best.status = 500;
+                    best.reason = "Server Internal Error".into();
+                }
+                self.respond(key, best, now);
+            }
+            None => self.reply(key, 480, None, vec![], now),
+        }
+    }
+
+    /// Give up on a branch with a synthetic `status` (timeout, transport failure).
+    fn branch_gave_up(&mut self, branch: &str, status: u16, now: Instant) {
+        let Some(c) = self.clients.get(branch) else {
+            return;
+        };
+        if c.state.is_final() {
+            return;
+        }
+        let server = c.server.clone();
+        let synthetic = self
+            .servers
+            .get(&server)
+            .map(|tx| tx.request.response(status, None, Some(&tx.to_tag)));
+        if let Some(c) = self.clients.get_mut(branch) {
+            c.state = ClientState::Completed;
+            c.final_response = synthetic;
+            let at = now + TX_LINGER;
+            c.linger_until = Some(at);
+            self.schedule(at, Timer::ClientExpire(branch.to_owned()));
+        }
+        debug!(status, "branch given up");
+        self.maybe_finish(&server, now);
+    }
+
+    fn cancel_other_branches(&mut self, key: &ServerKey, except: &str, now: Instant) {
+        let branches = self
+            .servers
+            .get(key)
+            .map(|t| t.branches.clone())
+            .unwrap_or_default();
+        for b in branches.iter().filter(|b| *b != except) {
+            self.cancel_branch(b, now);
+        }
+    }
+
+    fn cancel_branch(&mut self, branch: &str, now: Instant) {
+        let Some(c) = self.clients.get_mut(branch) else {
+            return;
+        };
+        if c.state.is_final() || !c.invite || c.cancel != CancelState::None {
+            return;
+        }
+        if c.state == ClientState::Proceeding {
+            self.send_cancel(branch, now);
+        } else {
+            c.cancel = CancelState::Pending;
+        }
+    }
+
+    fn build_cancel_or_ack(req: &Request, method: Method, to: Option<&str>) -> Request {
+        let mut r = Request::new(method.clone(), req.uri.clone());
+        if let Some(v) = req.headers.get_all("Via").first() {
+            r.headers.push("Via", v.clone());
+        }
+        for route in req.headers.get_all("Route") {
+            r.headers.push("Route", route);
+        }
+        r.headers.push("Max-Forwards", "70");
+        for h in ["From", "Call-ID"] {
+            if let Some(v) = req.headers.get(h) {
+                r.headers.push(h, v);
+            }
+        }
+        if let Some(v) = to.or_else(|| req.headers.get("To")) {
+            r.headers.push("To", v);
+        }
+        let seq = req.cseq().map(|c| c.seq).unwrap_or(1);
+        r.headers.push("CSeq", format!("{seq} {method}"));
+        r
+    }
+
+    fn send_cancel(&mut self, branch: &str, now: Instant) {
+        let Some(c) = self.clients.get_mut(branch) else {
+            return;
+        };
+        c.cancel = CancelState::Sent {
+            answered: false,
+            tries: 0,
+        };
+        let cancel = Self::build_cancel_or_ack(&c.request, Method::Cancel, None);
+        let flow = c.flow;
+        self.send(flow, cancel, None);
+        if flow.transport == TransportKind::Udp {
+            self.schedule(now + T1, Timer::CancelRetransmit(branch.to_owned()));
+        }
+    }
+
+    fn send_ack(&mut self, branch: &str, resp: &Response) {
+        let Some(c) = self.clients.get(branch) else {
+            return;
+        };
+        let ack = Self::build_cancel_or_ack(&c.request, Method::Ack, resp.headers.get("To"));
+        let flow = c.flow;
+        self.send(flow, ack, None);
+    }
+
+    // ---------------------------------------------------------------- timers
+
+    fn on_timer(&mut self, timer: Timer, now: Instant) {
+        match timer {
+            Timer::ServerRetransmit(key) => {
+                let Some(tx) = self.servers.get_mut(&key) else {
+                    return;
+                };
+                if tx.state != ServerState::Completed {
+                    return;
+                }
+                tx.retransmit = (tx.retransmit * 2).min(T2);
+                let next = now + tx.retransmit;
+                let (flow, last) = (tx.flow, tx.last.clone());
+                if let Some(last) = last {
+                    self.send(flow, last, None);
+                }
+                self.schedule(next, Timer::ServerRetransmit(key));
+            }
+            Timer::ServerExpire(key) => {
+                let Some(tx) = self.servers.get(&key) else {
+                    return;
+                };
+                let done = match tx.linger_until {
+                    Some(at) => at <= now,
+                    None => {
+                        let cap = if key.invite {
+                            self.no_answer_timeout + CANCEL_GRACE + TX_LINGER * 2
+                        } else {
+                            TX_LINGER * 2
+                        };
+                        now >= tx.created + cap
+                    }
+                };
+                if done {
+                    if !tx.is_final() {
+                        warn!("transaction dropped without a final response");
+                    }
+                    self.servers.remove(&key);
+                }
+            }
+            Timer::ClientRetransmit(branch) => {
+                let Some(c) = self.clients.get_mut(&branch) else {
+                    return;
+                };
+                let again = matches!(
+                    (c.invite, c.state),
+                    (true, ClientState::Calling)
+                        | (false, ClientState::Calling | ClientState::Proceeding)
+                );
+                if !again {
+                    return;
+                }
+                c.retransmit = if c.invite {
+                    c.retransmit * 2
+                } else {
+                    (c.retransmit * 2).min(T2)
+                };
+                let next = now + c.retransmit;
+                let (flow, req) = (c.flow, c.request.clone());
+                self.send(flow, req, None);
+                self.schedule(next, Timer::ClientRetransmit(branch));
+            }
+            Timer::ClientTimeout(branch) => {
+                let Some(c) = self.clients.get(&branch) else {
+                    return;
+                };
+                let timed_out = match (c.invite, c.state) {
+                    (true, ClientState::Calling) => true,
+                    (false, s) => !s.is_final(),
+                    _ => false,
+                };
+                if timed_out {
+                    self.branch_gave_up(&branch, 408, now);
+                }
+            }
+            Timer::ClientExpire(branch) => {
+                if self
+                    .clients
+                    .get(&branch)
+                    .is_some_and(|c| c.linger_until.is_some_and(|at| at <= now))
+                {
+                    self.clients.remove(&branch);
+                }
+            }
+            Timer::CancelRetransmit(branch) => {
+                let Some(c) = self.clients.get_mut(&branch) else {
+                    return;
+                };
+                let CancelState::Sent { answered, tries } = c.cancel else {
+                    return;
+                };
+                if answered || c.answered || tries >= CANCEL_RETRIES {
+                    return;
+                }
+                c.cancel = CancelState::Sent {
+                    answered,
+                    tries: tries + 1,
+                };
+                let cancel = Self::build_cancel_or_ack(&c.request, Method::Cancel, None);
+                let flow = c.flow;
+                self.send(flow, cancel, None);
+                self.schedule(
+                    now + (T1 * 2u32.pow(tries + 1)).min(T2),
+                    Timer::CancelRetransmit(branch),
+                );
+            }
+            Timer::NoAnswer(key) => {
+                let Some(tx) = self.servers.get(&key) else {
+                    return;
+                };
+                if tx.is_final() {
+                    return;
+                }
+                debug!("no answer in time: cancelling branches");
+                let branches = tx.branches.clone();
+                for b in &branches {
+                    self.cancel_branch(b, now);
+                }
+                for b in &branches {
+                    self.branch_gave_up(b, 408, now);
+                }
+                self.maybe_finish(&key, now);
+            }
+            Timer::CancelGrace(key) => {
+                if self.servers.get(&key).is_some_and(|tx| !tx.is_final()) {
+                    let branches = self
+                        .servers
+                        .get(&key)
+                        .map(|t| t.branches.clone())
+                        .unwrap_or_default();
+                    for b in &branches {
+                        self.branch_gave_up(b, 487, now);
+                    }
+                    self.reply(&key, 487, None, vec![], now);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hookflash_core::auth::{authorization, Token};
+
+    const SECRET: &str = "engine-test-secret";
+    const UNIX0: u64 = 1_700_000_000;
+
+    struct Rig {
+        engine: Engine,
+        now: Instant,
+    }
+
+    fn flow(port: u16) -> Flow {
+        Flow {
+            transport: TransportKind::Udp,
+            addr: ([127, 0, 0, 1], port).into(),
+        }
+    }
+
+    impl Rig {
+        fn new() -> Rig {
+            let now = Instant::now();
+            let local = Local::new(
+                "hookflash.local",
+                "127.0.0.1".parse().unwrap(),
+                "127.0.0.1".parse().unwrap(),
+                5070,
+            );
+            let users = Arc::new(UserStore::in_memory().unwrap());
+            let engine = Engine::new(local, SECRET, users, Duration::from_secs(10), now, UNIX0);
+            Rig { engine, now }
+        }
+
+        fn input(&mut self, text: &str, from: Flow) -> Vec<Transmit> {
+            let msg = Message::parse(text.as_bytes()).expect("test message parses");
+            self.engine.handle_message(msg, from, self.now);
+            std::iter::from_fn(|| self.engine.poll_transmit()).collect()
+        }
+
+        fn advance(&mut self, by: Duration) -> Vec<Transmit> {
+            self.now += by;
+            self.engine.handle_timeout(self.now);
+            std::iter::from_fn(|| self.engine.poll_transmit()).collect()
+        }
+
+        /// A request from `user` at `port` with a fresh challenge answered (first run gets it).
+        fn authed(
+            &mut self,
+            user: &str,
+            port: u16,
+            method: &str,
+            ruri: &str,
+            hdr: &str,
+            extra: &str,
+        ) -> Vec<Transmit> {
+            let token = Token::issue(SECRET, user, Duration::from_secs(3600), UNIX0);
+            let to = if method == "REGISTER" {
+                format!("sip:{user}@hookflash.local")
+            } else {
+                ruri.to_owned()
+            };
+            let base = |auth: &str, branch: &str| {
+                format!(
+                    "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{branch};rport\r\n\
+From: <sip:{user}@hookflash.local>;tag=f{port}\r\nTo: <{to}>\r\nCall-ID: c{port}{method}\r\n\
+CSeq: {} {method}\r\nContact: <sip:{user}@127.0.0.1:{port}>\r\n{auth}{extra}\r\n",
+                    if auth.is_empty() { 1 } else { 2 }
+                )
+            };
+            let out = self.input(&base("", &format!("a{port}")), flow(port));
+            let challenge = out
+                .iter()
+                .find_map(|t| match &t.message {
+                    Message::Response(r) if r.status == 401 || r.status == 407 => {
+                        r.headers.get(if r.status == 401 {
+                            "WWW-Authenticate"
+                        } else {
+                            "Proxy-Authenticate"
+                        })
+                    }
+                    _ => None,
+                })
+                .expect("challenged first")
+                .parse::<Challenge>()
+                .unwrap();
+            if method == "INVITE" {
+                let ack = format!(
+                    "ACK {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKa{port};rport\r\n\
+From: <sip:{user}@hookflash.local>;tag=f{port}\r\nTo: <{to}>;tag=x\r\nCall-ID: c{port}{method}\r\n\
+CSeq: 1 ACK\r\n\r\n"
+                );
+                assert!(
+                    self.input(&ack, flow(port)).is_empty(),
+                    "the ACK for 407 is absorbed"
+                );
+            }
+            let value = authorization(
+                &challenge,
+                method,
+                ruri,
+                &token.sip_username(),
+                token.sip_password(),
+                1,
+                "cn",
+            );
+            self.input(
+                &base(&format!("{hdr}: {value}\r\n"), &format!("b{port}")),
+                flow(port),
+            )
+        }
+    }
+
+    fn statuses(out: &[Transmit]) -> Vec<u16> {
+        out.iter()
+            .filter_map(|t| match &t.message {
+                Message::Response(r) => Some(r.status),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn requests(out: &[Transmit]) -> Vec<(Method, Flow)> {
+        out.iter()
+            .filter_map(|t| match &t.message {
+                Message::Request(r) => Some((r.method.clone(), t.flow)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn register_retransmission_gets_the_same_answer() {
+        let mut rig = Rig::new();
+        let reg = "REGISTER sip:hookflash.local SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:4000;branch=z9hG4bKr1\r\n\
+From: <sip:bob@hookflash.local>;tag=1\r\nTo: <sip:bob@hookflash.local>\r\nCall-ID: r\r\nCSeq: 1 REGISTER\r\n\r\n";
+        let first = rig.input(reg, flow(4000));
+        let again = rig.input(reg, flow(4000));
+        assert_eq!(
+            statuses(&first),
+            [401],
+            "a REGISTER without credentials is challenged"
+        );
+        assert_eq!(
+            format!("{:?}", first[0].message),
+            format!("{:?}", again[0].message),
+            "the retransmission is answered from the transaction, same nonce"
+        );
+    }
+
+    #[test]
+    fn unanswered_invite_is_cancelled_then_answered_408() {
+        let mut rig = Rig::new();
+        let out = rig.authed(
+            "bob",
+            4002,
+            "REGISTER",
+            "sip:hookflash.local",
+            "Authorization",
+            "",
+        );
+        assert_eq!(statuses(&out), [200], "bob registers with a token");
+        let out = rig.authed(
+            "alice",
+            4000,
+            "INVITE",
+            "sip:bob@hookflash.local",
+            "Proxy-Authorization",
+            "",
+        );
+        assert_eq!(statuses(&out), [100], "the authenticated INVITE is trying");
+        let fwd = requests(&out);
+        assert_eq!(
+            fwd,
+            [(Method::Invite, flow(4002))],
+            "forwarded to bob's flow"
+        );
+        let Message::Request(inv) = &out
+            .iter()
+            .find(|t| matches!(t.message, Message::Request(_)))
+            .unwrap()
+            .message
+        else {
+            unreachable!()
+        };
+        let mut ringing = inv.response(180, None, Some("bobtag"));
+        ringing.headers.push("Contact", "<sip:bob@127.0.0.1:4002>");
+        rig.engine
+            .handle_message(ringing.into(), flow(4002), rig.now);
+        let out: Vec<_> = std::iter::from_fn(|| rig.engine.poll_transmit()).collect();
+        assert_eq!(statuses(&out), [180], "ringing reaches alice");
+        assert_eq!(out[0].flow, flow(4000), "on alice's flow");
+        let out = rig.advance(Duration::from_secs(10));
+        assert_eq!(
+            requests(&out),
+            [(Method::Cancel, flow(4002))],
+            "bob's ringing is cancelled"
+        );
+        assert_eq!(statuses(&out), [408], "alice hears the no-answer timeout");
+        let out = rig.advance(Duration::from_millis(500));
+        assert_eq!(
+            statuses(&out),
+            [408],
+            "the 408 is retransmitted over UDP until ACKed"
+        );
+    }
+
+    #[test]
+    fn old_nonce_is_challenged_again_as_stale() {
+        let mut rig = Rig::new();
+        let reg = |auth: &str, branch: &str| {
+            format!(
+                "REGISTER sip:hookflash.local SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:4000;branch=z9hG4bK{branch}\r\n\
+From: <sip:bob@hookflash.local>;tag=1\r\nTo: <sip:bob@hookflash.local>\r\nCall-ID: r\r\nCSeq: 1 REGISTER\r\n{auth}\r\n"
+            )
+        };
+        let out = rig.input(&reg("", "s1"), flow(4000));
+        let Message::Response(r) = &out[0].message else {
+            panic!("a response")
+        };
+        let ch: Challenge = r.headers.get("WWW-Authenticate").unwrap().parse().unwrap();
+        assert!(!ch.stale, "a first challenge is not stale");
+        rig.now += Duration::from_secs(301);
+        let token = Token::issue(SECRET, "bob", Duration::from_secs(3600), UNIX0);
+        let value = authorization(
+            &ch,
+            "REGISTER",
+            "sip:hookflash.local",
+            &token.sip_username(),
+            token.sip_password(),
+            1,
+            "cn",
+        );
+        let out = rig.input(
+            &reg(&format!("Authorization: {value}\r\n"), "s2"),
+            flow(4000),
+        );
+        let Message::Response(r) = &out[0].message else {
+            panic!("a response")
+        };
+        assert_eq!(
+            r.status, 401,
+            "right credentials on a 5-minute-old nonce: challenge again"
+        );
+        let ch: Challenge = r.headers.get("WWW-Authenticate").unwrap().parse().unwrap();
+        assert!(
+            ch.stale,
+            "with stale=true, so the client retries without asking the user"
+        );
+    }
+
+    #[test]
+    fn request_coming_back_unchanged_is_a_loop() {
+        let mut rig = Rig::new();
+        rig.authed(
+            "bob",
+            4002,
+            "REGISTER",
+            "sip:hookflash.local",
+            "Authorization",
+            "",
+        );
+        let out = rig.authed(
+            "alice",
+            4000,
+            "INVITE",
+            "sip:bob@hookflash.local",
+            "Proxy-Authorization",
+            "",
+        );
+        let Some(Message::Request(mut fwd)) = out
+            .into_iter()
+            .map(|t| t.message)
+            .find(|m| matches!(m, Message::Request(_)))
+        else {
+            panic!("the INVITE was forwarded")
+        };
+        // A downstream element retargets it back to the AOR and returns it to us.
+        fwd.uri = "sip:bob@hookflash.local".parse().unwrap();
+        fwd.headers
+            .push_front("Via", "SIP/2.0/UDP 127.0.0.1:4002;branch=z9hG4bKback");
+        rig.engine.handle_message(fwd.into(), flow(4002), rig.now);
+        let out: Vec<_> = std::iter::from_fn(|| rig.engine.poll_transmit()).collect();
+        assert_eq!(
+            statuses(&out),
+            [100, 482],
+            "our own branch hash in a Via: 482 Loop Detected"
+        );
+    }
+}

@@ -1,0 +1,262 @@
+//! Registrar bindings (RFC 3261 §10.3), in memory, time passed in.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use hookflash_core::sip::{NameAddr, Uri};
+
+use crate::routing::{Flow, SIP_PORT};
+
+/// At most this many contacts per user; a new one evicts the one expiring first.
+pub const MAX_BINDINGS_PER_USER: usize = 10;
+
+/// One registered contact of a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The contact as registered (its `expires` parameter removed).
+    pub contact: NameAddr,
+    /// The flow the REGISTER came on: requests for this contact go back over it.
+    pub flow: Flow,
+    /// When the binding lapses.
+    pub expires_at: Instant,
+    /// The Call-ID of the REGISTER that made or refreshed it.
+    pub call_id: String,
+}
+
+impl Binding {
+    /// Seconds left at `now` (at least 0).
+    pub fn remaining(&self, now: Instant) -> u64 {
+        self.expires_at.saturating_duration_since(now).as_secs()
+    }
+}
+
+/// The identity of a contact URI: scheme, user, host (case-insensitive), port and transport.
+fn contact_key(uri: &Uri) -> (String, Option<String>, String, u16, Option<String>) {
+    (
+        uri.scheme.clone(),
+        uri.user.clone(),
+        uri.host.to_ascii_lowercase(),
+        uri.port.unwrap_or(SIP_PORT),
+        uri.transport(),
+    )
+}
+
+/// Whether two URIs reach the same contact, ignoring parameters other than transport.
+pub fn same_contact(a: &Uri, b: &Uri) -> bool {
+    contact_key(a) == contact_key(b)
+}
+
+/// All bindings, by user name.
+#[derive(Debug, Default)]
+pub struct Registrar {
+    bindings: HashMap<String, Vec<Binding>>,
+}
+
+impl Registrar {
+    /// Add, refresh (`expires > 0`) or remove (`expires == 0`) one contact of `user`.
+    pub fn update(
+        &mut self,
+        user: &str,
+        mut contact: NameAddr,
+        expires: u32,
+        flow: Flow,
+        call_id: &str,
+        now: Instant,
+    ) {
+        contact
+            .params
+            .retain(|(n, _)| !n.eq_ignore_ascii_case("expires"));
+        let list = self.bindings.entry(user.to_owned()).or_default();
+        list.retain(|b| b.expires_at > now && !same_contact(&b.contact.uri, &contact.uri));
+        if expires > 0 {
+            if list.len() >= MAX_BINDINGS_PER_USER {
+                if let Some(i) = list
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, b)| b.expires_at)
+                    .map(|(i, _)| i)
+                {
+                    list.remove(i);
+                }
+            }
+            list.push(Binding {
+                contact,
+                flow,
+                expires_at: now + Duration::from_secs(u64::from(expires)),
+                call_id: call_id.to_owned(),
+            });
+        }
+        if list.is_empty() {
+            self.bindings.remove(user);
+        }
+    }
+
+    /// Remove every contact of `user` (`Contact: *`).
+    pub fn remove_all(&mut self, user: &str) {
+        self.bindings.remove(user);
+    }
+
+    /// The live bindings of `user` (expired ones are dropped on the way).
+    pub fn lookup(&mut self, user: &str, now: Instant) -> Vec<Binding> {
+        let Some(list) = self.bindings.get_mut(user) else {
+            return Vec::new();
+        };
+        list.retain(|b| b.expires_at > now);
+        let out = list.clone();
+        if out.is_empty() {
+            self.bindings.remove(user);
+        }
+        out
+    }
+
+    /// The live binding whose contact is `uri`, if any (the newest when several users share it).
+    pub fn find_contact(&self, uri: &Uri, now: Instant) -> Option<Binding> {
+        self.bindings
+            .values()
+            .flatten()
+            .filter(|b| b.expires_at > now && same_contact(&b.contact.uri, uri))
+            .max_by_key(|b| b.expires_at)
+            .cloned()
+    }
+
+    /// Drop every binding that uses `flow` (its TCP connection closed); how many went.
+    pub fn remove_flow(&mut self, flow: Flow) -> usize {
+        let mut n = 0;
+        self.bindings.retain(|_, list| {
+            let before = list.len();
+            list.retain(|b| b.flow != flow);
+            n += before - list.len();
+            !list.is_empty()
+        });
+        n
+    }
+
+    /// Drop expired bindings everywhere.
+    pub fn purge(&mut self, now: Instant) {
+        self.bindings.retain(|_, list| {
+            list.retain(|b| b.expires_at > now);
+            !list.is_empty()
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hookflash_core::sip::TransportKind;
+
+    fn flow(port: u16, transport: TransportKind) -> Flow {
+        Flow {
+            transport,
+            addr: ([127, 0, 0, 1], port).into(),
+        }
+    }
+
+    fn contact(s: &str) -> NameAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn bindings_refresh_expire_and_remove() {
+        let t0 = Instant::now();
+        let mut r = Registrar::default();
+        let udp = flow(4000, TransportKind::Udp);
+        r.update(
+            "bob",
+            contact("<sip:bob@127.0.0.1:4000>;expires=60"),
+            60,
+            udp,
+            "c1",
+            t0,
+        );
+        r.update(
+            "bob",
+            contact("<sip:bob@127.0.0.1:4002>"),
+            120,
+            udp,
+            "c2",
+            t0,
+        );
+        assert_eq!(r.lookup("bob", t0).len(), 2, "two contacts registered");
+        assert!(
+            r.lookup("bob", t0)[0].contact.param("expires").is_none(),
+            "the expires param is not part of the stored contact"
+        );
+        r.update(
+            "bob",
+            contact("<sip:bob@127.0.0.1:4000;ob>"),
+            300,
+            udp,
+            "c1",
+            t0,
+        );
+        assert_eq!(
+            r.lookup("bob", t0).len(),
+            2,
+            "same contact refreshed, not duplicated"
+        );
+        let later = t0 + Duration::from_secs(121);
+        assert_eq!(r.lookup("bob", later).len(), 1, "the 120 s binding lapsed");
+        r.update(
+            "bob",
+            contact("<sip:bob@127.0.0.1:4000>"),
+            0,
+            udp,
+            "c1",
+            later,
+        );
+        assert!(
+            r.lookup("bob", later).is_empty(),
+            "expires=0 removed the last one"
+        );
+    }
+
+    #[test]
+    fn closed_tcp_flow_drops_its_bindings() {
+        let t0 = Instant::now();
+        let mut r = Registrar::default();
+        let tcp = flow(40000, TransportKind::Tcp);
+        r.update(
+            "bob",
+            contact("<sip:bob@127.0.0.1:4000;transport=tcp>"),
+            60,
+            tcp,
+            "c",
+            t0,
+        );
+        r.update(
+            "amy",
+            contact("<sip:amy@127.0.0.1:4100>"),
+            60,
+            flow(4100, TransportKind::Udp),
+            "d",
+            t0,
+        );
+        let found = r.find_contact(&"sip:bob@127.0.0.1:4000;transport=tcp".parse().unwrap(), t0);
+        assert_eq!(
+            found.map(|b| b.flow),
+            Some(tcp),
+            "a contact URI finds its flow"
+        );
+        assert_eq!(r.remove_flow(tcp), 1, "only the TCP binding went");
+        assert!(r.lookup("bob", t0).is_empty(), "bob is unreachable now");
+        assert_eq!(r.lookup("amy", t0).len(), 1, "amy is untouched");
+    }
+
+    #[test]
+    fn too_many_bindings_evict_the_oldest() {
+        let t0 = Instant::now();
+        let mut r = Registrar::default();
+        let udp = flow(4000, TransportKind::Udp);
+        for i in 0..=MAX_BINDINGS_PER_USER as u16 {
+            let c = contact(&format!("<sip:bob@127.0.0.1:{}>", 5000 + i));
+            r.update("bob", c, 60 + u32::from(i), udp, "c", t0);
+        }
+        let live = r.lookup("bob", t0);
+        assert_eq!(live.len(), MAX_BINDINGS_PER_USER, "bounded per user");
+        assert!(
+            live.iter().all(|b| b.contact.uri.port != Some(5000)),
+            "the one expiring first was evicted"
+        );
+    }
+}

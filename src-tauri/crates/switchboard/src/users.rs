@@ -1,0 +1,192 @@
+//! The user database (SQLite).
+//!
+//! One table, `users(name, realm, ha1, created)`. Passwords are never stored: `ha1` is
+//! `MD5(name:realm:password)` in hex — exactly what SIP digest authentication needs, and
+//! nothing that can be replayed against another realm. Because HA1 covers the realm, changing
+//! the switchboard's domain invalidates stored passwords (users must be added again); the
+//! switchboard refuses a password whose realm differs from its domain.
+//!
+//! A user without a password can still sign in with a token; being in the database also makes
+//! the difference between `480 Temporarily Unavailable` (known, not registered) and
+//! `404 Not Found` (unknown) when someone calls them.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use hookflash_core::auth::{ha1, is_valid_user, unix_now};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::SwitchboardError;
+
+/// One user, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// The user name (the user part of `sip:NAME@DOMAIN`).
+    pub name: String,
+    /// The realm the password was hashed with.
+    pub realm: String,
+    /// `MD5(name:realm:password)` in hex; `None` for token-only users.
+    pub ha1: Option<String>,
+    /// When the user was added, unix seconds.
+    pub created: u64,
+}
+
+/// The user database; safe to share between threads.
+pub struct UserStore {
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for UserStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserStore").finish_non_exhaustive()
+    }
+}
+
+fn db_err(e: rusqlite::Error) -> SwitchboardError {
+    SwitchboardError::Database(e.to_string())
+}
+
+impl UserStore {
+    /// Open (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<UserStore, SwitchboardError> {
+        let conn = Connection::open(path)
+            .map_err(|e| SwitchboardError::Database(format!("{}: {e}", path.display())))?;
+        UserStore::init(conn)
+    }
+
+    /// An empty database in memory.
+    pub fn in_memory() -> Result<UserStore, SwitchboardError> {
+        UserStore::init(Connection::open_in_memory().map_err(db_err)?)
+    }
+
+    fn init(conn: Connection) -> Result<UserStore, SwitchboardError> {
+        conn.execute_batch(
+            "PRAGMA busy_timeout = 5000;
+             CREATE TABLE IF NOT EXISTS users (
+                 name    TEXT PRIMARY KEY NOT NULL,
+                 realm   TEXT NOT NULL,
+                 ha1     TEXT,
+                 created INTEGER NOT NULL
+             );
+             PRAGMA user_version = 1;",
+        )
+        .map_err(db_err)?;
+        Ok(UserStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Add a user, or replace their password if they exist. `password: None` makes a
+    /// token-only user (or removes the password of an existing one).
+    pub fn add(
+        &self,
+        name: &str,
+        realm: &str,
+        password: Option<&str>,
+    ) -> Result<(), SwitchboardError> {
+        if !is_valid_user(name) {
+            return Err(SwitchboardError::InvalidUser(
+                "user names are 1-64 characters: letters, digits and -_.!~*'()+&=$,;?/".into(),
+            ));
+        }
+        let h = password.map(|p| ha1(name, realm, p));
+        self.conn()
+            .execute(
+                "INSERT INTO users (name, realm, ha1, created) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(name) DO UPDATE SET realm = excluded.realm, ha1 = excluded.ha1",
+                params![name, realm, h, unix_now() as i64],
+            )
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Remove a user; whether they existed.
+    pub fn remove(&self, name: &str) -> Result<bool, SwitchboardError> {
+        let n = self
+            .conn()
+            .execute("DELETE FROM users WHERE name = ?1", params![name])
+            .map_err(db_err)?;
+        Ok(n > 0)
+    }
+
+    /// One user, if stored.
+    pub fn get(&self, name: &str) -> Result<Option<UserRecord>, SwitchboardError> {
+        self.conn()
+            .query_row(
+                "SELECT name, realm, ha1, created FROM users WHERE name = ?1",
+                params![name],
+                row_to_record,
+            )
+            .optional()
+            .map_err(db_err)
+    }
+
+    /// Whether a user is stored (a database error counts as no).
+    pub fn exists(&self, name: &str) -> bool {
+        match self.get(name) {
+            Ok(r) => r.is_some(),
+            Err(e) => {
+                tracing::warn!(error = %e, "user lookup failed");
+                false
+            }
+        }
+    }
+
+    /// All users, by name.
+    pub fn list(&self) -> Result<Vec<UserRecord>, SwitchboardError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT name, realm, ha1, created FROM users ORDER BY name")
+            .map_err(db_err)?;
+        let rows = stmt.query_map([], row_to_record).map_err(db_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+    }
+}
+
+fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
+    Ok(UserRecord {
+        name: row.get(0)?,
+        realm: row.get(1)?,
+        ha1: row.get(2)?,
+        created: row.get::<_, i64>(3)?.max(0) as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_are_added_listed_updated_and_removed() {
+        let db = UserStore::in_memory().unwrap();
+        db.add("bob", "hookflash.local", Some("pw")).unwrap();
+        db.add("alice", "hookflash.local", None).unwrap();
+        let names: Vec<_> = db.list().unwrap().into_iter().map(|u| u.name).collect();
+        assert_eq!(names, ["alice", "bob"], "listed by name");
+        let bob = db.get("bob").unwrap().expect("bob stored");
+        assert_eq!(
+            bob.ha1.as_deref(),
+            Some(ha1("bob", "hookflash.local", "pw").as_str()),
+            "the password is stored as HA1, never in clear"
+        );
+        assert_eq!(
+            db.get("alice").unwrap().unwrap().ha1,
+            None,
+            "token-only user"
+        );
+        db.add("bob", "hookflash.local", Some("new")).unwrap();
+        assert_eq!(
+            db.get("bob").unwrap().unwrap().ha1,
+            Some(ha1("bob", "hookflash.local", "new")),
+            "adding again replaces the password"
+        );
+        assert!(db.remove("bob").unwrap(), "bob existed");
+        assert!(!db.remove("bob").unwrap(), "bob is gone");
+        assert!(!db.exists("bob"), "and unknown now");
+        assert!(db.add("a:b", "r", None).is_err(), "':' would break tokens");
+    }
+}

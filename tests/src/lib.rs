@@ -1,0 +1,276 @@
+//! The end-to-end rig: a switchboard on loopback and agents with virtual audio whose ears a
+//! test can read. Each test file under `tests/` is named for the behaviour it proves.
+//!
+//! Every agent's microphone is a tone at its own frequency and its speaker is a capture buffer
+//! per call, so a test can say "B hears A" by finding A's frequency in B's buffer (Goertzel),
+//! not merely that bytes arrived.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hookflash_core::agent::{AgentConfig, CallAgent, CallClient, Credential};
+use hookflash_core::api::Event;
+use hookflash_core::audio::{self, AudioSink, CaptureSink, DeviceSpec, SAMPLE_RATE};
+use hookflash_core::auth::Token;
+use hookflash_core::call::CallState;
+use hookflash_core::registration::{ConnectionReason, ConnectionState, RegistrationPolicy};
+use hookflash_core::sip::TransportKind;
+use hookflash_switchboard::{Config, Switchboard, SwitchboardHandle};
+use tokio::sync::broadcast;
+
+/// The secret the rig's switchboard signs tokens with.
+pub const SECRET: &str = "rig-secret";
+
+/// How long a test waits for any one event before it fails.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Log to stderr when `RUST_LOG` is set (shown for failing tests).
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .try_init();
+}
+
+/// A switchboard on loopback.
+pub struct Rig {
+    /// The running switchboard.
+    pub switchboard: SwitchboardHandle,
+}
+
+impl Rig {
+    /// Start a switchboard on a free loopback port.
+    pub async fn start() -> Rig {
+        init_logging();
+        let switchboard = Switchboard::start(Config::local(SECRET))
+            .await
+            .expect("the switchboard starts on loopback");
+        Rig { switchboard }
+    }
+
+    /// A valid token for `user`.
+    pub fn token(&self, user: &str) -> Token {
+        self.switchboard
+            .issue_token(user, Duration::from_secs(3600))
+    }
+
+    /// An agent config for `user` whose microphone plays `tone_hz`.
+    pub fn config(
+        &self,
+        user: &str,
+        tone_hz: f64,
+        transport: TransportKind,
+    ) -> (AgentConfig, Ears) {
+        let mut config = AgentConfig::new(
+            self.switchboard.local_addr(),
+            self.switchboard.domain(),
+            Credential::Token(self.token(user)),
+        );
+        config.transport = transport;
+        config.microphone = hookflash_core::agent::source_from_spec(DeviceSpec::Tone(tone_hz));
+        config.registration = RegistrationPolicy {
+            retry_initial: Duration::from_millis(200),
+            slow_retry: Duration::from_millis(500),
+            ..RegistrationPolicy::default()
+        };
+        config.register_timeout = Duration::from_millis(800);
+        config.keepalive_interval = Duration::from_millis(300);
+        let ears = Ears::default();
+        let e = ears.clone();
+        config.speaker = Arc::new(move |call_id: &str| {
+            let buf = e.buffer(call_id);
+            Ok(Box::new(CaptureSink::with_buffer(buf)) as Box<dyn AudioSink>)
+        });
+        (config, ears)
+    }
+
+    /// A signed-in agent for `user` whose microphone plays `tone_hz`.
+    pub async fn agent(&self, user: &str, tone_hz: f64) -> TestAgent {
+        self.agent_on(user, tone_hz, TransportKind::Udp).await
+    }
+
+    /// Like [`Rig::agent`] over a chosen transport.
+    pub async fn agent_on(&self, user: &str, tone_hz: f64, transport: TransportKind) -> TestAgent {
+        let (config, ears) = self.config(user, tone_hz, transport);
+        let mut a = TestAgent::create(user, config, ears).await;
+        a.wait_connected().await;
+        a
+    }
+}
+
+/// What an agent heard, per call.
+#[derive(Clone, Default)]
+pub struct Ears(Arc<Mutex<HashMap<String, Arc<Mutex<Vec<i16>>>>>>);
+
+impl Ears {
+    fn buffer(&self, call_id: &str) -> Arc<Mutex<Vec<i16>>> {
+        self.0
+            .lock()
+            .unwrap()
+            .entry(call_id.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// All samples heard on this call so far.
+    pub fn heard(&self, call_id: &str) -> Vec<i16> {
+        self.buffer(call_id).lock().unwrap().clone()
+    }
+
+    /// How many samples were heard on this call so far.
+    pub fn mark(&self, call_id: &str) -> usize {
+        self.buffer(call_id).lock().unwrap().len()
+    }
+
+    /// The samples heard since `mark`.
+    pub fn since(&self, call_id: &str, mark: usize) -> Vec<i16> {
+        let b = self.buffer(call_id);
+        let b = b.lock().unwrap();
+        b[mark.min(b.len())..].to_vec()
+    }
+}
+
+/// An agent plus its event stream and ears.
+pub struct TestAgent {
+    /// Its user name.
+    pub user: String,
+    /// The agent.
+    pub agent: CallAgent,
+    /// Its events.
+    pub events: broadcast::Receiver<Event>,
+    /// What it heard.
+    pub ears: Ears,
+}
+
+impl TestAgent {
+    /// Create (not waiting for registration).
+    pub async fn create(user: &str, config: AgentConfig, ears: Ears) -> TestAgent {
+        let agent = CallClient::new()
+            .create_call_agent(config)
+            .await
+            .expect("an agent binds on loopback");
+        let events = agent.subscribe();
+        TestAgent {
+            user: user.to_owned(),
+            agent,
+            events,
+            ears,
+        }
+    }
+
+    /// Wait for the first event matching `pred`, failing the test after [`EVENT_TIMEOUT`].
+    pub async fn wait_for(&mut self, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
+        let user = self.user.clone();
+        let fut = async {
+            loop {
+                match self.events.recv().await {
+                    Ok(e) if pred(&e) => return e,
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => {
+                        panic!("{user}: events closed while waiting for {what}")
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(EVENT_TIMEOUT, fut)
+            .await
+            .unwrap_or_else(|_| panic!("{user}: no {what} within {EVENT_TIMEOUT:?}"))
+    }
+
+    /// Wait until `connectionState` is Connected.
+    pub async fn wait_connected(&mut self) {
+        if self.agent.connection_state() == ConnectionState::Connected {
+            return;
+        }
+        self.wait_for("Connected", |e| {
+            matches!(
+                e,
+                Event::ConnectionStateChanged {
+                    new_value: ConnectionState::Connected,
+                    ..
+                }
+            )
+        })
+        .await;
+    }
+
+    /// Wait for a `connectionStateChanged` to `new` with `reason`.
+    pub async fn wait_connection(
+        &mut self,
+        new: ConnectionState,
+        reason: ConnectionReason,
+    ) -> Event {
+        self.wait_for(&format!("{new:?}/{reason:?}"), move |e| {
+            matches!(e, Event::ConnectionStateChanged { new_value, reason: r, .. } if *new_value == new && *r == reason)
+        })
+        .await
+    }
+
+    /// Wait for `call_id` to reach `state`; returns the event (with `callEndReason` if ended).
+    pub async fn wait_state(&mut self, call_id: &str, state: CallState) -> Event {
+        let id = call_id.to_owned();
+        self.wait_for(&format!("call state {state:?}"), move |e| {
+            matches!(e, Event::CallStateChanged { call_id, state: s, .. } if *call_id == id && *s == state)
+        })
+        .await
+    }
+
+    /// Wait for an incoming call; returns its id.
+    pub async fn wait_incoming(&mut self) -> String {
+        match self
+            .wait_for("incomingCall", |e| matches!(e, Event::IncomingCall { .. }))
+            .await
+        {
+            Event::IncomingCall { call_id, .. } => call_id,
+            _ => unreachable!(),
+        }
+    }
+}
+
+/// Whether `samples` carry `freq` clearly (more than half the energy near it).
+pub fn hears(samples: &[i16], freq: f64) -> bool {
+    audio::tone_present(samples, freq, SAMPLE_RATE)
+}
+
+/// Audio heard over the last `window` of a call.
+pub fn tail(samples: &[i16], window: Duration) -> &[i16] {
+    let n = (window.as_secs_f64() * f64::from(SAMPLE_RATE)) as usize;
+    &samples[samples.len().saturating_sub(n)..]
+}
+
+/// A call between two agents: `a` calls `b`, `b` accepts, both Connected. Returns
+/// (a's call id, b's call id).
+pub async fn connect(a: &mut TestAgent, b: &mut TestAgent) -> (String, String) {
+    let a_call = a
+        .agent
+        .start_call(&b.user)
+        .await
+        .expect("startCall is accepted");
+    let b_call = b.wait_incoming().await;
+    b.agent
+        .call(&b_call)
+        .accept()
+        .await
+        .expect("accept works on a ringing call");
+    a.wait_state(&a_call, CallState::Connected).await;
+    b.wait_state(&b_call, CallState::Connected).await;
+    (a_call, b_call)
+}
+
+/// Let audio flow for a while.
+pub async fn listen(d: Duration) {
+    tokio::time::sleep(d).await;
+}
+
+/// The directory holding this workspace's built binaries (`target/debug`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let mut dir = exe.parent().expect("deps dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
