@@ -137,10 +137,19 @@ async fn answerer_holds_with_inactive_and_rollback_restores() {
     );
     assert_eq!(bob.session.local_direction(), Direction::SendRecv);
     tokio::time::sleep(SETTLE).await;
+    let (a, b) = tokio::join!(
+        alice.listen(Duration::from_millis(500)),
+        bob.listen(Duration::from_millis(500))
+    );
     assert_eq!(
-        tone_of(&alice.listen(Duration::from_millis(500)).await),
+        tone_of(&a),
         Some(BOB_HZ),
-        "after a rollback the call must sound as before"
+        "after a rollback Alice must hear Bob as before"
+    );
+    assert_eq!(
+        tone_of(&b),
+        Some(ALICE_HZ),
+        "after a rollback Bob must hear Alice as before (his hold was withdrawn)"
     );
 
     // The answerer can renegotiate too: Bob holds with a=inactive.

@@ -11,7 +11,7 @@ use media_support::{call, tone_of, Peer, ALICE_HZ, BOB_HZ};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answerer_with_only_pcmu_gets_pcmu() {
     let mut alice = Peer::new("alice", ALICE_HZ, vec![Codec::Opus, Codec::Pcmu]).await;
-    let mut bob = Peer::new("bob", BOB_HZ, vec![Codec::Pcmu]).await;
+    let bob = Peer::new("bob", BOB_HZ, vec![Codec::Pcmu]).await;
 
     let offer = alice.session.create_offer().await.expect("offer");
     let answer = bob.session.accept_offer(&offer).await.expect("answer");

@@ -13,7 +13,6 @@
 //! `--exit-when-done` exits once the `--call` call has ended.
 
 use std::net::{IpAddr, SocketAddr};
-use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
@@ -101,7 +100,7 @@ fn print(event: &Event) {
 }
 
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn main() {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -109,14 +108,18 @@ async fn main() -> ExitCode {
         )
         .init();
     let args = Args::parse();
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
+    let code = match run(args).await {
+        Ok(()) => 0,
         Err(e) => {
             print(&Event::from_error(None, &e));
             eprintln!("hookflash-agent: {e}");
-            ExitCode::FAILURE
+            1
         }
-    }
+    };
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    // Exit at once: tokio's stdin reader sits in a blocking read that would otherwise keep the
+    // runtime (and the process) alive until stdin closes.
+    std::process::exit(code)
 }
 
 async fn run(args: Args) -> Result<(), AgentError> {

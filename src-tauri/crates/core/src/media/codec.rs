@@ -70,6 +70,13 @@ impl Codec {
             .find(|c| c.mime_type().eq_ignore_ascii_case(mime))
     }
 
+    /// The codec for an SDP encoding name and clock rate (`opus`/48000, `PCMU`/8000).
+    pub(crate) fn from_sdp(name: &str, clock_rate: u32) -> Option<Codec> {
+        [Codec::Opus, Codec::Pcmu]
+            .into_iter()
+            .find(|c| c.name().eq_ignore_ascii_case(name) && c.clock_rate() == clock_rate)
+    }
+
     pub(crate) fn parameters(self) -> RTCRtpCodecParameters {
         let (channels, fmtp) = match self {
             Codec::Opus => (2, "minptime=10;useinbandfec=1"),

@@ -1,5 +1,6 @@
 //! [`MediaSession`]: one call's audio over an `RTCPeerConnection`.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,7 +18,6 @@ use webrtc::ice::network_type::NetworkType;
 use webrtc::interceptor::registry::Registry;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
-use webrtc::peer_connection::sdp::sdp_type::RTCSdpType;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::signaling_state::RTCSignalingState;
 use webrtc::peer_connection::RTCPeerConnection;
@@ -29,7 +29,7 @@ use webrtc::rtp_transceiver::{RTCRtpTransceiver, RTCRtpTransceiverInit};
 use webrtc::track::track_local::TrackLocal;
 use webrtc::track::track_remote::TrackRemote;
 
-use super::codec::{is_telephone_event, telephone_event_parameters, AudioDecoder, AudioEncoder};
+use super::codec::{telephone_event_parameters, AudioDecoder, AudioEncoder};
 use super::dtmf::{dtmf_event_code, DtmfPlayer, DtmfReceiver, DtmfTick};
 use super::sdp::{
     audio_codecs, has_ice_and_dtls, normalize_remote, sdp_direction, with_default_candidate,
@@ -93,6 +93,38 @@ struct Shared {
     dtmf: mpsc::UnboundedSender<DtmfRequest>,
     shutdown: watch::Sender<bool>,
     first_audio: AtomicBool,
+    /// What each incoming payload type carries, from the negotiated SDPs.
+    rx_formats: Mutex<HashMap<u8, RxFormat>>,
+}
+
+/// What an incoming RTP payload type carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RxFormat {
+    Audio(Codec),
+    TelephoneEvent,
+}
+
+/// The payload-type map for incoming RTP. RFC 3264 has the remote send with the
+/// numbers of *our* SDP, so ours win; the remote's fill any gaps (the WebRTC
+/// engine sends with the remote's numbers, which it keeps equal to the offer's).
+///
+/// (The engine's own `TrackRemote::codec()` cannot be used: it never resolves
+/// payload type 0, PCMU, because 0 is also its "unset" value.)
+fn rx_format_map(local_sdp: &str, remote_sdp: &str) -> HashMap<u8, RxFormat> {
+    let mut map = HashMap::new();
+    for sdp in [remote_sdp, local_sdp] {
+        for c in audio_codecs(sdp) {
+            let format = if c.name.eq_ignore_ascii_case("telephone-event") {
+                Some(RxFormat::TelephoneEvent)
+            } else {
+                Codec::from_sdp(&c.name, c.clock_rate).map(RxFormat::Audio)
+            };
+            if let Some(format) = format {
+                map.insert(c.payload_type, format);
+            }
+        }
+    }
+    map
 }
 
 struct Devices {
@@ -202,6 +234,12 @@ impl MediaSession {
             NetworkType::Udp6
         }]);
         settings.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
+        // The remote's first connectivity check often arrives before its SDP
+        // candidates are applied, so its address is first learnt as peer-reflexive;
+        // the default 1 s wait before nominating such a pair then delays about one
+        // call in ten by a second. Candidates come complete in the SDP here, so
+        // there is nothing better to wait for.
+        settings.set_prflx_acceptance_min_wait(Some(Duration::ZERO));
         settings.set_include_loopback_candidate(bind_ip.is_loopback());
         if !bind_ip.is_unspecified() {
             settings.set_ip_filter(Box::new(move |ip| ip == bind_ip));
@@ -254,6 +292,7 @@ impl MediaSession {
             dtmf: dtmf_tx,
             shutdown: watch::Sender::new(false),
             first_audio: AtomicBool::new(false),
+            rx_formats: Mutex::new(HashMap::new()),
         });
 
         let state_shared = Arc::clone(&shared);
@@ -353,6 +392,7 @@ impl MediaSession {
         flow.local = sdp_direction(&local);
         flow.negotiated = true;
         self.inner.shared.set_flow(flow);
+        *lock(&self.inner.shared.rx_formats) = rx_format_map(&local, &remote);
         tracing::debug!(local = %flow.local, remote = %flow.remote, "answered an offer");
         Ok(local)
     }
@@ -379,6 +419,9 @@ impl MediaSession {
         flow.negotiated = true;
         self.inner.shared.set_flow(flow);
         *lock(&self.inner.pending_offer) = None;
+        let local = self.inner.pc.local_description().await.map(|d| d.sdp);
+        *lock(&self.inner.shared.rx_formats) =
+            rx_format_map(local.as_deref().unwrap_or_default(), &remote);
         tracing::debug!(local = %flow.local, remote = %flow.remote, "applied an answer");
         Ok(())
     }
@@ -425,39 +468,40 @@ impl MediaSession {
         }
     }
 
-    /// Withdraws our outstanding offer (for example after a 488 or 491 to a
+    /// Withdraws our outstanding re-offer (for example after a 488 or 491 to a
     /// re-INVITE): the session returns to the last negotiated state, including
     /// the hold state and direction it had before the offer.
+    ///
+    /// webrtc 0.14 cannot apply an SDP rollback from `have-local-offer`, so the
+    /// previously negotiated remote description is applied again as the answer
+    /// to the withdrawn offer, which re-establishes exactly the old directions.
+    /// An initial offer cannot be rolled back (there is nothing to return to):
+    /// close the session instead.
     pub async fn rollback_offer(&self) -> Result<(), MediaError> {
         let _sdp = self.inner.sdp_lock.lock().await;
         self.ensure_open()?;
-        let pending = lock(&self.inner.pending_offer).take();
-        let (Some(pending), RTCSignalingState::HaveLocalOffer) =
-            (pending, self.inner.pc.signaling_state())
+        let pc = &self.inner.pc;
+        let previous_remote = pc.current_remote_description().await;
+        let pending = *lock(&self.inner.pending_offer);
+        let (Some(pending), Some(previous_remote), RTCSignalingState::HaveLocalOffer) =
+            (pending, previous_remote, pc.signaling_state())
         else {
             return Err(MediaError::InvalidState(
-                "there is no outstanding offer to roll back".into(),
+                "there is no outstanding re-offer to roll back".into(),
             ));
         };
-        let offer = self
-            .inner
-            .pc
-            .pending_local_description()
-            .await
-            .ok_or_else(|| MediaError::InvalidState("no pending local offer".into()))?;
-        let mut rollback = RTCSessionDescription::default();
-        rollback.sdp_type = RTCSdpType::Rollback;
-        rollback.sdp = offer.sdp;
-        self.inner
-            .pc
-            .set_local_description(rollback)
-            .await
-            .map_err(engine("rolling back the offer"))?;
         self.inner
             .transceiver
             .set_direction(pending.transceiver_direction)
             .await;
+        let answer = RTCSessionDescription::answer(previous_remote.sdp)
+            .map_err(engine("re-reading the negotiated description"))?;
+        pc.set_remote_description(answer)
+            .await
+            .map_err(engine("restoring the negotiated description"))?;
+        *lock(&self.inner.pending_offer) = None;
         self.inner.shared.set_flow(pending.flow);
+        tracing::debug!("rolled back a re-offer");
         Ok(())
     }
 
@@ -618,9 +662,8 @@ impl MediaSession {
         }
         let offered = audio_codecs(&normalized);
         let common = offered.iter().any(|c| {
-            self.inner.shared.codecs.iter().any(|ours| {
-                ours.name().eq_ignore_ascii_case(&c.name) && ours.clock_rate() == c.clock_rate
-            })
+            Codec::from_sdp(&c.name, c.clock_rate)
+                .is_some_and(|codec| self.inner.shared.codecs.contains(&codec))
         });
         if !common {
             let names: Vec<&str> = offered.iter().map(|c| c.name.as_str()).collect();
@@ -963,19 +1006,22 @@ async fn run_receiver(shared: Arc<Shared>, track: Arc<TrackRemote>) {
         };
         last_seq = Some(seq);
 
-        let mime = track.codec().capability.mime_type;
+        let format = lock(&shared.rx_formats)
+            .get(&packet.header.payload_type)
+            .copied();
         let flow = shared.flow();
-        if is_telephone_event(&mime) {
-            if let Some(digit) = dtmf.on_packet(packet.header.timestamp, &packet.payload) {
-                if flow.can_play() {
-                    tracing::debug!("DTMF received");
-                    shared.emit(MediaEvent::Dtmf(digit));
+        let codec = match format {
+            Some(RxFormat::Audio(codec)) => codec,
+            Some(RxFormat::TelephoneEvent) => {
+                if let Some(digit) = dtmf.on_packet(packet.header.timestamp, &packet.payload) {
+                    if flow.can_play() {
+                        tracing::debug!("DTMF received");
+                        shared.emit(MediaEvent::Dtmf(digit));
+                    }
                 }
+                continue;
             }
-            continue;
-        }
-        let Some(codec) = Codec::from_mime(&mime) else {
-            continue;
+            None => continue,
         };
         if !flow.can_play() {
             continue; // held: drop, do not even play silence

@@ -78,7 +78,9 @@ pub enum TransportEvent {
 }
 
 struct Inner {
-    udp: Arc<UdpSocket>,
+    /// Taken out on shutdown so that the port is released even while clones live on.
+    udp: Mutex<Option<Arc<UdpSocket>>>,
+    udp_local: SocketAddr,
     tcp_local: Option<SocketAddr>,
     conns: Mutex<HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>>>,
     events: mpsc::UnboundedSender<TransportEvent>,
@@ -102,6 +104,7 @@ impl Inner {
             t.abort();
         }
         self.conns.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.udp.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 }
 
@@ -126,15 +129,17 @@ impl Transport {
     ) -> io::Result<(Transport, mpsc::UnboundedReceiver<TransportEvent>)> {
         let (udp, listener) = bind_pair(ip, port, tcp).await?;
         let (tx, rx) = mpsc::unbounded_channel();
+        let udp = Arc::new(udp);
         let inner = Arc::new(Inner {
-            udp: Arc::new(udp),
+            udp_local: udp.local_addr()?,
+            udp: Mutex::new(Some(udp.clone())),
             tcp_local: listener.as_ref().map(|l| l.local_addr()).transpose()?,
             conns: Mutex::new(HashMap::new()),
             events: tx,
             tasks: Mutex::new(Vec::new()),
         });
         let t = Transport { inner };
-        let h = tokio::spawn(udp_reader(t.inner.udp.clone(), t.inner.events.clone()));
+        let h = tokio::spawn(udp_reader(udp, t.inner.events.clone()));
         t.inner.track(h.abort_handle());
         if let Some(listener) = listener {
             let weak = Arc::downgrade(&t.inner);
@@ -160,10 +165,7 @@ impl Transport {
 
     /// The UDP socket's address.
     pub fn local_udp(&self) -> SocketAddr {
-        self.inner
-            .udp
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+        self.inner.udp_local
     }
 
     /// The TCP listener's address, if listening.
@@ -207,7 +209,16 @@ impl Transport {
     ) -> io::Result<()> {
         match kind {
             TransportKind::Udp => {
-                self.inner.udp.send_to(&bytes, dest).await?;
+                let udp = self
+                    .inner
+                    .udp
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                let udp = udp.ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::NotConnected, "transport shut down")
+                })?;
+                udp.send_to(&bytes, dest).await?;
                 Ok(())
             }
             TransportKind::Tcp => {

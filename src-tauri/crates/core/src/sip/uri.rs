@@ -130,6 +130,11 @@ impl FromStr for Uri {
             Some((r, h)) => (r, parse_uri_headers(h)),
             None => (rest, Vec::new()),
         };
+        // The user part may itself hold ';' (e.g. `+1555;phone-context=x`), so split at '@' first.
+        let (user, rest) = match (scheme.as_str(), rest.rfind('@')) {
+            ("tel", _) | (_, None) => (None, rest),
+            (_, Some(at)) => (Some(rest[..at].to_owned()), &rest[at + 1..]),
+        };
         let mut parts = rest.split(';');
         let main = parts.next().unwrap_or_default();
         let params = parts
@@ -152,10 +157,7 @@ impl FromStr for Uri {
                 headers,
             });
         }
-        let (user, hostport) = match main.rsplit_once('@') {
-            Some((u, h)) => (Some(u.to_owned()), h),
-            None => (None, main),
-        };
+        let hostport = main;
         let (host, port) = split_host_port(hostport)?;
         if host.is_empty() {
             return Err(ParseError::new(format!("URI without host: {s:?}")));
@@ -378,6 +380,24 @@ mod tests {
             u.to_string(),
             "sip:bob@example.com:5070;transport=tcp;lr?Replaces=abc%40h&X-Disable-Forwarding=true",
             "printing must reproduce the URI byte for byte"
+        );
+    }
+
+    #[test]
+    fn user_part_may_hold_semicolons() {
+        let u: Uri = "sip:+1555;phone-context=example.com@h;user=phone"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            u.user.as_deref(),
+            Some("+1555;phone-context=example.com"),
+            "user params stay in the user part"
+        );
+        assert_eq!(u.host, "h", "the host follows the '@'");
+        assert_eq!(
+            u.param("user"),
+            Some(Some("phone")),
+            "URI params follow the host"
         );
     }
 

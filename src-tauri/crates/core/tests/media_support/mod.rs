@@ -24,8 +24,17 @@ pub struct Peer {
     pub heard: Arc<Mutex<Vec<i16>>>,
 }
 
+/// Logs to the test output when `RUST_LOG` is set (e.g. `RUST_LOG=hookflash_core=debug`).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
 impl Peer {
     pub async fn new(name: &'static str, tone_hz: f64, codecs: Vec<Codec>) -> Peer {
+        init_tracing();
         let sink = CaptureSink::new();
         let heard = sink.buffer();
         let config = MediaConfig {
