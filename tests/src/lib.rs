@@ -100,9 +100,12 @@ impl Rig {
     }
 }
 
+/// One call's received audio, shared with the capture sink that fills it.
+type Heard = Arc<Mutex<Vec<i16>>>;
+
 /// What an agent heard, per call.
 #[derive(Clone, Default)]
-pub struct Ears(Arc<Mutex<HashMap<String, Arc<Mutex<Vec<i16>>>>>>);
+pub struct Ears(Arc<Mutex<HashMap<String, Heard>>>);
 
 impl Ears {
     fn buffer(&self, call_id: &str) -> Arc<Mutex<Vec<i16>>> {

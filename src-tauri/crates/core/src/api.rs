@@ -14,11 +14,16 @@
 //! | `hold` / `resume` | `callId` | re-INVITE with `a=sendonly` / `a=sendrecv` |
 //! | `mute` / `unmute` | `callId` | stops / restarts sending our voice |
 //! | `sendDtmf` | `callId`, `tones` | RFC 4733 telephone events |
+//! | `transfer` | `callId` and one of `targetParticipant`, `targetCallId`, `targetParticipantVoicemail`; `disableForwardingAndUnanswered`, `hangUpOnTransferred` | REFER (blind, attended with Replaces, voicemail) |
+//! | `acceptTransfer` / `rejectTransfer` | `callId`, `transferId` | answers a `transferRequested` when the policy asks the user |
+//! | `setDoNotDisturb` | `enabled` | new calls are answered 486 Busy Here |
 //! | `signOut` | | unregisters and stops the agent |
 //!
 //! Every command is answered by `commandSucceeded` or `error`, carrying its `requestId`.
 //! Events: `connectionStateChanged`, `incomingCall`, `callsUpdated`, `callStateChanged`,
-//! `isMutedChanged`, `dtmfReceived`, `remoteAudioStarted`, `commandSucceeded`, `error`.
+//! `isMutedChanged`, `dtmfReceived`, `remoteAudioStarted`, `transferStateChanged`,
+//! `transferRequested`, `transferAccepted`, `callReplaced`, `messageWaiting`,
+//! `doNotDisturbChanged`, `commandSucceeded`, `error`.
 //!
 //! ```
 //! use hookflash_core::api::{Command, CommandEnvelope};
@@ -31,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use crate::call::{CallDirection, CallEndReason, CallState};
 use crate::error::AgentError;
 use crate::registration::{ConnectionReason, ConnectionState};
+use crate::transfer::{TransferError, TransferState};
 
 /// A command with an optional id that its answer echoes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +105,46 @@ pub enum Command {
         /// Digits: 0-9 * # A-D.
         tones: String,
     },
+    /// Transfer a call (`call.feature(Transfer).transfer`): give exactly one of
+    /// `targetParticipant`, `targetCallId`, `targetParticipantVoicemail`.
+    Transfer {
+        /// The call to transfer (with the transferee).
+        call_id: String,
+        /// Blind transfer to a user name, SIP URI or `tel:` number.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target_participant: Option<String>,
+        /// Attended transfer into my other call with the target.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target_call_id: Option<String>,
+        /// Send the caller to this person's voicemail.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target_participant_voicemail: Option<String>,
+        /// Ring only the target; fail if unanswered.
+        #[serde(default)]
+        disable_forwarding_and_unanswered: bool,
+        /// Hang up the original call once transferred (default true).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hang_up_on_transferred: Option<bool>,
+    },
+    /// Accept a transfer request (when the policy asks the user).
+    AcceptTransfer {
+        /// The call the REFER came on.
+        call_id: String,
+        /// The request's id from `transferRequested`.
+        transfer_id: String,
+    },
+    /// Refuse a transfer request (the transferor sees `Failed` with 603).
+    RejectTransfer {
+        /// The call the REFER came on.
+        call_id: String,
+        /// The request's id from `transferRequested`.
+        transfer_id: String,
+    },
+    /// Do not disturb: answer new calls `486 Busy Here`.
+    SetDoNotDisturb {
+        /// On or off.
+        enabled: bool,
+    },
     /// Unregister and stop.
     SignOut {},
 }
@@ -136,6 +182,12 @@ pub enum Event {
         call_id: String,
         /// Who calls.
         caller_info: CallerInfo,
+        /// Who transferred this call to us (from `Referred-By`), if it is a transfer.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        transferor_info: Option<CallerInfo>,
+        /// The Request-URI as it reached us: our contact, with any parameters the server added
+        /// (a voicemail service reads RFC 4458 `target` and `cause` here).
+        called: String,
     },
     /// Calls were added to or removed from `CallAgent.calls`.
     CallsUpdated {
@@ -169,6 +221,61 @@ pub enum Event {
         call_id: String,
         /// The digit.
         tone: String,
+    },
+    /// `Transfer.state` changed (transferor side).
+    TransferStateChanged {
+        /// The call being transferred.
+        call_id: String,
+        /// The transfer.
+        transfer_id: String,
+        /// The new state.
+        state: TransferState,
+        /// Set when `Failed`.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        error: Option<TransferError>,
+    },
+    /// The far end asks us to call someone else (transferee side).
+    TransferRequested {
+        /// The call the REFER came on.
+        call_id: String,
+        /// Its id, for `acceptTransfer` / `rejectTransfer`.
+        transfer_id: String,
+        /// Who we are asked to call.
+        target: String,
+        /// Who asks (from `Referred-By`, else the far end).
+        transferor: CallerInfo,
+        /// Whether the policy already accepted it.
+        auto_accepted: bool,
+    },
+    /// We accepted a transfer and started the new call (transferee side).
+    TransferAccepted {
+        /// The original call.
+        call_id: String,
+        /// The transfer.
+        transfer_id: String,
+        /// The new call to the target.
+        target_call: String,
+    },
+    /// An INVITE with `Replaces` took over one of our calls (attended-transfer target side).
+    CallReplaced {
+        /// The call that was replaced (it ends).
+        call_id: String,
+        /// The call that replaces it.
+        new_call_id: String,
+    },
+    /// Message waiting indication (RFC 3842) for our mailbox.
+    MessageWaiting {
+        /// The mailbox.
+        account: String,
+        /// New (unheard) messages.
+        new_messages: u32,
+        /// Old (heard) messages.
+        old_messages: u32,
+    },
+    /// Do not disturb was switched.
+    DoNotDisturbChanged {
+        /// Now on?
+        enabled: bool,
     },
     /// The first audio frame from the far end was decoded and played.
     RemoteAudioStarted {
@@ -225,7 +332,11 @@ impl Event {
             | Event::CallStateChanged { call_id, .. }
             | Event::IsMutedChanged { call_id, .. }
             | Event::DtmfReceived { call_id, .. }
-            | Event::RemoteAudioStarted { call_id } => Some(call_id),
+            | Event::RemoteAudioStarted { call_id }
+            | Event::TransferStateChanged { call_id, .. }
+            | Event::TransferRequested { call_id, .. }
+            | Event::TransferAccepted { call_id, .. }
+            | Event::CallReplaced { call_id, .. } => Some(call_id),
             Event::CommandSucceeded { call_id, .. } => call_id.as_deref(),
             _ => None,
         }

@@ -78,6 +78,10 @@ pub mod sub_code {
     pub const REPLACED: u32 = 1008;
     /// The agent shut down with the call up.
     pub const AGENT_SHUTDOWN: u32 = 1009;
+    /// We transferred the call away and hung up (transferor, `code` 200).
+    pub const TRANSFERRED: u32 = 1010;
+    /// We answered `486 Busy Here` (do not disturb).
+    pub const LOCAL_BUSY: u32 = 1011;
 }
 
 /// What happened to a call, as the state machine sees it.

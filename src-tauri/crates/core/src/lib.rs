@@ -12,7 +12,7 @@
 //! # Layers
 //!
 //! - [`sip`]: messages, URIs, UDP/TCP transport.
-//! - [`registration`], [`call`]: protocol state machines with no I/O, tested on virtual time.
+//! - [`registration`], [`call`], [`transfer`]: protocol state machines with no I/O, tested on virtual time.
 //! - [`media`]: WebRTC media (ICE, DTLS-SRTP, Opus/PCMU, RFC 4733 DTMF) via the `webrtc` crate.
 //! - [`audio`]: the device seam ([`audio::AudioSource`], [`audio::AudioSink`]) and virtual devices.
 //! - [`agent`]: the async driver that owns sockets and timers and runs the machines.
@@ -29,6 +29,7 @@ pub mod media;
 pub mod privacy;
 pub mod registration;
 pub mod sip;
+pub mod transfer;
 
 pub use agent::{AgentConfig, Call, CallAgent, CallClient, Credential};
 pub use error::{AgentError, CallError};

@@ -44,6 +44,12 @@ use crate::sip::{
     new_branch, new_call_id, new_tag, Message, Method, NameAddr, Request, Response, Transport,
     TransportEvent, TransportKind, Uri, Via,
 };
+use crate::transfer::{TransferOptions, TransferTarget};
+
+mod mwi;
+mod transferring;
+
+pub use transferring::TransferPolicy;
 
 /// Opens the microphone side for a call (the argument is the call id).
 pub type SourceFactory =
@@ -140,6 +146,14 @@ pub struct AgentConfig {
     pub microphone: SourceFactory,
     /// The speaker for each call.
     pub speaker: SinkFactory,
+    /// What to do with transfer requests (REFER) from the party we are in a call with.
+    pub transfer_policy: TransferPolicy,
+    /// How long a transfer may take before it fails with 408.
+    pub transfer_timeout: Duration,
+    /// The account's voicemail URI pattern (`{user}`, `{domain}`); `None` is RFC 4458.
+    pub voicemail_pattern: Option<String>,
+    /// Subscribe to our mailbox's message-summary (RFC 3842) once registered.
+    pub subscribe_mwi: bool,
 }
 
 impl AgentConfig {
@@ -158,6 +172,10 @@ impl AgentConfig {
             keepalive_interval: Duration::from_secs(25),
             microphone: source_from_spec(DeviceSpec::Silence),
             speaker: sink_from_spec(DeviceSpec::Null),
+            transfer_policy: TransferPolicy::AcceptFromPeer,
+            transfer_timeout: Duration::from_secs(60),
+            voicemail_pattern: None,
+            subscribe_mwi: true,
         }
     }
 }
@@ -224,6 +242,9 @@ impl CallClient {
             nc: 0,
             next_keepalive: now,
             stopped: false,
+            deferred: Vec::new(),
+            dnd: false,
+            mwi: mwi::MwiState::default(),
         };
         tokio::spawn(core.run(transport_rx, cmd_rx, media_rx));
         Ok(CallAgent {
@@ -372,6 +393,31 @@ impl Call {
     pub async fn unmute(&self) -> Result<(), AgentError> {
         self.run(|call_id| Command::Unmute { call_id }).await
     }
+    /// Transfer this call (`call.feature(Transfer).transfer`); returns the transfer id whose
+    /// progress `transferStateChanged` reports.
+    pub async fn transfer(
+        &self,
+        target: TransferTarget,
+        options: TransferOptions,
+    ) -> Result<String, AgentError> {
+        let (target_participant, target_call_id, target_participant_voicemail) = match target {
+            TransferTarget::Participant(p) => (Some(p), None, None),
+            TransferTarget::Call(c) => (None, Some(c), None),
+            TransferTarget::Voicemail(v) => (None, None, Some(v)),
+        };
+        self.agent
+            .execute(Command::Transfer {
+                call_id: self.id.clone(),
+                target_participant,
+                target_call_id,
+                target_participant_voicemail,
+                disable_forwarding_and_unanswered: options.disable_forwarding_and_unanswered,
+                hang_up_on_transferred: Some(options.hang_up_on_transferred),
+            })
+            .await?
+            .ok_or(AgentError::ShutDown)
+    }
+
     /// Send DTMF.
     pub async fn send_dtmf(&self, tones: &str) -> Result<(), AgentError> {
         self.agent
@@ -406,6 +452,14 @@ enum Purpose {
     },
     /// An OPTIONS ping to the server over UDP: no answer means the server is gone.
     KeepAlive,
+    /// A REFER on this call.
+    Refer {
+        call_id: String,
+    },
+    /// A NOTIFY we sent (transfer progress).
+    Notify,
+    /// Our message-summary SUBSCRIBE.
+    Subscribe,
 }
 
 struct ClientTxn {
@@ -446,6 +500,12 @@ struct CallEntry {
     /// A re-INVITE of ours is pending.
     reinvite_pending: bool,
     muted: bool,
+    /// Transferor side: the transfer under way on this call.
+    transfer_out: Option<transferring::OutgoingTransfer>,
+    /// Transferee side: the REFER we received on this call.
+    transfer_in: Option<transferring::IncomingTransfer>,
+    /// This call was placed on behalf of a REFER received on that call.
+    on_behalf: Option<String>,
 }
 
 struct Retransmit {
@@ -475,6 +535,12 @@ struct Core {
     nc: u32,
     next_keepalive: Instant,
     stopped: bool,
+    /// Follow-up work queued by synchronous code (transfer progress, hang-ups after a transfer).
+    deferred: Vec<transferring::Deferred>,
+    /// Do not disturb: new calls get 486.
+    dnd: bool,
+    /// Our message-summary subscription.
+    mwi: mwi::MwiState,
 }
 
 const T1: Duration = Duration::from_millis(500);
@@ -512,6 +578,7 @@ impl Core {
                 _ = tokio::time::sleep_until(deadline) => self.on_timers().await,
             }
             self.drive_registration().await;
+            self.drive_deferred().await;
         }
         self.transport.shutdown();
     }
@@ -677,6 +744,9 @@ impl Core {
                 RegistrationAction::SendRegister { expires } => self.send_register(expires).await,
                 RegistrationAction::StateChanged { old, new, reason } => {
                     tracing::info!(?old, ?new, ?reason, "connection state");
+                    if new == ConnectionState::Connected {
+                        self.deferred.push(transferring::Deferred::SubscribeMwi);
+                    }
                     self.snapshot().connection_state = new;
                     self.emit(Event::ConnectionStateChanged {
                         old_value: old,
@@ -856,6 +926,53 @@ impl Core {
                 });
                 Ok(Some(call_id))
             }
+            Command::Transfer {
+                call_id,
+                target_participant,
+                target_call_id,
+                target_participant_voicemail,
+                disable_forwarding_and_unanswered,
+                hang_up_on_transferred,
+            } => {
+                let target = match (target_participant, target_call_id, target_participant_voicemail) {
+                    (Some(p), None, None) => TransferTarget::Participant(p),
+                    (None, Some(c), None) => TransferTarget::Call(c),
+                    (None, None, Some(v)) => TransferTarget::Voicemail(v),
+                    _ => {
+                        return Err(AgentError::MalformedCommand(
+                            "transfer takes exactly one of targetParticipant, targetCallId, targetParticipantVoicemail".into(),
+                        ))
+                    }
+                };
+                let options = TransferOptions {
+                    disable_forwarding_and_unanswered,
+                    hang_up_on_transferred: hang_up_on_transferred.unwrap_or(true),
+                };
+                self.transfer(&call_id, target, options).await.map(Some)
+            }
+            Command::AcceptTransfer {
+                call_id,
+                transfer_id,
+            } => {
+                self.answer_transfer_request(&call_id, &transfer_id, true)
+                    .await?;
+                Ok(Some(call_id))
+            }
+            Command::RejectTransfer {
+                call_id,
+                transfer_id,
+            } => {
+                self.answer_transfer_request(&call_id, &transfer_id, false)
+                    .await?;
+                Ok(Some(call_id))
+            }
+            Command::SetDoNotDisturb { enabled } => {
+                if self.dnd != enabled {
+                    self.dnd = enabled;
+                    self.emit(Event::DoNotDisturbChanged { enabled });
+                }
+                Ok(None)
+            }
             Command::SignOut {} => {
                 self.sign_out().await;
                 Ok(None)
@@ -953,6 +1070,17 @@ impl Core {
 
     async fn start_call(&mut self, target: &str) -> Result<String, AgentError> {
         let target = self.target_uri(target)?;
+        self.start_call_to(target, &[], None).await
+    }
+
+    /// Place a call to `target` with extra INVITE headers (Replaces, Referred-By, ...);
+    /// `on_behalf` names the call whose REFER this call carries out.
+    async fn start_call_to(
+        &mut self,
+        target: Uri,
+        extra_headers: &[(String, String)],
+        on_behalf: Option<String>,
+    ) -> Result<String, AgentError> {
         if self.reg.state() != ConnectionState::Connected {
             return Err(AgentError::NotConnected);
         }
@@ -984,6 +1112,9 @@ impl Core {
             "User-Agent",
             concat!("Hookflash/", env!("CARGO_PKG_VERSION")),
         );
+        for (name, value) in extra_headers {
+            h.push(name.clone(), value.clone());
+        }
         h.push("Content-Type", "application/sdp");
         req.body = offer.into_bytes();
         let mut machine = CallMachine::new(CallDirection::Outgoing);
@@ -1000,6 +1131,9 @@ impl Core {
                 auth_sent: false,
                 reinvite_pending: false,
                 muted: false,
+                transfer_out: None,
+                transfer_in: None,
+                on_behalf,
             },
         );
         self.emit(Event::CallsUpdated {
@@ -1046,9 +1180,20 @@ impl Core {
             .get_mut(call_id)
             .and_then(|c| c.machine.apply(input));
         self.publish_transition(call_id, t);
+        if let (Some((_, new)), Some(call)) = (t, self.calls.get(call_id)) {
+            if let Some(orig) = call.on_behalf.clone() {
+                // The transferee reports the new call's progress to the transferor.
+                self.deferred.push(transferring::Deferred::Progress {
+                    original: orig,
+                    state: new,
+                    end: call.machine.end_reason(),
+                });
+            }
+        }
     }
 
     async fn end_call(&mut self, call_id: &str, reason: CallEndReason) {
+        self.transfer_call_ended(call_id);
         self.apply(call_id, CallInput::Ended(reason));
         self.uas_2xx.remove(call_id);
         if let Some(call) = self.calls.remove(call_id) {
@@ -1066,8 +1211,16 @@ impl Core {
 
     async fn accept(&mut self, call_id: &str) -> Result<(), AgentError> {
         self.check(call_id, CallOp::Accept)?;
+        self.answer(call_id).await
+    }
+
+    /// Answer an incoming INVITE with our media: 200 with the SDP answer.
+    async fn answer(&mut self, call_id: &str) -> Result<(), AgentError> {
         let (invite, source) = {
-            let c = &self.calls[call_id];
+            let c = self
+                .calls
+                .get(call_id)
+                .ok_or_else(|| CallError::NotFound(call_id.to_owned()))?;
             (c.invite.clone(), c.invite_source)
         };
         let Some((source, kind)) = source else {
@@ -1376,7 +1529,15 @@ impl Core {
                 )
                 .await
             }
-            Purpose::Cancel | Purpose::KeepAlive => {}
+            Purpose::Refer { call_id } => {
+                self.transfer_input(
+                    &call_id,
+                    crate::transfer::TransferInput::ReferAnswered(resp.status),
+                )
+                .await
+            }
+            Purpose::Subscribe => self.on_subscribe_response(txn.request, resp).await,
+            Purpose::Cancel | Purpose::KeepAlive | Purpose::Notify => {}
         }
     }
 
@@ -1673,10 +1834,30 @@ impl Core {
                 resp.headers.push("Allow", ALLOW);
                 self.send_response(resp, source, kind).await;
             }
+            Method::Refer => {
+                let id = if in_dialog {
+                    self.find_call_by_dialog(&req)
+                } else {
+                    None
+                };
+                self.on_refer(req, id, in_dialog, source, kind).await;
+            }
+            Method::Notify if self.is_mwi_notify(&req) => {
+                self.on_mwi_notify(req, source, kind).await
+            }
             Method::Info | Method::Notify
                 if in_dialog && self.find_call_by_dialog(&req).is_some() =>
             {
                 self.reply(&req, 200, source, kind).await;
+                let is_refer = req
+                    .headers
+                    .get("Event")
+                    .is_some_and(|e| e.trim().to_ascii_lowercase().starts_with("refer"));
+                if req.method == Method::Notify && is_refer {
+                    if let Some(id) = self.find_call_by_dialog(&req) {
+                        self.on_refer_notify(&id, &req).await;
+                    }
+                }
             }
             _ if in_dialog && self.find_call_by_dialog(&req).is_none() => {
                 self.reply(&req, 481, source, kind).await;
@@ -1706,6 +1887,22 @@ impl Core {
             self.send_response(resp, source, kind).await;
             return;
         }
+        // Replaces (RFC 3891): which of our calls this one takes over, if any.
+        let replaces = match req.headers.get("Replaces") {
+            None => None,
+            Some(value) => match self.find_replaced_call(value) {
+                Some(old) => Some(old),
+                None => {
+                    self.reply(&req, 481, source, kind).await;
+                    return;
+                }
+            },
+        };
+        if self.dnd && replaces.is_none() {
+            tracing::info!(call = %redact(&call_id), "do not disturb: 486");
+            self.reply(&req, 486, source, kind).await;
+            return;
+        }
         let tag = new_tag();
         let dialog = match Dialog::from_uas(&req, &tag) {
             Ok(d) => d,
@@ -1714,6 +1911,15 @@ impl Core {
                 return;
             }
         };
+        let called = req.uri.to_string();
+        let transferor_info = req
+            .headers
+            .get("Referred-By")
+            .and_then(|r| r.parse::<NameAddr>().ok())
+            .map(|r| CallerInfo {
+                identifier: r.uri.aor(),
+                display_name: r.display,
+            });
         let from = dialog.remote.clone();
         let caller = CallerInfo {
             identifier: from.uri.aor(),
@@ -1722,7 +1928,11 @@ impl Core {
         let mut ringing = req.response(180, None, Some(&tag));
         ringing.headers.push("Contact", self.contact().to_string());
         let mut machine = CallMachine::new(CallDirection::Incoming);
-        let t = machine.apply(CallInput::IncomingRinging);
+        let t = if replaces.is_none() {
+            machine.apply(CallInput::IncomingRinging)
+        } else {
+            None
+        };
         self.calls.insert(
             call_id.clone(),
             CallEntry {
@@ -1735,8 +1945,24 @@ impl Core {
                 auth_sent: false,
                 reinvite_pending: false,
                 muted: false,
+                transfer_out: None,
+                transfer_in: None,
+                on_behalf: None,
             },
         );
+        if let Some(old) = replaces {
+            // An attended transfer's target: take over without ringing, then end the old call.
+            self.emit(Event::CallsUpdated {
+                added: vec![CallSummary {
+                    id: call_id.clone(),
+                    direction: CallDirection::Incoming,
+                    remote: caller.identifier.clone(),
+                }],
+                removed: vec![],
+            });
+            self.accept_replacing(&call_id, &old).await;
+            return;
+        }
         self.send_response(ringing, source, kind).await;
         tracing::info!(call = %redact(&call_id), from = %redact(&caller.identifier), "incoming call");
         self.emit(Event::CallsUpdated {
@@ -1750,6 +1976,8 @@ impl Core {
         self.emit(Event::IncomingCall {
             call_id: call_id.clone(),
             caller_info: caller,
+            transferor_info,
+            called,
         });
         self.publish_transition(&call_id, t);
     }
@@ -1870,10 +2098,15 @@ impl Core {
             .flatten();
         let retx = self.uas_2xx.values().map(|r| r.next.min(r.deadline));
         let keepalive = Some(self.next_keepalive);
+        let transfers: Vec<Instant> = self
+            .transfer_deadlines()
+            .chain(self.mwi_deadline())
+            .collect();
         reg.into_iter()
             .chain(txns)
             .chain(retx)
             .chain(keepalive)
+            .chain(transfers)
             .min()
             .unwrap_or(far)
             .min(far)
@@ -1882,6 +2115,8 @@ impl Core {
     async fn on_timers(&mut self) {
         let now = Instant::now();
         self.reg.handle_timeout(now.into_std());
+        self.on_transfer_timers(now).await;
+        self.on_mwi_timer(now).await;
         // Retransmissions and timeouts of client transactions.
         let mut expired = Vec::new();
         let mut resend = Vec::new();
@@ -1974,7 +2209,18 @@ impl Core {
                 self.send_bye(&call_id, sub).await;
             }
             Purpose::KeepAlive => self.reg.handle_transport_closed(Instant::now().into_std()),
-            Purpose::Cancel => {}
+            Purpose::Refer { call_id } => {
+                self.transfer_input(
+                    &call_id,
+                    crate::transfer::TransferInput::ReferAnswered(status),
+                )
+                .await
+            }
+            Purpose::Subscribe => {
+                // Try again after the next successful registration.
+                self.mwi = mwi::MwiState::default();
+            }
+            Purpose::Cancel | Purpose::Notify => {}
         }
     }
 
