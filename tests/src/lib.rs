@@ -145,6 +145,8 @@ pub struct TestAgent {
     pub events: broadcast::Receiver<Event>,
     /// What it heard.
     pub ears: Ears,
+    /// Events received while waiting for others, so that waits need not follow arrival order.
+    backlog: std::collections::VecDeque<Event>,
 }
 
 impl TestAgent {
@@ -160,17 +162,26 @@ impl TestAgent {
             agent,
             events,
             ears,
+            backlog: Default::default(),
         }
     }
 
     /// Wait for the first event matching `pred`, failing the test after [`EVENT_TIMEOUT`].
+    ///
+    /// Events that arrived earlier and did not match an earlier wait count too, so a test can
+    /// wait for several outcomes in any order.
     pub async fn wait_for(&mut self, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
+        if let Some(i) = self.backlog.iter().position(&pred) {
+            return self.backlog.remove(i).expect("index from position");
+        }
         let user = self.user.clone();
+        let backlog = &mut self.backlog;
+        let events = &mut self.events;
         let fut = async {
             loop {
-                match self.events.recv().await {
+                match events.recv().await {
                     Ok(e) if pred(&e) => return e,
-                    Ok(_) => {}
+                    Ok(e) => backlog.push_back(e),
                     Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => {
                         panic!("{user}: events closed while waiting for {what}")

@@ -23,6 +23,7 @@ async fn hold_with_sendonly_then_resume() {
     );
 
     // Alice puts Bob on hold.
+    let renegotiation = std::time::Instant::now();
     let hold = alice
         .session
         .create_reoffer(Direction::SendOnly)
@@ -44,6 +45,7 @@ async fn hold_with_sendonly_then_resume() {
         .accept_answer(&hold_answer)
         .await
         .expect("apply hold answer");
+    eprintln!("hold offer/answer took {:?}", renegotiation.elapsed());
     assert!(alice.session.is_holding());
     assert_eq!(alice.session.local_direction(), Direction::SendOnly);
     assert_eq!(alice.session.remote_direction(), Direction::RecvOnly);

@@ -445,6 +445,8 @@ enum Purpose {
     Cancel,
     Bye {
         call_id: String,
+        /// Why we hung up (the `subCode` the call ends with).
+        sub: u32,
     },
     ReInvite {
         call_id: String,
@@ -1376,6 +1378,7 @@ impl Core {
                     self.send_request(
                         Purpose::Bye {
                             call_id: call_id.to_owned(),
+                            sub,
                         },
                         bye,
                         dest,
@@ -1519,12 +1522,12 @@ impl Core {
             Purpose::ReInvite { call_id, hold } => {
                 self.on_reinvite_final(txn, &call_id, hold, resp).await
             }
-            Purpose::Bye { call_id } => {
+            Purpose::Bye { call_id, sub } => {
                 self.end_call(
                     &call_id,
                     CallEndReason {
                         code: resp.status,
-                        sub_code: sub_code::LOCAL_HANGUP,
+                        sub_code: sub,
                     },
                 )
                 .await
@@ -2192,7 +2195,21 @@ impl Core {
                 Instant::now().into_std(),
                 RegisterOutcome::Failed { status },
             ),
-            Purpose::Invite { call_id } | Purpose::Bye { call_id } => {
+            Purpose::Bye {
+                call_id,
+                sub: hangup,
+            } => {
+                // The BYE got no answer: the call is over all the same, for the reason we hung up.
+                self.end_call(
+                    &call_id,
+                    CallEndReason {
+                        code: status,
+                        sub_code: hangup,
+                    },
+                )
+                .await
+            }
+            Purpose::Invite { call_id } => {
                 self.end_call(
                     &call_id,
                     CallEndReason {
