@@ -20,6 +20,10 @@ use hookflash_core::sip::TransportKind;
 use hookflash_switchboard::{Config, Switchboard, SwitchboardHandle};
 use tokio::sync::broadcast;
 
+pub mod http;
+pub mod process;
+pub mod pulse;
+
 /// The secret the rig's switchboard signs tokens with.
 pub const SECRET: &str = "rig-secret";
 

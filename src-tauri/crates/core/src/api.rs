@@ -147,6 +147,38 @@ pub enum Command {
     },
     /// Unregister and stop.
     SignOut {},
+    // ---- audio devices (DeviceManager) --------------------------------------------------
+    /// List the microphones; answered by an `audioDevices` event.
+    GetMicrophones {},
+    /// List the speakers; answered by an `audioDevices` event.
+    GetSpeakers {},
+    /// Use this microphone from now on (also in running calls); remembered.
+    SelectMicrophone {
+        /// An `id` from `audioDevices`.
+        device_id: String,
+    },
+    /// Use this speaker from now on (also in running calls); remembered.
+    SelectSpeaker {
+        /// An `id` from `audioDevices`.
+        device_id: String,
+    },
+    /// Ring incoming calls on this device; without `deviceId`, on the speaker.
+    SelectRinger {
+        /// A speaker `id` from `audioDevices`, or none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        device_id: Option<String>,
+    },
+    /// Keep the microphone open and report `microphoneLevelChanged` (settings page).
+    StartMicrophoneLevelMeter {},
+    /// Stop the level meter.
+    StopMicrophoneLevelMeter {},
+    /// Play the speaker test tone (2 s).
+    PlaySpeakerTestTone {},
+    /// Play the local key tone of dial-pad keys (0-9 * # A-D), without sending DTMF.
+    PlayKeyTone {
+        /// The keys.
+        tones: String,
+    },
 }
 
 /// `callerInfo` of an incoming call.
@@ -300,6 +332,61 @@ pub enum Event {
         code: String,
         /// A readable explanation.
         message: String,
+    },
+    // ---- audio devices (DeviceManager) --------------------------------------------------
+    /// The answer to `getMicrophones` / `getSpeakers`.
+    AudioDevices {
+        /// Which list.
+        device_type: crate::audio::DeviceType,
+        /// The devices: sound cards first, then virtual ones.
+        devices: Vec<crate::audio::AudioDeviceInfo>,
+        /// The id of the device in use.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        selected: Option<String>,
+    },
+    /// Devices were plugged in or removed.
+    AudioDevicesUpdated {
+        /// New devices.
+        added: Vec<crate::audio::AudioDeviceInfo>,
+        /// Devices that are gone.
+        removed: Vec<crate::audio::AudioDeviceInfo>,
+    },
+    /// The microphone in use changed (a selection, or a fallback).
+    SelectedMicrophoneChanged {
+        /// The microphone now in use.
+        device: crate::audio::AudioDeviceInfo,
+    },
+    /// The speaker in use changed (a selection, or a fallback).
+    SelectedSpeakerChanged {
+        /// The speaker now in use.
+        device: crate::audio::AudioDeviceInfo,
+    },
+    /// The device the ringtone plays on changed.
+    SelectedRingerChanged {
+        /// The ringer now in use.
+        device: crate::audio::AudioDeviceInfo,
+    },
+    /// A sound device failed or none is usable; the user must be told.
+    AudioDeviceError {
+        /// Microphone or speaker, when one device is concerned.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        device_type: Option<crate::audio::DeviceType>,
+        /// The device that failed.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        device_id: Option<String>,
+        /// `device.lost.microphone`, `device.lost.speaker`, `device.lost.ringer`,
+        /// `device.none_available`.
+        code: String,
+        /// A readable explanation, naming the device now used.
+        message: String,
+        /// The device used instead.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        fallback_device_id: Option<String>,
+    },
+    /// The microphone level meter (0.0..=1.0, peak), ten times a second.
+    MicrophoneLevelChanged {
+        /// Peak level, linear.
+        level: f32,
     },
 }
 

@@ -14,6 +14,9 @@ pub const DEFAULT_DOMAIN: &str = "hookflash.local";
 /// How long an unanswered INVITE rings before the switchboard gives up with 408, by default.
 pub const DEFAULT_NO_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The longest voicemail message recorded, by default.
+pub const DEFAULT_VOICEMAIL_MAX: Duration = Duration::from_secs(120);
+
 /// How a switchboard is set up.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -28,13 +31,23 @@ pub struct Config {
     /// The SQLite database of users; `None` keeps an empty in-memory one.
     pub db_path: Option<PathBuf>,
     /// How long an INVITE may go without a final answer before the switchboard cancels the
-    /// branches and answers 408 upstream (a Timer C that is not reset by provisionals).
+    /// branches and answers 408 upstream (a Timer C that is not reset by provisionals, but
+    /// restarted when a forwarding rule retargets the call).
     pub no_answer_timeout: Duration,
+    /// Where voicemail recordings and greetings live; `None` makes a temporary directory that
+    /// the handle removes on shutdown (messages do not survive a restart then).
+    pub data_dir: Option<PathBuf>,
+    /// The TCP port of the HTTP API on [`Config::bind`]: `None` serves no HTTP, `Some(0)`
+    /// picks a free port (see `SwitchboardHandle::http_addr`).
+    pub http_port: Option<u16>,
+    /// The longest voicemail message: the voicemail hangs up after this much recording.
+    pub voicemail_max: Duration,
 }
 
 impl Config {
     /// A loopback switchboard: `127.0.0.1`, a free port, domain [`DEFAULT_DOMAIN`]
-    /// (`hookflash.local`), in-memory users, 30 s no-answer timeout.
+    /// (`hookflash.local`), in-memory database, 30 s no-answer timeout, a temporary data
+    /// directory, the HTTP API on a free port, voicemail messages up to 120 s.
     ///
     /// Clients address users as `sip:alice@hookflash.local` and send everything to
     /// `SwitchboardHandle::local_addr`; `sip:alice@127.0.0.1:PORT` works too.
@@ -46,6 +59,9 @@ impl Config {
             secret: secret.to_owned(),
             db_path: None,
             no_answer_timeout: DEFAULT_NO_ANSWER_TIMEOUT,
+            data_dir: None,
+            http_port: Some(0),
+            voicemail_max: DEFAULT_VOICEMAIL_MAX,
         }
     }
 }
@@ -60,6 +76,9 @@ impl Config {
 /// secret = "change me"
 /// db = "/var/lib/hookflash/switchboard.db"
 /// no_answer_timeout = "30s"
+/// data_dir = "/var/lib/hookflash/data"
+/// http_port = 8080
+/// voicemail_max = "2m"
 /// ```
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -76,6 +95,12 @@ pub struct FileConfig {
     pub db: Option<PathBuf>,
     /// See [`Config::no_answer_timeout`], as a humane duration (`30s`).
     pub no_answer_timeout: Option<String>,
+    /// See [`Config::data_dir`].
+    pub data_dir: Option<PathBuf>,
+    /// See [`Config::http_port`].
+    pub http_port: Option<u16>,
+    /// See [`Config::voicemail_max`], as a humane duration (`2m`).
+    pub voicemail_max: Option<String>,
 }
 
 impl FileConfig {
@@ -155,10 +180,13 @@ mod tests {
     #[test]
     fn config_file_parses_and_refuses_unknown_keys() {
         let f = FileConfig::parse(
-            "bind = \"0.0.0.0\"\nport = 5070\ndomain = \"d\"\nsecret = \"s\"\ndb = \"x.db\"\nno_answer_timeout = \"20s\"\n",
+            "bind = \"0.0.0.0\"\nport = 5070\ndomain = \"d\"\nsecret = \"s\"\ndb = \"x.db\"\nno_answer_timeout = \"20s\"\n\
+             data_dir = \"/tmp/d\"\nhttp_port = 8080\nvoicemail_max = \"2m\"\n",
         )
         .expect("a full config file parses");
         assert_eq!(f.port, Some(5070), "port read");
+        assert_eq!(f.http_port, Some(8080), "http_port read");
+        assert_eq!(f.voicemail_max.as_deref(), Some("2m"), "voicemail_max read");
         assert_eq!(
             f.db.as_deref(),
             Some(std::path::Path::new("x.db")),

@@ -15,17 +15,21 @@ use std::time::{Duration, Instant};
 use hookflash_core::auth::{ephemeral_password, Challenge, DigestResponse};
 use hookflash_core::privacy::redact;
 use hookflash_core::sip::{
-    new_tag, Message, Method, NameAddr, Request, Response, TransportKind, Uri, Via, BRANCH_COOKIE,
+    escape_uri_header, new_tag, unescape, Message, Method, NameAddr, Request, Response,
+    TransportKind, Uri, Via, BRANCH_COOKIE,
 };
 use tracing::{debug, info, warn};
 
+use crate::mailbox::MailboxCounts;
+use crate::mwi;
 use crate::nonce::{NonceCheck, NonceKey};
 use crate::registrar::{Binding, Registrar};
 use crate::routing::{
     best_response, branch_prefix, clamp_expires, classify, loop_hash, number_candidates, resolve,
     via_destination, Destination, Flow, Local, DEFAULT_EXPIRES, SIP_PORT,
 };
-use crate::users::UserStore;
+use crate::rules::{ForwardTarget, Rules};
+use crate::users::{UserStore, VOICEMAIL_USER};
 
 /// RFC 3261 T1: the round-trip estimate that paces UDP retransmissions.
 const T1: Duration = Duration::from_millis(500);
@@ -38,6 +42,15 @@ const TX_LINGER: Duration = Duration::from_secs(32);
 const CANCEL_GRACE: Duration = Duration::from_secs(4);
 /// How often an unanswered CANCEL is sent again over UDP.
 const CANCEL_RETRIES: u32 = 6;
+/// How many times one call may be forwarded by users' rules (A→B→C→...); a rule that would
+/// go further, or back to a user already in the chain, is ignored.
+pub const MAX_FORWARD_HOPS: usize = 5;
+/// The header that makes an INVITE ring only its target (DESIGN §2).
+pub const DISABLE_FORWARDING_HEADER: &str = "X-Disable-Forwarding";
+/// At most this many message-summary subscriptions per mailbox; a new one evicts the oldest.
+const MAX_SUBSCRIPTIONS_PER_USER: usize = 16;
+/// At most this many message-summary subscriptions in all.
+const MAX_SUBSCRIPTIONS: usize = 10_000;
 
 const SERVER: &str = concat!("hookflash-switchboard/", env!("CARGO_PKG_VERSION"));
 const ALLOW: &str =
@@ -119,9 +132,91 @@ struct ServerTx {
     last: Option<Response>,
     state: ServerState,
     retransmit: Duration,
-    created: Instant,
     linger_until: Option<Instant>,
     branches: Vec<String>,
+    /// Until when a transaction without a final response is kept (extended on each forward).
+    expire_at: Instant,
+    /// The forwarding context of an INVITE to one of our users.
+    fwd: Option<Box<Forwarding>>,
+    /// Bumped at every retarget: timers of an earlier step are then ignored.
+    generation: u32,
+    /// How long the current step may ring before the no-answer timeout (Timer C).
+    no_answer_after: Duration,
+    /// What the no-answer timeout answers: 408, or 480 when forwarding is disabled.
+    no_answer_status: u16,
+    /// Cancelled by the caller or timed out: no more retargeting.
+    stopped: bool,
+}
+
+/// Why a call is forwarded: the RFC 4458 `cause` and the RFC 5806 Diversion reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    Always,
+    Busy,
+    NoAnswer,
+    Unregistered,
+}
+
+impl Cause {
+    fn code(self) -> u16 {
+        match self {
+            Cause::Always => 302,
+            Cause::Busy => 486,
+            Cause::NoAnswer => 408,
+            Cause::Unregistered => 404,
+        }
+    }
+
+    fn diversion_reason(self) -> &'static str {
+        match self {
+            Cause::Always => "unconditional",
+            Cause::Busy => "user-busy",
+            Cause::NoAnswer => "no-answer",
+            Cause::Unregistered => "unavailable",
+        }
+    }
+}
+
+/// How an INVITE to one of our users is being routed through forwarding rules.
+struct Forwarding {
+    /// The request to fork again on a retarget (Max-Forwards already decremented).
+    request: Request,
+    max_forwards: u32,
+    prefix: String,
+    /// Whose contacts ring now (and whose rules apply).
+    user: String,
+    rules: Rules,
+    /// The users this call has rung so far, in order.
+    visited: Vec<String>,
+    /// `X-Disable-Forwarding: true`: ring the target only.
+    disabled: bool,
+}
+
+/// A message-summary subscription to one of our mailboxes (we are the notifier).
+struct Subscription {
+    owner: String,
+    call_id: String,
+    remote_tag: String,
+    /// The From of our NOTIFYs: the SUBSCRIBE's To with our tag.
+    from: String,
+    /// The To of our NOTIFYs: the SUBSCRIBE's From.
+    to: String,
+    /// The subscriber's Contact.
+    target: Uri,
+    route_set: Vec<String>,
+    flow: Flow,
+    cseq: u32,
+    expires_at: Instant,
+    generation: u32,
+}
+
+/// A NOTIFY we sent, until answered.
+struct NotifyTx {
+    sub: String,
+    request: Request,
+    flow: Flow,
+    retransmit: Duration,
+    answered: bool,
 }
 
 impl ServerTx {
@@ -172,6 +267,9 @@ struct ClientTx {
     cancel: CancelState,
     /// A final response really came from downstream (not one we made up).
     answered: bool,
+    /// Left behind by a retarget: cancelled, and its answers no longer count (but a 2xx
+    /// still goes upstream).
+    abandoned: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -182,8 +280,12 @@ enum Timer {
     ClientTimeout(String),
     ClientExpire(String),
     CancelRetransmit(String),
-    NoAnswer(ServerKey),
+    NoAnswer(ServerKey, u32),
+    ForwardNoAnswer(ServerKey, u32),
     CancelGrace(ServerKey),
+    NotifyRetransmit(String),
+    NotifyTimeout(String),
+    SubscriptionExpire(String, u32),
 }
 
 enum AuthOutcome {
@@ -216,6 +318,10 @@ pub struct Engine {
     out: VecDeque<Transmit>,
     no_answer_timeout: Duration,
     epoch: (Instant, u64),
+    /// Message-summary subscriptions by our tag.
+    subscriptions: HashMap<String, Subscription>,
+    /// Our NOTIFY client transactions by branch.
+    notifies: HashMap<String, NotifyTx>,
 }
 
 /// The address-of-record of a header, redacted for logs.
@@ -261,6 +367,17 @@ impl Engine {
             out: VecDeque::new(),
             no_answer_timeout,
             epoch: (now, now_unix),
+            subscriptions: HashMap::new(),
+            notifies: HashMap::new(),
+        }
+    }
+
+    /// How long a transaction without a final response is kept, ringing for `ring`.
+    fn transaction_cap(&self, invite: bool, ring: Duration) -> Duration {
+        if invite {
+            ring + CANCEL_GRACE + TX_LINGER * 2
+        } else {
+            TX_LINGER * 2
         }
     }
 
@@ -344,6 +461,7 @@ impl Engine {
         if n > 0 {
             info!(%flow, bindings = n, "connection closed: bindings dropped");
         }
+        self.subscriptions.retain(|_, s| s.flow != flow);
         let pending: Vec<String> = self
             .clients
             .iter()
@@ -447,17 +565,18 @@ impl Engine {
                 last: None,
                 state: ServerState::Proceeding,
                 retransmit: T1,
-                created: now,
                 linger_until: None,
                 branches: Vec::new(),
+                expire_at: now + self.transaction_cap(invite, self.no_answer_timeout),
+                fwd: None,
+                generation: 0,
+                no_answer_after: self.no_answer_timeout,
+                no_answer_status: 408,
+                stopped: false,
             },
         );
         // A leak guard: a transaction that somehow never completes is dropped eventually.
-        let cap = if invite {
-            self.no_answer_timeout + CANCEL_GRACE + TX_LINGER * 2
-        } else {
-            TX_LINGER * 2
-        };
+        let cap = self.transaction_cap(invite, self.no_answer_timeout);
         self.schedule(now + cap, Timer::ServerExpire(key.clone()));
         if invite {
             let trying = req.response(100, None, None);
@@ -607,6 +726,9 @@ impl Engine {
         if is_final {
             return;
         }
+        if let Some(tx) = self.servers.get_mut(&key) {
+            tx.stopped = true;
+        }
         if branches.is_empty() {
             self.reply(&key, 487, None, vec![], now);
             return;
@@ -654,6 +776,12 @@ impl Engine {
             }
             self.token_users.insert(user.to_owned());
             return AuthOutcome::Ok(user.to_owned());
+        }
+        if d.username == VOICEMAIL_USER {
+            // The voicemail account signs in with a token signed by our secret, never with a
+            // password from the database.
+            warn!("password credentials for the voicemail account refused");
+            return AuthOutcome::Forbidden("Forbidden");
         }
         let record = match self.users.get(&d.username) {
             Ok(r) => r,
@@ -871,6 +999,12 @@ impl Engine {
         let in_dialog = req.to().ok().is_some_and(|t| t.tag().is_some());
         let popped = self.pop_our_routes(&mut req);
         let no_route = req.headers.get("Route").is_none();
+        if in_dialog
+            && req.method == Method::Subscribe
+            && self.on_subscription_refresh(key, &req, now)
+        {
+            return;
+        }
         if !in_dialog && no_route && classify(&req.uri, &self.local) == Destination::Local {
             return self.answer_locally(key, &req, now);
         }
@@ -887,6 +1021,7 @@ impl Engine {
             warn!(call = %redact(req.call_id().unwrap_or_default()), "loop detected");
             return self.reply(key, 482, None, vec![], now);
         }
+        let mut authenticated = None;
         if !in_dialog {
             match self.authenticate(&req, "Proxy-Authorization", now) {
                 AuthOutcome::Challenge { stale } => return self.challenge(key, true, stale, now),
@@ -898,6 +1033,19 @@ impl Engine {
                         warn!(user = %redact(&user), "request with someone else's From refused");
                         return self.reply(key, 403, Some("Identity Mismatch"), vec![], now);
                     }
+                    authenticated = Some(user);
+                }
+            }
+        }
+        if let (Some(user), true) = (authenticated, no_route) {
+            if let Destination::User(target) = classify(&req.uri, &self.local) {
+                if req.method == Method::Subscribe
+                    && mwi::is_message_summary(req.headers.get("Event"))
+                {
+                    return self.on_mwi_subscribe(key, &req, &user, &target, now);
+                }
+                if req.method == Method::Invite {
+                    return self.route_invite(key, req, &target, max_forwards - 1, &prefix, now);
                 }
             }
         }
@@ -995,6 +1143,7 @@ impl Engine {
                     linger_until: None,
                     cancel: CancelState::None,
                     answered: false,
+                    abandoned: false,
                 },
             );
             if let Some(tx) = self.servers.get_mut(key) {
@@ -1007,7 +1156,581 @@ impl Engine {
             self.schedule(now + TX_LINGER, Timer::ClientTimeout(branch));
         }
         if invite {
-            self.schedule(now + self.no_answer_timeout, Timer::NoAnswer(key.clone()));
+            let ring = self
+                .servers
+                .get(key)
+                .map(|t| t.no_answer_after)
+                .unwrap_or(self.no_answer_timeout);
+            let cap = self.transaction_cap(true, ring);
+            let generation = match self.servers.get_mut(key) {
+                Some(tx) => {
+                    tx.expire_at = tx.expire_at.max(now + cap);
+                    tx.generation
+                }
+                None => 0,
+            };
+            self.schedule(now + cap, Timer::ServerExpire(key.clone()));
+            self.schedule(now + ring, Timer::NoAnswer(key.clone(), generation));
+        }
+    }
+
+    // ---------------------------------------------------------------- forwarding rules
+
+    fn rules_of(&self, user: &str) -> Rules {
+        match self.users.rules().get(user) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %e, "rules lookup failed: no rule applied");
+                Rules::default()
+            }
+        }
+    }
+
+    /// The user a dialled user part means: the first candidate (see [`number_candidates`])
+    /// that is registered, else the first that is known (in the database, signed in with a
+    /// token since start, or with rules stored).
+    fn resolve_user(&mut self, dialled: &str, now: Instant) -> Option<String> {
+        let candidates = number_candidates(dialled);
+        for c in &candidates {
+            if !self.registrar.lookup(c, now).is_empty() {
+                return Some(c.clone());
+            }
+        }
+        candidates
+            .into_iter()
+            .find(|c| self.is_known_user(c) || !self.rules_of(c).is_empty())
+    }
+
+    /// An initial INVITE to one of our users: voicemail URIs, then the user's rules.
+    fn route_invite(
+        &mut self,
+        key: &ServerKey,
+        req: Request,
+        dialled: &str,
+        max_forwards: u32,
+        prefix: &str,
+        now: Instant,
+    ) {
+        if dialled == VOICEMAIL_USER {
+            return self.route_voicemail_uri(key, req, max_forwards, prefix, now);
+        }
+        let Some(user) = self.resolve_user(dialled, now) else {
+            return self.reply(key, 404, Some("Not Found"), vec![], now);
+        };
+        let disabled = req
+            .headers
+            .get(DISABLE_FORWARDING_HEADER)
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        // An INVITE with Replaces (attended transfer) joins an existing dialog of the target:
+        // forwarding it elsewhere could only break the transfer.
+        let replaces = req.headers.get("Replaces").is_some();
+        let rules = self.rules_of(&user);
+        let Some(tx) = self.servers.get_mut(key) else {
+            return;
+        };
+        if disabled {
+            tx.no_answer_status = 480;
+        }
+        let disabled = disabled || replaces;
+        tx.fwd = Some(Box::new(Forwarding {
+            request: req,
+            max_forwards,
+            prefix: prefix.to_owned(),
+            user: user.clone(),
+            rules,
+            visited: vec![user],
+            disabled,
+        }));
+        self.ring_current(key, now);
+    }
+
+    /// Ring the contacts of the chain's current user, applying their rules.
+    fn ring_current(&mut self, key: &ServerKey, now: Instant) {
+        let Some(fwd) = self.servers.get(key).and_then(|t| t.fwd.as_ref()) else {
+            return;
+        };
+        let (user, rules, disabled) = (fwd.user.clone(), fwd.rules.clone(), fwd.disabled);
+        if !disabled {
+            if let Some(always) = &rules.always {
+                if self.retarget(key, &always.to, Cause::Always, now) {
+                    return;
+                }
+            }
+        }
+        let bindings = self.registrar.lookup(&user, now);
+        if bindings.is_empty() {
+            if !disabled {
+                let fallback = rules
+                    .no_answer
+                    .as_ref()
+                    .map(|r| r.to.clone())
+                    .or_else(|| rules.busy.as_ref().map(|r| r.to.clone()));
+                if let Some(to) = fallback {
+                    if self.retarget(key, &to, Cause::Unregistered, now) {
+                        return;
+                    }
+                }
+            }
+            return self.reply(key, 480, Some("Temporarily Unavailable"), vec![], now);
+        }
+        let rule_after = rules
+            .no_answer
+            .as_ref()
+            .map(|r| Duration::from_secs(u64::from(r.after)));
+        let Some(tx) = self.servers.get_mut(key) else {
+            return;
+        };
+        tx.no_answer_after = match (disabled, rule_after) {
+            // Ring only the target, for its own no-answer time.
+            (true, Some(after)) => after,
+            // The rule fires first; the timeout only matters if the rule cannot be followed.
+            (false, Some(after)) => self.no_answer_timeout.max(after + T1),
+            _ => self.no_answer_timeout,
+        };
+        let generation = tx.generation;
+        let Some(fwd) = tx.fwd.as_ref() else {
+            return;
+        };
+        let (req, max_forwards, prefix) =
+            (fwd.request.clone(), fwd.max_forwards, fwd.prefix.clone());
+        let targets = bindings
+            .into_iter()
+            .map(|b| (b.contact.uri, b.flow))
+            .collect();
+        self.forward(key, req, targets, max_forwards, true, &prefix, now);
+        if let (false, Some(after)) = (disabled, rule_after) {
+            self.schedule(now + after, Timer::ForwardNoAnswer(key.clone(), generation));
+        }
+    }
+
+    /// Forward the call to `target` for `cause`: cancel what rings now, tell the caller
+    /// (`181`), and ring the next step. `false` when the rule cannot be followed (an unknown
+    /// target, a loop, too many hops, the call is over): the call then goes on as if the rule
+    /// did not exist.
+    fn retarget(
+        &mut self,
+        key: &ServerKey,
+        target: &ForwardTarget,
+        cause: Cause,
+        now: Instant,
+    ) -> bool {
+        let next = match target {
+            ForwardTarget::Voicemail => None,
+            ForwardTarget::Person(p) => match self.resolve_user(p, now) {
+                Some(u) => Some(u),
+                None => {
+                    warn!(target = %redact(p), "forwarding target unknown: rule ignored");
+                    return false;
+                }
+            },
+        };
+        let domain = self.local.domain.clone();
+        let no_answer_timeout = self.no_answer_timeout;
+        let Some(tx) = self.servers.get_mut(key) else {
+            return false;
+        };
+        if tx.is_final() || tx.stopped {
+            return false;
+        }
+        let Some(fwd) = tx.fwd.as_mut() else {
+            return false;
+        };
+        if let Some(u) = &next {
+            if u == VOICEMAIL_USER
+                || fwd.visited.contains(u)
+                || fwd.visited.len() > MAX_FORWARD_HOPS
+            {
+                warn!(target = %redact(u), hops = fwd.visited.len(), "forwarding loop or too many hops: rule ignored");
+                return false;
+            }
+        }
+        let owner = fwd.user.clone();
+        let hops = fwd.visited.len();
+        fwd.request.headers.push_front(
+            "Diversion",
+            format!(
+                "<sip:{owner}@{domain}>;reason={};counter={hops}",
+                cause.diversion_reason()
+            ),
+        );
+        if let Some(u) = &next {
+            fwd.visited.push(u.clone());
+            fwd.user = u.clone();
+        }
+        tx.generation += 1;
+        tx.no_answer_after = no_answer_timeout;
+        let branches = tx.branches.clone();
+        for b in &branches {
+            if let Some(c) = self.clients.get_mut(b) {
+                c.abandoned = true;
+            }
+            self.cancel_branch(b, now);
+        }
+        info!(user = %redact(&owner), cause = cause.code(), hops, "call forwarded");
+        self.reply(key, 181, None, vec![], now);
+        match next {
+            Some(u) => {
+                let rules = self.rules_of(&u);
+                if let Some(f) = self.servers.get_mut(key).and_then(|t| t.fwd.as_mut()) {
+                    f.rules = rules;
+                }
+                self.ring_current(key, now);
+            }
+            None => {
+                if let Some(f) = self.servers.get_mut(key).and_then(|t| t.fwd.as_mut()) {
+                    f.rules = Rules::default();
+                }
+                self.forward_to_voicemail(key, &owner, Some(cause.code()), now);
+            }
+        }
+        true
+    }
+
+    /// When every branch of the current step failed: the busy rule on a busy answer, the
+    /// no-answer rule when no phone could be reached (408, 480). Whether the call was
+    /// forwarded.
+    fn forward_on_failure(&mut self, key: &ServerKey, statuses: &[u16], now: Instant) -> bool {
+        let Some(tx) = self.servers.get(key) else {
+            return false;
+        };
+        if tx.stopped || statuses.is_empty() || statuses.iter().any(|s| (200..300).contains(s)) {
+            return false;
+        }
+        let Some(fwd) = tx.fwd.as_ref().filter(|f| !f.disabled) else {
+            return false;
+        };
+        let busy = statuses.iter().any(|s| matches!(s, 486 | 600))
+            && !statuses.iter().any(|s| matches!(s, 603 | 604 | 606));
+        let unreachable = statuses.iter().all(|s| matches!(s, 408 | 480));
+        let rule = if busy {
+            fwd.rules.busy.as_ref().map(|r| (r.to.clone(), Cause::Busy))
+        } else if unreachable {
+            fwd.rules
+                .no_answer
+                .as_ref()
+                .map(|r| (r.to.clone(), Cause::NoAnswer))
+        } else {
+            None
+        };
+        match rule {
+            Some((to, cause)) => self.retarget(key, &to, cause, now),
+            None => false,
+        }
+    }
+
+    /// An INVITE to `sip:voicemail@DOMAIN;target=sip:OWNER%40DOMAIN;cause=N` (RFC 4458).
+    fn route_voicemail_uri(
+        &mut self,
+        key: &ServerKey,
+        req: Request,
+        max_forwards: u32,
+        prefix: &str,
+        now: Instant,
+    ) {
+        let owner = req
+            .uri
+            .param("target")
+            .flatten()
+            .map(unescape)
+            .and_then(|t| t.parse::<Uri>().ok())
+            .filter(|u| u.scheme == "tel" || self.local.is_local_host(&u.host, u.port))
+            .and_then(|u| u.user);
+        let owner = owner
+            .and_then(|o| self.resolve_user(&o, now))
+            .filter(|o| o != VOICEMAIL_USER);
+        let Some(owner) = owner else {
+            return self.reply(key, 404, Some("No Such Mailbox"), vec![], now);
+        };
+        let cause = req
+            .uri
+            .param("cause")
+            .flatten()
+            .and_then(|c| c.trim().parse::<u16>().ok())
+            .filter(|c| (300..700).contains(c));
+        let Some(tx) = self.servers.get_mut(key) else {
+            return;
+        };
+        tx.fwd = Some(Box::new(Forwarding {
+            request: req,
+            max_forwards,
+            prefix: prefix.to_owned(),
+            user: owner.clone(),
+            rules: Rules::default(),
+            visited: vec![owner.clone()],
+            disabled: true,
+        }));
+        self.forward_to_voicemail(key, &owner, cause, now);
+    }
+
+    /// Fork to the voicemail agent's contacts, each with `target` (the mailbox) and `cause`
+    /// appended, so that the agent reads them in its Request-URI.
+    fn forward_to_voicemail(
+        &mut self,
+        key: &ServerKey,
+        owner: &str,
+        cause: Option<u16>,
+        now: Instant,
+    ) {
+        let bindings = self.registrar.lookup(VOICEMAIL_USER, now);
+        if bindings.is_empty() {
+            warn!("voicemail is not registered");
+            return self.reply(key, 480, Some("Voicemail Unavailable"), vec![], now);
+        }
+        let target = escape_uri_header(&format!("sip:{owner}@{}", self.local.domain));
+        let targets = bindings
+            .into_iter()
+            .map(|b| {
+                let mut uri = b.contact.uri;
+                uri.set_param("target", Some(&target));
+                if let Some(c) = cause {
+                    uri.set_param("cause", Some(&c.to_string()));
+                }
+                (uri, b.flow)
+            })
+            .collect();
+        let Some(fwd) = self.servers.get(key).and_then(|t| t.fwd.as_ref()) else {
+            return;
+        };
+        let (req, max_forwards, prefix) =
+            (fwd.request.clone(), fwd.max_forwards, fwd.prefix.clone());
+        self.forward(key, req, targets, max_forwards, true, &prefix, now);
+    }
+
+    // ---------------------------------------------------------------- message waiting
+
+    /// A mailbox changed (a message left, heard or deleted): NOTIFY its subscribers.
+    pub fn handle_mailbox_changed(&mut self, owner: &str, now: Instant) {
+        let tags: Vec<String> = self
+            .subscriptions
+            .iter()
+            .filter(|(_, s)| s.owner == owner)
+            .map(|(t, _)| t.clone())
+            .collect();
+        for t in tags {
+            self.notify(&t, None, now);
+        }
+    }
+
+    fn our_contact(&self, transport: TransportKind) -> String {
+        format!(
+            "<sip:{};transport={}>",
+            self.local.host_port(),
+            transport.as_str().to_ascii_lowercase()
+        )
+    }
+
+    fn mailbox_counts(&self, owner: &str) -> MailboxCounts {
+        self.users.voicemail().counts(owner).unwrap_or_else(|e| {
+            warn!(error = %e, "mailbox count failed");
+            MailboxCounts::default()
+        })
+    }
+
+    /// A SUBSCRIBE to `message-summary` of `target` by the authenticated `user`.
+    fn on_mwi_subscribe(
+        &mut self,
+        key: &ServerKey,
+        req: &Request,
+        user: &str,
+        target: &str,
+        now: Instant,
+    ) {
+        if !number_candidates(target).iter().any(|c| c == user) {
+            warn!(user = %redact(user), "subscription to someone else's mailbox refused");
+            return self.reply(key, 403, Some("Not Your Mailbox"), vec![], now);
+        }
+        let Some(expires) = mwi::granted_expires(req.headers.get("Expires")) else {
+            return self.reply(key, 400, Some("Bad Expires"), vec![], now);
+        };
+        let (Ok(from), Ok(mut to), Some(contact)) = (req.from(), req.to(), req.contact()) else {
+            return self.reply(key, 400, Some("Missing Contact"), vec![], now);
+        };
+        let Some(remote_tag) = from.tag().map(str::to_owned) else {
+            return self.reply(key, 400, Some("Missing From Tag"), vec![], now);
+        };
+        if self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
+            return self.reply(
+                key,
+                503,
+                Some("Too Many Subscriptions"),
+                vec![("Retry-After", "60".into())],
+                now,
+            );
+        }
+        let Some(tx) = self.servers.get(key) else {
+            return;
+        };
+        let (tag, flow) = (tx.to_tag.clone(), tx.flow);
+        let mine: Vec<(Instant, String)> = self
+            .subscriptions
+            .iter()
+            .filter(|(_, s)| s.owner == user)
+            .map(|(t, s)| (s.expires_at, t.clone()))
+            .collect();
+        if mine.len() >= MAX_SUBSCRIPTIONS_PER_USER {
+            if let Some((_, oldest)) = mine.into_iter().min() {
+                self.subscriptions.remove(&oldest);
+            }
+        }
+        to.set_param("tag", Some(&tag));
+        self.subscriptions.insert(
+            tag.clone(),
+            Subscription {
+                owner: user.to_owned(),
+                call_id: req.call_id().unwrap_or_default().to_owned(),
+                remote_tag,
+                from: to.to_string(),
+                to: req.headers.get("From").unwrap_or_default().to_owned(),
+                target: contact.uri,
+                route_set: req.headers.get_all("Record-Route"),
+                flow,
+                cseq: 0,
+                expires_at: now + Duration::from_secs(u64::from(expires)),
+                generation: 0,
+            },
+        );
+        info!(user = %redact(user), expires, "message-summary subscription");
+        let contact = self.our_contact(flow.transport);
+        self.reply(
+            key,
+            200,
+            None,
+            vec![("Expires", expires.to_string()), ("Contact", contact)],
+            now,
+        );
+        self.after_subscribe(&tag, expires, now);
+    }
+
+    /// An in-dialog SUBSCRIBE: a refresh or (`Expires: 0`) the end of one of our
+    /// subscriptions. `false` when it is not ours.
+    fn on_subscription_refresh(&mut self, key: &ServerKey, req: &Request, now: Instant) -> bool {
+        let Some(tag) = req.to().ok().and_then(|t| t.tag().map(str::to_owned)) else {
+            return false;
+        };
+        let from_tag = req.from().ok().and_then(|f| f.tag().map(str::to_owned));
+        let ours = self.subscriptions.get(&tag).is_some_and(|s| {
+            req.call_id().ok() == Some(s.call_id.as_str())
+                && from_tag.as_deref() == Some(s.remote_tag.as_str())
+        });
+        if !ours {
+            return false;
+        }
+        let Some(expires) = mwi::granted_expires(req.headers.get("Expires")) else {
+            self.reply(key, 400, Some("Bad Expires"), vec![], now);
+            return true;
+        };
+        let flow = self.servers.get(key).map(|t| t.flow);
+        if let Some(s) = self.subscriptions.get_mut(&tag) {
+            s.generation += 1;
+            s.expires_at = now + Duration::from_secs(u64::from(expires));
+            if let Some(f) = flow {
+                s.flow = f;
+            }
+            if let Some(c) = req.contact() {
+                s.target = c.uri;
+            }
+        }
+        let contact = self.our_contact(flow.map_or(TransportKind::Udp, |f| f.transport));
+        self.reply(
+            key,
+            200,
+            None,
+            vec![("Expires", expires.to_string()), ("Contact", contact)],
+            now,
+        );
+        self.after_subscribe(&tag, expires, now);
+        true
+    }
+
+    /// After a (re)SUBSCRIBE was answered: NOTIFY the state, and end or time the
+    /// subscription.
+    fn after_subscribe(&mut self, tag: &str, expires: u32, now: Instant) {
+        if expires == 0 {
+            self.notify(tag, Some("timeout"), now);
+            self.subscriptions.remove(tag);
+            return;
+        }
+        self.notify(tag, None, now);
+        if let Some(s) = self.subscriptions.get(tag) {
+            let (at, generation) = (s.expires_at, s.generation);
+            self.schedule(at, Timer::SubscriptionExpire(tag.to_owned(), generation));
+        }
+    }
+
+    /// Send the mailbox state in a NOTIFY; `terminated` names the reason of a final one.
+    fn notify(&mut self, tag: &str, terminated: Option<&str>, now: Instant) {
+        let Some((owner, transport)) = self
+            .subscriptions
+            .get(tag)
+            .map(|s| (s.owner.clone(), s.flow.transport))
+        else {
+            return;
+        };
+        let counts = self.mailbox_counts(&owner);
+        let account = format!("sip:{owner}@{}", self.local.domain);
+        let contact = self.our_contact(transport);
+        let branch = format!("{BRANCH_COOKIE}-hfn{}", new_tag());
+        let via = self.local.via(transport, &branch);
+        let Some(s) = self.subscriptions.get_mut(tag) else {
+            return;
+        };
+        s.cseq += 1;
+        let state = match terminated {
+            Some(reason) => format!("terminated;reason={reason}"),
+            None => format!(
+                "active;expires={}",
+                s.expires_at.saturating_duration_since(now).as_secs()
+            ),
+        };
+        let mut r = Request::new(Method::Notify, s.target.clone());
+        r.headers.push("Via", via);
+        r.headers.push("Max-Forwards", "70");
+        for route in &s.route_set {
+            r.headers.push("Route", route.clone());
+        }
+        r.headers.push("From", s.from.clone());
+        r.headers.push("To", s.to.clone());
+        r.headers.push("Call-ID", s.call_id.clone());
+        r.headers.push("CSeq", format!("{} NOTIFY", s.cseq));
+        r.headers.push("Contact", contact);
+        r.headers.push("Event", mwi::EVENT);
+        r.headers.push("Subscription-State", state);
+        r.headers.push("Content-Type", mwi::CONTENT_TYPE);
+        r.body = mwi::summary_body(&account, counts).into_bytes();
+        let flow = s.flow;
+        self.notifies.insert(
+            branch.clone(),
+            NotifyTx {
+                sub: tag.to_owned(),
+                request: r.clone(),
+                flow,
+                retransmit: T1,
+                answered: false,
+            },
+        );
+        debug!(user = %redact(&owner), new = counts.new, old = counts.old, "NOTIFY message-summary");
+        self.send(flow, r, None);
+        if flow.transport == TransportKind::Udp {
+            self.schedule(now + T1, Timer::NotifyRetransmit(branch.clone()));
+        }
+        self.schedule(now + TX_LINGER, Timer::NotifyTimeout(branch));
+    }
+
+    fn on_notify_response(&mut self, branch: &str, resp: &Response) {
+        if resp.status < 200 {
+            return;
+        }
+        let Some(n) = self.notifies.get_mut(branch) else {
+            return;
+        };
+        if n.answered {
+            return;
+        }
+        n.answered = true;
+        if resp.status >= 300 {
+            debug!(status = resp.status, "NOTIFY refused: subscription dropped");
+            let sub = n.sub.clone();
+            self.subscriptions.remove(&sub);
         }
     }
 
@@ -1029,6 +1752,9 @@ impl Engine {
         }
         let branch = via.branch().unwrap_or_default().to_owned();
         resp.headers.pop_first("Via");
+        if cseq.method == Method::Notify && self.notifies.contains_key(&branch) {
+            return self.on_notify_response(&branch, &resp);
+        }
         if cseq.method == Method::Cancel {
             if let Some(c) = self.clients.get_mut(&branch) {
                 if let CancelState::Sent { answered, .. } = &mut c.cancel {
@@ -1045,6 +1771,7 @@ impl Engine {
         };
         let server = c.server.clone();
         let invite = c.invite;
+        let abandoned = c.abandoned;
         if resp.status >= 200 {
             c.answered = true;
         }
@@ -1061,7 +1788,7 @@ impl Engine {
                 if cancel_now {
                     self.send_cancel(&branch, now);
                 }
-                if resp.status > 100 {
+                if resp.status > 100 && !abandoned {
                     self.respond(&server, resp, now);
                 }
             }
@@ -1113,12 +1840,13 @@ impl Engine {
         let Some(tx) = self.servers.get(key) else {
             return;
         };
-        if tx.is_final() {
+        if tx.is_final() || tx.branches.is_empty() {
             return;
         }
         let mut finals = Vec::with_capacity(tx.branches.len());
         for b in &tx.branches {
             match self.clients.get(b) {
+                Some(c) if c.abandoned => {}
                 Some(c) if !c.state.is_final() => return,
                 Some(c) => {
                     if let Some(r) = &c.final_response {
@@ -1129,6 +1857,9 @@ impl Engine {
             }
         }
         let statuses: Vec<u16> = finals.iter().map(|r| r.status).collect();
+        if self.forward_on_failure(key, &statuses, now) {
+            return;
+        }
         match best_response(&statuses).and_then(|i| finals.into_iter().nth(i)) {
             Some(mut best) => {
                 if best.status == 503 {
@@ -1264,14 +1995,7 @@ impl Engine {
                 };
                 let done = match tx.linger_until {
                     Some(at) => at <= now,
-                    None => {
-                        let cap = if key.invite {
-                            self.no_answer_timeout + CANCEL_GRACE + TX_LINGER * 2
-                        } else {
-                            TX_LINGER * 2
-                        };
-                        now >= tx.created + cap
-                    }
+                    None => now >= tx.expire_at,
                 };
                 if done {
                     if !tx.is_final() {
@@ -1346,22 +2070,68 @@ impl Engine {
                     Timer::CancelRetransmit(branch),
                 );
             }
-            Timer::NoAnswer(key) => {
-                let Some(tx) = self.servers.get(&key) else {
+            Timer::NoAnswer(key, generation) => {
+                let Some(tx) = self.servers.get_mut(&key) else {
                     return;
                 };
-                if tx.is_final() {
+                if tx.is_final() || tx.generation != generation {
                     return;
                 }
                 debug!("no answer in time: cancelling branches");
+                tx.stopped = true;
+                let status = tx.no_answer_status;
                 let branches = tx.branches.clone();
                 for b in &branches {
                     self.cancel_branch(b, now);
                 }
                 for b in &branches {
-                    self.branch_gave_up(b, 408, now);
+                    self.branch_gave_up(b, status, now);
                 }
                 self.maybe_finish(&key, now);
+            }
+            Timer::ForwardNoAnswer(key, generation) => {
+                let target = self.servers.get(&key).and_then(|tx| {
+                    let live = !tx.is_final() && !tx.stopped && tx.generation == generation;
+                    tx.fwd
+                        .as_ref()
+                        .filter(|f| live && !f.disabled)
+                        .and_then(|f| f.rules.no_answer.as_ref().map(|r| r.to.clone()))
+                });
+                if let Some(target) = target {
+                    debug!("no answer: forwarding");
+                    self.retarget(&key, &target, Cause::NoAnswer, now);
+                }
+            }
+            Timer::NotifyRetransmit(branch) => {
+                let Some(n) = self.notifies.get_mut(&branch) else {
+                    return;
+                };
+                if n.answered {
+                    return;
+                }
+                n.retransmit = (n.retransmit * 2).min(T2);
+                let next = now + n.retransmit;
+                let (flow, req) = (n.flow, n.request.clone());
+                self.send(flow, req, None);
+                self.schedule(next, Timer::NotifyRetransmit(branch));
+            }
+            Timer::NotifyTimeout(branch) => {
+                if let Some(n) = self.notifies.remove(&branch) {
+                    if !n.answered {
+                        debug!("NOTIFY unanswered: subscription dropped");
+                        self.subscriptions.remove(&n.sub);
+                    }
+                }
+            }
+            Timer::SubscriptionExpire(tag, generation) => {
+                let due = self
+                    .subscriptions
+                    .get(&tag)
+                    .is_some_and(|s| s.generation == generation && s.expires_at <= now);
+                if due {
+                    self.notify(&tag, Some("timeout"), now);
+                    self.subscriptions.remove(&tag);
+                }
             }
             Timer::CancelGrace(key) => {
                 if self.servers.get(&key).is_some_and(|tx| !tx.is_final()) {
@@ -1584,6 +2354,90 @@ From: <sip:bob@hookflash.local>;tag=1\r\nTo: <sip:bob@hookflash.local>\r\nCall-I
             statuses(&out),
             [408],
             "the 408 is retransmitted over UDP until ACKed"
+        );
+    }
+
+    #[test]
+    fn no_answer_rule_cancels_says_181_and_retargets_to_the_voicemail_uri() {
+        use crate::rules::{NoAnswer, Rules};
+        let mut rig = Rig::new();
+        let rule = Rules {
+            no_answer: Some(NoAnswer {
+                after: 2,
+                to: ForwardTarget::Voicemail,
+            }),
+            ..Rules::default()
+        };
+        rig.engine.users.rules().set("carol", &rule).unwrap();
+        for (user, port) in [("carol", 4002), ("voicemail", 4009)] {
+            let out = rig.authed(
+                user,
+                port,
+                "REGISTER",
+                "sip:hookflash.local",
+                "Authorization",
+                "",
+            );
+            assert_eq!(statuses(&out), [200], "{user} registers");
+        }
+        let out = rig.authed(
+            "alice",
+            4000,
+            "INVITE",
+            "sip:carol@hookflash.local",
+            "Proxy-Authorization",
+            "",
+        );
+        assert_eq!(
+            requests(&out),
+            [(Method::Invite, flow(4002))],
+            "carol's phone rings first"
+        );
+        let Some(Message::Request(inv)) = out
+            .into_iter()
+            .map(|t| t.message)
+            .find(|m| matches!(m, Message::Request(_)))
+        else {
+            unreachable!()
+        };
+        let mut ringing = inv.response(180, None, Some("carol"));
+        ringing
+            .headers
+            .push("Contact", "<sip:carol@127.0.0.1:4002>");
+        rig.engine
+            .handle_message(ringing.into(), flow(4002), rig.now);
+        let _ = std::iter::from_fn(|| rig.engine.poll_transmit()).count();
+        let out = rig.advance(Duration::from_millis(1900));
+        assert!(out.is_empty(), "nothing happens before the rule's 2 s");
+        let out = rig.advance(Duration::from_millis(100));
+        assert_eq!(
+            requests(&out),
+            [(Method::Cancel, flow(4002)), (Method::Invite, flow(4009))],
+            "at 2 s carol's phone is cancelled and voicemail is called"
+        );
+        assert_eq!(statuses(&out), [181], "alice hears Call Is Being Forwarded");
+        let vm = out
+            .iter()
+            .find_map(|t| match &t.message {
+                Message::Request(r) if r.method == Method::Invite => Some(r.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(
+            vm.uri.to_string(),
+            "sip:voicemail@127.0.0.1:4009;target=sip:carol%40hookflash.local;cause=408",
+            "the voicemail contact with the RFC 4458 mailbox and cause appended"
+        );
+        assert!(
+            vm.headers
+                .get("Diversion")
+                .is_some_and(|d| d.contains("reason=no-answer")),
+            "and a Diversion header saying why"
+        );
+        let out = rig.advance(Duration::from_secs(9));
+        assert!(
+            statuses(&out).is_empty(),
+            "the no-answer timeout restarted with the new step: no 408 at 10 s from the start"
         );
     }
 

@@ -3,7 +3,9 @@
 //! One process (or one task inside a test) that Hookflash clients register with and call
 //! through, so Hookflash runs on one machine with nothing else installed. It speaks SIP over
 //! UDP and TCP on one port, authenticates with the same ephemeral tokens as Kamailio
-//! `auth_ephemeral`, and keeps its users in SQLite.
+//! `auth_ephemeral`, applies per-user forwarding rules, runs voicemail (a headless core agent
+//! in the same process), notifies waiting messages (RFC 3842), serves a small HTTP API, and
+//! keeps users, rules and the voicemail index in SQLite.
 //!
 //! # Driving it
 //!
@@ -17,6 +19,10 @@
 //! let token = sb.issue_token("alice", Duration::from_secs(3600));
 //! sb.users().add("bob", sb.domain(), Some("bob's password"))?;
 //! // ... clients register as sip:alice@hookflash.local, sending to `addr` ...
+//! let rules = serde_json::from_str(r#"{"noAnswer": {"after": 15, "to": "voicemail"}}"#).unwrap();
+//! sb.set_rules("alice", &rules)?;      // forwarding rules apply from the next call
+//! let api = sb.http_addr();            // the HTTP API (Config::local picks a port)
+//! let messages = sb.voicemail("alice")?;
 //! sb.shutdown().await;                 // the port is free again when this returns
 //! # Ok(()) }
 //! ```
@@ -28,7 +34,7 @@
 //! switchboard's own address is accepted as an alias of the domain.
 //!
 //! The binary `hookflash-switchboard` wraps the same library: `serve`, `token USER --ttl 1h`,
-//! `users add|list|remove` (see `--help`).
+//! `users add|list|remove`, `rules get|set|clear USER`, `voicemail list USER` (see `--help`).
 //!
 //! # Authentication
 //!
@@ -66,7 +72,8 @@
 //!
 //! On the Request-URI, after popping the `Route` entries that name us:
 //! - `sip:USER@DOMAIN` (or our `IP:PORT` as host): parallel fork to every registered contact of
-//!   USER, each over its flow. Not registered but known (in the database, or signed in with a
+//!   USER, each over its flow — for an INVITE, subject to USER's forwarding rules (below);
+//!   `sip:voicemail@DOMAIN;target=...` goes to the voicemail agent. Not registered but known (in the database, or signed in with a
 //!   token since start) → `480`; unknown → `404`.
 //! - `tel:NUMBER` and `sip:NUMBER@DOMAIN;user=phone`: the number without visual separators
 //!   (`-.() `) is tried as a user name, first as written (`+15551234`), then without the `+`
@@ -87,6 +94,106 @@
 //! onward transport. `Max-Forwards` is decremented (`483` at zero); a request that comes back
 //! with our own loop-hash branch in a Via is a loop (`482`). Our Proxy-Authorization is removed
 //! before forwarding.
+//!
+//! # Forwarding rules
+//!
+//! Each user may have three rules ([`Rules`], stored in SQLite, set with
+//! [`SwitchboardHandle::set_rules`], `PUT /api/rules` or `rules set`): **always**, **busy**
+//! and **noAnswer** (after N seconds), each to a person (a user name or a number, routed like
+//! a dialled one) or to `voicemail`. They apply to an out-of-dialog INVITE whose Request-URI
+//! is one of our users:
+//!
+//! - *always*: the call is retargeted at once; the user's phones do not ring.
+//! - *noAnswer*: the user's contacts ring for `after` seconds; then they are CANCELled and the
+//!   call is retargeted. The same happens at once when every contact fails with 408 or 480
+//!   (unreachable), and when the user has **no registered contact at all** and a noAnswer (or
+//!   else a busy) rule: then that rule's target is rung straight away (cause 404).
+//! - *busy*: when the contacts' final answers include `486` or `600` (and no `603`/`604`/
+//!   `606` decline) the call is retargeted instead of passing the busy answer upstream.
+//!
+//! A retarget is sequential forking inside the same server transaction: the caller gets
+//! `181 Call Is Being Forwarded`, the new branches carry a `Diversion` header (RFC 5806:
+//! `<sip:USER@DOMAIN>;reason=unconditional|user-busy|no-answer|unavailable;counter=N`), the
+//! next person's own rules apply in turn, and [`Config::no_answer_timeout`] restarts for the
+//! new step. Answers of the abandoned branches no longer count (a late `2xx` still goes
+//! upstream and wins). Loops are bounded: a rule whose target was already rung in this call,
+//! or one more than [`MAX_FORWARD_HOPS`] forwards, is **ignored** (logged) and the call goes
+//! on as if that rule did not exist — A→B→A rings B. A rule naming an unknown user is ignored
+//! the same way. A caller's CANCEL, or the no-answer timeout, stops all forwarding.
+//!
+//! A retarget to voicemail uses the RFC 4458 URI
+//! `sip:voicemail@DOMAIN;target=sip:USER%40DOMAIN;cause=CAUSE`, with cause `302` (always),
+//! `486` (busy), `408` (no answer) or `404` (not registered).
+//!
+//! **`X-Disable-Forwarding: true`** on an INVITE (a transfer with
+//! `disableForwardingAndUnanswered`) skips every rule of the target: only the target's
+//! contacts ring, for the target's own noAnswer time if it has such a rule, else
+//! [`Config::no_answer_timeout`]; unanswered, the call fails upstream with **`480`** (not
+//! `408`); a busy answer passes through as `486`. The header is forwarded unchanged. An
+//! INVITE with a `Replaces` header (attended transfer) is never forwarded by rules either.
+//!
+//! # Voicemail
+//!
+//! Voicemail is a headless core agent in the switchboard process ([`voicemail`]), signed in
+//! as [`VOICEMAIL_USER`] with a token signed by the switchboard's secret (that account never
+//! signs in with a database password, and `users add voicemail` is refused). Any INVITE whose
+//! Request-URI user is `voicemail` is routed to the agent's registered contact with the
+//! `target` and `cause` parameters appended (so the agent reads the mailbox owner from its
+//! `IncomingCall.called`); the target must be one of our users (`404 No Such Mailbox`
+//! before anything rings otherwise, and for a missing target); no agent registered is `480`.
+//! The agent answers, plays the owner's greeting — their own (`PUT /api/greeting`, at most
+//! 60 s) or the default one, which ends with a beep of [`BEEP_HZ`] Hz for [`BEEP_MS`] ms —
+//! then records the caller **after the greeting** into `DATA_DIR/voicemail/OWNER/ID.wav`
+//! (48 kHz mono; `OWNER` with unsafe characters `%XX`-escaped) until the caller hangs up or
+//! [`Config::voicemail_max`] has been recorded (then it hangs up). The message is indexed
+//! ([`VoicemailMessage`]: id, owner, caller, created, duration, heard, path); a caller who
+//! hangs up before the beep leaves none.
+//!
+//! # Message waiting (RFC 3842)
+//!
+//! The switchboard is the notifier of every mailbox. An out-of-dialog `SUBSCRIBE` with
+//! `Event: message-summary` to a user's AOR is authenticated like any request (`407`); only
+//! the owner may subscribe (`403 Not Your Mailbox` otherwise). It is answered `200` with the
+//! granted `Expires` (default and maximum 3600 s, minimum 60 s; `0` fetches once) and our
+//! Contact, then at once a NOTIFY (`Subscription-State: active;expires=N`,
+//! `application/simple-message-summary`: `Messages-Waiting`, `Message-Account`,
+//! `Voice-Message: NEW/OLD (0/0)`), and another NOTIFY whenever the mailbox changes (a
+//! message left, heard or deleted). NOTIFYs go over the flow the SUBSCRIBE came on, to its
+//! Contact, retransmitted over UDP; a NOTIFY refused or unanswered for 32 s ends the
+//! subscription. In-dialog SUBSCRIBEs refresh it (and NOTIFY); `Expires: 0` ends it with a
+//! final `terminated` NOTIFY; so does expiry. At most 16 subscriptions per mailbox.
+//!
+//! # HTTP API
+//!
+//! With [`Config::http_port`] set (`Config::local` picks a port; see
+//! [`SwitchboardHandle::http_addr`]) a small JSON API serves each user their own data,
+//! authenticated with `Authorization: Bearer EXPIRY:USER:SIGNATURE` (a token, verified like
+//! a SIP token) or HTTP `Basic` with a database user's password. No path names a user, so a
+//! user only ever reaches their own mailbox: another user's message id is `404`.
+//!
+//! | request | answer |
+//! |---|---|
+//! | `GET /api/voicemail` | `200` `[{id, caller, created, durationMs, heard}]`, newest first |
+//! | `GET /api/voicemail/{id}` | `200` `audio/wav` |
+//! | `POST /api/voicemail/{id}/heard` | `200` the message, now heard (MWI NOTIFY) |
+//! | `DELETE /api/voicemail/{id}` | `204`, the file deleted too (MWI NOTIFY) |
+//! | `GET /api/rules` | `200` `{"always": null\|{"to": T}, "busy": ..., "noAnswer": null\|{"after": N, "to": T}}` |
+//! | `PUT /api/rules` | `200` the rules as stored (same JSON; missing keys are null) |
+//! | `GET`/`PUT`/`DELETE /api/greeting` | the greeting callers hear (`audio/wav`); set (WAV body) → `204`; back to the default → `204` |
+//!
+//! Errors are JSON `{"code": "http.…", "message": …}`: `401` (no, malformed or refused
+//! credentials, with `WWW-Authenticate: Bearer`), `403` (the voicemail account), `404`, `405`,
+//! `400` (`http.bad_json`, `http.invalid_rules`, `http.invalid_greeting`), `413` (bodies over
+//! 64 KiB of JSON or 12 MiB of WAV), `408` (a body slower than 30 s). See
+//! `docs/switchboard-api.md`.
+//!
+//! # Blocking work
+//!
+//! The engine reads the database on its own task for authentication, for a user's rules
+//! (once per initial INVITE) and for mailbox counts (once per SUBSCRIBE or mailbox change):
+//! primary-key and indexed reads of a local SQLite file, tens of microseconds. Everything that
+//! writes — rules, the voicemail index, recordings, greetings, HTTP bodies — runs on the
+//! blocking pool (`spawn_blocking`) or in the media tasks of the voicemail agent.
 //!
 //! # Transactions
 //!
@@ -119,31 +226,42 @@
 //!
 //! # Not (yet) here
 //!
-//! Forwarding and no-answer rules, voicemail and MWI (DESIGN §4), TLS/WebSocket transports,
-//! DNS resolution of other domains, RFC 5626 outbound flow tokens, and the registrar's
-//! Call-ID/CSeq ordering check (RFC 3261 §10.3 step 7).
+//! TLS/WebSocket transports, DNS resolution of other domains, RFC 5626 outbound flow tokens,
+//! the registrar's Call-ID/CSeq ordering check (RFC 3261 §10.3 step 7), other voicemail URI
+//! styles than RFC 4458, and a way for users to call in and listen to their messages (the
+//! HTTP API serves them).
 #![warn(missing_docs)]
 
 pub mod config;
 mod engine;
+mod http;
+pub mod mailbox;
+pub mod mwi;
 pub mod nonce;
 pub mod registrar;
 pub mod routing;
+pub mod rules;
 mod server;
+mod service;
 pub mod users;
+pub mod voicemail;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hookflash_core::auth::{unix_now, Token};
 use hookflash_core::sip::Transport;
 use tokio::sync::{mpsc, oneshot};
-use tracing::info;
+use tracing::{info, warn};
 
 pub use config::{parse_duration, Config, FileConfig, DEFAULT_DOMAIN};
-pub use engine::BindingInfo;
-pub use users::{UserRecord, UserStore};
+pub use engine::{BindingInfo, DISABLE_FORWARDING_HEADER, MAX_FORWARD_HOPS};
+pub use mailbox::{MailboxCounts, VoicemailMessage};
+pub use rules::{ForwardTarget, ForwardTo, NoAnswer, Rules};
+pub use users::{UserRecord, UserStore, VOICEMAIL_USER};
+pub use voicemail::{BEEP_HZ, BEEP_MS};
 
 /// Why the switchboard could not start or do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +279,18 @@ pub enum SwitchboardError {
     /// A user name that cannot be a SIP user part or a token user.
     #[error("invalid user name: {0}")]
     InvalidUser(String),
+    /// Forwarding rules that cannot be stored (the detail says why).
+    #[error("invalid forwarding rules: {0}")]
+    InvalidRules(String),
+    /// A greeting that is not a usable WAV file.
+    #[error("invalid greeting: {0}")]
+    InvalidGreeting(String),
+    /// A file of the data directory could not be read, written or removed.
+    #[error("data directory: {0}")]
+    Io(String),
+    /// The voicemail agent could not be started.
+    #[error("voicemail: {0}")]
+    Voicemail(String),
 }
 
 impl SwitchboardError {
@@ -171,6 +301,10 @@ impl SwitchboardError {
             SwitchboardError::Database(_) => "switchboard.database",
             SwitchboardError::Config(_) => "switchboard.config",
             SwitchboardError::InvalidUser(_) => "switchboard.invalid_user",
+            SwitchboardError::InvalidRules(_) => "switchboard.invalid_rules",
+            SwitchboardError::InvalidGreeting(_) => "switchboard.invalid_greeting",
+            SwitchboardError::Io(_) => "switchboard.io",
+            SwitchboardError::Voicemail(_) => "switchboard.voicemail",
         }
     }
 }
@@ -179,8 +313,27 @@ impl SwitchboardError {
 #[derive(Debug)]
 pub struct Switchboard;
 
+/// Create (if needed) the data directory: the configured one, or a new temporary one.
+fn make_data_dir(config: &Config) -> Result<(PathBuf, bool), SwitchboardError> {
+    let (dir, temporary) = match &config.data_dir {
+        Some(d) => (d.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!(
+                "hookflash-switchboard-{}-{:016x}",
+                std::process::id(),
+                rand::random::<u64>()
+            )),
+            true,
+        ),
+    };
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| SwitchboardError::Io(format!("{}: {e}", dir.display())))?;
+    Ok((dir, temporary))
+}
+
 impl Switchboard {
-    /// Bind UDP and TCP, open the user database and start serving in a background task.
+    /// Bind UDP and TCP (and the HTTP API when configured), open the database, start the
+    /// voicemail agent, and serve in background tasks.
     pub async fn start(config: Config) -> Result<SwitchboardHandle, SwitchboardError> {
         if config.secret.is_empty() {
             return Err(SwitchboardError::Config(
@@ -197,6 +350,8 @@ impl Switchboard {
             Some(p) => UserStore::open(p)?,
             None => UserStore::in_memory()?,
         });
+        let (data_dir, temporary) = make_data_dir(&config)?;
+        let temp_dir = temporary.then(|| data_dir.clone());
         let (transport, events) = Transport::bind(config.bind, config.port, true)
             .await
             .map_err(SwitchboardError::Bind)?;
@@ -215,17 +370,64 @@ impl Switchboard {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(server::run(engine, transport, events, cmd_rx, stop_rx));
         let local_addr = SocketAddr::new(advertised, port);
-        info!(addr = %local_addr, domain = %config.domain, "switchboard started");
-        Ok(SwitchboardHandle {
+        let services = Arc::new(service::Services {
+            users: (*users).clone(),
+            data_dir: data_dir.clone(),
+            default_greeting: voicemail::default_greeting_path(&data_dir),
+            commands: cmd_tx.clone(),
+        });
+        let mut handle = SwitchboardHandle {
             local_addr,
             bind_addr: SocketAddr::new(config.bind, port),
-            domain: config.domain,
-            secret: config.secret,
-            users,
-            commands: cmd_tx,
+            domain: config.domain.clone(),
+            secret: config.secret.clone(),
+            users: users.clone(),
+            commands: cmd_tx.clone(),
             stop: Some(stop_tx),
             task: Some(task),
-        })
+            data_dir: data_dir.clone(),
+            temp_dir,
+            services: services.clone(),
+            voicemail: None,
+            http: None,
+            http_addr: None,
+        };
+        let setup = voicemail::Setup {
+            server: local_addr,
+            bind_ip: advertised,
+            domain: config.domain.clone(),
+            secret: config.secret.clone(),
+            data_dir,
+            store: users.voicemail(),
+            max: config.voicemail_max,
+            commands: cmd_tx,
+        };
+        match voicemail::Voicemail::start(setup).await {
+            Ok(vm) => handle.voicemail = Some(vm),
+            Err(e) => {
+                handle.shutdown().await;
+                return Err(e);
+            }
+        }
+        if let Some(http_port) = config.http_port {
+            let api = http::Api {
+                services,
+                secret: config.secret.clone(),
+                domain: config.domain.clone(),
+            };
+            match http::HttpServer::start(config.bind, http_port, api).await {
+                Ok(server) => {
+                    handle.http_addr = Some(SocketAddr::new(advertised, server.addr.port()));
+                    handle.http = Some(server);
+                }
+                Err(e) => {
+                    handle.shutdown().await;
+                    return Err(e);
+                }
+            }
+        }
+        info!(addr = %local_addr, http = ?handle.http_addr, domain = %config.domain, "switchboard started");
+        Ok(handle)
     }
 }
 
@@ -240,6 +442,13 @@ pub struct SwitchboardHandle {
     commands: mpsc::UnboundedSender<server::Command>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    data_dir: PathBuf,
+    /// The data directory, when it is a temporary one to remove.
+    temp_dir: Option<PathBuf>,
+    services: Arc<service::Services>,
+    voicemail: Option<voicemail::Voicemail>,
+    http: Option<http::HttpServer>,
+    http_addr: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for SwitchboardHandle {
@@ -285,8 +494,64 @@ impl SwitchboardHandle {
         rx.await.unwrap_or_default()
     }
 
-    /// Stop serving, close every connection and release the port; returns when it is free.
+    /// Where the HTTP API listens, when it is enabled ([`Config::http_port`]).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// The data directory: voicemail recordings and greetings.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Where recordings live: `DATA_DIR/voicemail/OWNER/ID.wav`.
+    pub fn voicemail_dir(&self) -> PathBuf {
+        self.data_dir.join("voicemail")
+    }
+
+    /// The forwarding rules of `user` (none by default). Blocks on SQLite briefly.
+    pub fn rules(&self, user: &str) -> Result<Rules, SwitchboardError> {
+        self.services.rules(user)
+    }
+
+    /// Replace the forwarding rules of `user` (validated; empty rules remove them). They
+    /// apply to the next call. Blocks on SQLite briefly.
+    pub fn set_rules(&self, user: &str, rules: &Rules) -> Result<(), SwitchboardError> {
+        self.services.set_rules(user, rules)
+    }
+
+    /// The voicemail messages of `user`, newest first. Blocks on SQLite briefly.
+    pub fn voicemail(&self, user: &str) -> Result<Vec<VoicemailMessage>, SwitchboardError> {
+        self.services.messages(user)
+    }
+
+    /// Mark a message of `user` heard (message-summary subscribers are notified); whether
+    /// `user` has that message.
+    pub fn mark_heard(&self, user: &str, id: &str) -> Result<bool, SwitchboardError> {
+        Ok(self.services.mark_heard(user, id)?.is_some())
+    }
+
+    /// Delete a message of `user` and its recording (subscribers are notified); whether
+    /// `user` had it.
+    pub fn delete_voicemail(&self, user: &str, id: &str) -> Result<bool, SwitchboardError> {
+        self.services.delete_message(user, id)
+    }
+
+    /// Set the greeting callers of `user` hear (a WAV file of at most 60 s).
+    pub fn set_greeting(&self, user: &str, wav: &[u8]) -> Result<(), SwitchboardError> {
+        self.services.set_greeting(user, wav)
+    }
+
+    /// Stop serving: the voicemail agent signs out, the HTTP API and every connection close,
+    /// the ports are released and a temporary data directory is removed; returns when the SIP
+    /// port is free.
     pub async fn shutdown(mut self) {
+        if let Some(vm) = self.voicemail.take() {
+            vm.stop().await;
+        }
+        if let Some(http) = self.http.take() {
+            http.stop().await;
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -294,6 +559,12 @@ impl SwitchboardHandle {
             let _ = task.await;
         }
         server::wait_ports_free(self.bind_addr).await;
+        if let Some(dir) = self.temp_dir.take() {
+            let removed = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+            if let Ok(Err(e)) = removed {
+                warn!(error = %e, "temporary data directory not removed");
+            }
+        }
         info!(addr = %self.local_addr, "switchboard stopped");
     }
 }
@@ -302,6 +573,9 @@ impl Drop for SwitchboardHandle {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        if let Some(dir) = self.temp_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }

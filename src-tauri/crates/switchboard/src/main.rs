@@ -2,16 +2,25 @@
 //!
 //! ```text
 //! hookflash-switchboard serve [--bind 127.0.0.1] [--port 5060] [--domain D] [--secret S] [--db PATH]
+//!                             [--data-dir DIR] [--http-port 8080] [--voicemail-max 2m]
 //! hookflash-switchboard token USER [--ttl 1h]
 //! hookflash-switchboard users add USER [--password P | --password-stdin]
 //! hookflash-switchboard users list
 //! hookflash-switchboard users remove USER
+//! hookflash-switchboard rules get USER
+//! hookflash-switchboard rules set USER [--always T] [--busy T] [--no-answer T --after SECS]
+//! hookflash-switchboard rules set USER --json '{"noAnswer": {"after": 15, "to": "voicemail"}}'
+//! hookflash-switchboard rules clear USER
+//! hookflash-switchboard voicemail list USER
 //! ```
 //!
 //! Every command takes `--config FILE.toml` (see `FileConfig`); flags override the file, and
 //! the secret may also come from the environment variable `HOOKFLASH_SECRET` (flag > env >
 //! file). `serve` prints exactly one line on stdout once it listens —
-//! `switchboard listening on udp+tcp IP:PORT domain D` — and logs to stderr (`RUST_LOG`).
+//! `switchboard listening on udp+tcp IP:PORT domain D`, followed by ` http IP:PORT` when the
+//! HTTP API is enabled — and logs to stderr (`RUST_LOG`). Without `--data-dir` voicemail
+//! lives in a temporary directory removed at exit. `rules` and `voicemail` work on the
+//! database (`--db`), also while a switchboard serves it: rules apply from the next call.
 
 use std::io::{BufRead, Write};
 use std::net::IpAddr;
@@ -21,7 +30,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use hookflash_core::auth::{is_valid_user, unix_now, Token};
 use hookflash_switchboard::{
-    parse_duration, Config, FileConfig, Switchboard, SwitchboardError, UserStore, DEFAULT_DOMAIN,
+    parse_duration, Config, FileConfig, ForwardTarget, ForwardTo, NoAnswer, Rules, Switchboard,
+    SwitchboardError, UserStore, DEFAULT_DOMAIN,
 };
 
 #[derive(Parser)]
@@ -31,7 +41,8 @@ use hookflash_switchboard::{
     about = "Hookflash switchboard: SIP registrar and proxy, tokens and users"
 )]
 struct Cli {
-    /// TOML configuration file (bind, port, domain, secret, db, no_answer_timeout).
+    /// TOML configuration file (bind, port, domain, secret, db, no_answer_timeout, data_dir,
+    /// http_port, voicemail_max).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     /// SIP domain and digest realm [default: hookflash.local].
@@ -60,6 +71,15 @@ enum Command {
         /// How long an INVITE may ring unanswered (30s, 2m) [default: 30s].
         #[arg(long, value_name = "DURATION")]
         no_answer_timeout: Option<String>,
+        /// Directory for voicemail recordings and greetings [default: a temporary one].
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Serve the HTTP API on this TCP port (0 picks one) [default: no HTTP API].
+        #[arg(long, value_name = "PORT")]
+        http_port: Option<u16>,
+        /// The longest voicemail message (2m, 90s) [default: 2m].
+        #[arg(long, value_name = "DURATION")]
+        voicemail_max: Option<String>,
     },
     /// Print a token for USER on stdout.
     Token {
@@ -73,6 +93,60 @@ enum Command {
     Users {
         #[command(subcommand)]
         action: UsersCommand,
+    },
+    /// Show or change a user's forwarding rules.
+    Rules {
+        #[command(subcommand)]
+        action: RulesCommand,
+    },
+    /// Look at a user's voicemail.
+    Voicemail {
+        #[command(subcommand)]
+        action: VoicemailCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Print the rules as JSON.
+    Get {
+        /// The user name.
+        user: String,
+    },
+    /// Replace the rules: from flags, or from JSON. Targets: a user name, a number or
+    /// `voicemail`.
+    Set {
+        /// The user name.
+        user: String,
+        /// Forward every call to this target.
+        #[arg(long, value_name = "TARGET")]
+        always: Option<String>,
+        /// Forward busy calls to this target.
+        #[arg(long, value_name = "TARGET")]
+        busy: Option<String>,
+        /// Forward unanswered calls to this target (after --after seconds).
+        #[arg(long, value_name = "TARGET", requires = "after")]
+        no_answer: Option<String>,
+        /// Seconds of ringing before the no-answer rule forwards.
+        #[arg(long, value_name = "SECS", requires = "no_answer")]
+        after: Option<u32>,
+        /// The whole rules object as JSON (instead of the flags).
+        #[arg(long, conflicts_with_all = ["always", "busy", "no_answer", "after"])]
+        json: Option<String>,
+    },
+    /// Remove every rule.
+    Clear {
+        /// The user name.
+        user: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum VoicemailCommand {
+    /// List messages, newest first: id, created (unix), duration (ms), heard, caller.
+    List {
+        /// The user name.
+        user: String,
     },
 }
 
@@ -168,10 +242,17 @@ fn run(cli: Cli) -> Result<ExitCode, SwitchboardError> {
             bind,
             port,
             no_answer_timeout,
+            data_dir,
+            http_port,
+            voicemail_max,
         } => {
             let timeout = match no_answer_timeout.or_else(|| s.file.no_answer_timeout.clone()) {
                 Some(t) => parse_duration(&t)?,
                 None => hookflash_switchboard::config::DEFAULT_NO_ANSWER_TIMEOUT,
+            };
+            let voicemail_max = match voicemail_max.or_else(|| s.file.voicemail_max.clone()) {
+                Some(t) => parse_duration(&t)?,
+                None => hookflash_switchboard::config::DEFAULT_VOICEMAIL_MAX,
             };
             let config = Config {
                 bind: bind
@@ -182,8 +263,71 @@ fn run(cli: Cli) -> Result<ExitCode, SwitchboardError> {
                 secret: need_secret(&s)?,
                 db_path: s.db.clone(),
                 no_answer_timeout: timeout,
+                data_dir: data_dir.or_else(|| s.file.data_dir.clone()),
+                http_port: http_port.or(s.file.http_port),
+                voicemail_max,
             };
             serve(config)
+        }
+        Command::Rules { action } => {
+            let rules = open_db(&s)?.rules();
+            match action {
+                RulesCommand::Get { user } => {
+                    print_json(&rules.get(&user)?);
+                }
+                RulesCommand::Set {
+                    user,
+                    always,
+                    busy,
+                    no_answer,
+                    after,
+                    json,
+                } => {
+                    let new = match json {
+                        Some(j) => serde_json::from_str::<Rules>(&j)
+                            .map_err(|e| SwitchboardError::InvalidRules(e.to_string()))?,
+                        None => Rules {
+                            always: always
+                                .map(|t| ForwardTarget::parse(&t).map(|to| ForwardTo { to }))
+                                .transpose()?,
+                            busy: busy
+                                .map(|t| ForwardTarget::parse(&t).map(|to| ForwardTo { to }))
+                                .transpose()?,
+                            no_answer: match (no_answer, after) {
+                                (Some(t), Some(after)) => Some(NoAnswer {
+                                    after,
+                                    to: ForwardTarget::parse(&t)?,
+                                }),
+                                _ => None,
+                            },
+                        },
+                    };
+                    rules.set(&user, &new)?;
+                    print_json(&rules.get(&user)?);
+                }
+                RulesCommand::Clear { user } => {
+                    rules.set(&user, &Rules::default())?;
+                    println!("cleared {user}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Voicemail {
+            action: VoicemailCommand::List { user },
+        } => {
+            let mut out = std::io::stdout().lock();
+            for m in open_db(&s)?.voicemail().list(&user)? {
+                let _ = writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{}",
+                    m.id,
+                    m.created,
+                    m.duration_ms,
+                    if m.heard { "heard" } else { "new" },
+                    m.caller
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Token { user, ttl } => {
             if !is_valid_user(&user) {
@@ -257,8 +401,12 @@ fn serve(config: Config) -> Result<ExitCode, SwitchboardError> {
     runtime.block_on(async move {
         let domain = config.domain.clone();
         let sb = Switchboard::start(config).await?;
+        let http = sb
+            .http_addr()
+            .map(|a| format!(" http {a}"))
+            .unwrap_or_default();
         println!(
-            "switchboard listening on udp+tcp {} domain {domain}",
+            "switchboard listening on udp+tcp {} domain {domain}{http}",
             sb.local_addr()
         );
         let _ = std::io::stdout().flush();
@@ -267,6 +415,13 @@ fn serve(config: Config) -> Result<ExitCode, SwitchboardError> {
         sb.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn print_json<T: serde::Serialize>(value: &T) {
+    match serde_json::to_string(value) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("error: {e}"),
+    }
 }
 
 async fn wait_for_signal() {

@@ -15,6 +15,8 @@ use crate::routing::Flow;
 /// Requests from the handle to the running switchboard.
 pub(crate) enum Command {
     Bindings(String, oneshot::Sender<Vec<BindingInfo>>),
+    /// A mailbox changed: NOTIFY its message-summary subscribers.
+    MailboxChanged(String),
 }
 
 /// The address to advertise when bound to a wildcard: the interface of the default route,
@@ -75,6 +77,9 @@ pub(crate) async fn run(
             Some(cmd) = commands.recv() => match cmd {
                 Command::Bindings(user, reply) => {
                     let _ = reply.send(engine.bindings(&user, std::time::Instant::now()));
+                }
+                Command::MailboxChanged(owner) => {
+                    engine.handle_mailbox_changed(&owner, std::time::Instant::now());
                 }
             },
             _ = timer => engine.handle_timeout(std::time::Instant::now()),

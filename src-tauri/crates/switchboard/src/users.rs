@@ -1,6 +1,7 @@
-//! The user database (SQLite).
+//! The database (SQLite): users, and through [`UserStore::rules`] and
+//! [`UserStore::voicemail`] the forwarding rules and the voicemail index, all in one file.
 //!
-//! One table, `users(name, realm, ha1, created)`. Passwords are never stored: `ha1` is
+//! The table `users(name, realm, ha1, created)`. Passwords are never stored: `ha1` is
 //! `MD5(name:realm:password)` in hex — exactly what SIP digest authentication needs, and
 //! nothing that can be replayed against another realm. Because HA1 covers the realm, changing
 //! the switchboard's domain invalidates stored passwords (users must be added again); the
@@ -11,7 +12,7 @@
 //! `404 Not Found` (unknown) when someone calls them.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use hookflash_core::auth::{ha1, is_valid_user, unix_now};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -31,9 +32,23 @@ pub struct UserRecord {
     pub created: u64,
 }
 
+/// One SQLite connection shared by the stores of one database.
+pub(crate) type Db = Arc<Mutex<Connection>>;
+
+/// Lock the shared connection (a poisoned lock only means another holder panicked; the
+/// connection itself is still usable).
+pub(crate) fn lock(db: &Db) -> std::sync::MutexGuard<'_, Connection> {
+    db.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The user name the switchboard's own voicemail agent signs in as; it cannot be added to
+/// the database (it signs in with a token signed by the switchboard's secret only).
+pub const VOICEMAIL_USER: &str = "voicemail";
+
 /// The user database; safe to share between threads.
+#[derive(Clone)]
 pub struct UserStore {
-    conn: Mutex<Connection>,
+    conn: Db,
 }
 
 impl std::fmt::Debug for UserStore {
@@ -42,7 +57,7 @@ impl std::fmt::Debug for UserStore {
     }
 }
 
-fn db_err(e: rusqlite::Error) -> SwitchboardError {
+pub(crate) fn db_err(e: rusqlite::Error) -> SwitchboardError {
     SwitchboardError::Database(e.to_string())
 }
 
@@ -67,21 +82,35 @@ impl UserStore {
                  realm   TEXT NOT NULL,
                  ha1     TEXT,
                  created INTEGER NOT NULL
-             );
-             PRAGMA user_version = 1;",
+             );",
         )
         .map_err(db_err)?;
+        crate::rules::migrate(&conn)?;
+        crate::mailbox::migrate(&conn)?;
+        conn.execute_batch("PRAGMA user_version = 2;")
+            .map_err(db_err)?;
         Ok(UserStore {
-            conn: Mutex::new(conn),
+            conn: Arc::new(Mutex::new(conn)),
         })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.conn)
+    }
+
+    /// The forwarding rules kept in the same database.
+    pub fn rules(&self) -> crate::rules::RuleStore {
+        crate::rules::RuleStore::new(self.conn.clone())
+    }
+
+    /// The voicemail index kept in the same database.
+    pub fn voicemail(&self) -> crate::mailbox::VoicemailStore {
+        crate::mailbox::VoicemailStore::new(self.conn.clone())
     }
 
     /// Add a user, or replace their password if they exist. `password: None` makes a
-    /// token-only user (or removes the password of an existing one).
+    /// token-only user (or removes the password of an existing one). The name
+    /// [`VOICEMAIL_USER`] is reserved.
     pub fn add(
         &self,
         name: &str,
@@ -92,6 +121,11 @@ impl UserStore {
             return Err(SwitchboardError::InvalidUser(
                 "user names are 1-64 characters: letters, digits and -_.!~*'()+&=$,;?/".into(),
             ));
+        }
+        if name.eq_ignore_ascii_case(VOICEMAIL_USER) {
+            return Err(SwitchboardError::InvalidUser(format!(
+                "{VOICEMAIL_USER:?} is reserved for the switchboard's voicemail"
+            )));
         }
         let h = password.map(|p| ha1(name, realm, p));
         self.conn()
@@ -188,5 +222,9 @@ mod tests {
         assert!(!db.remove("bob").unwrap(), "bob is gone");
         assert!(!db.exists("bob"), "and unknown now");
         assert!(db.add("a:b", "r", None).is_err(), "':' would break tokens");
+        assert!(
+            db.add("voicemail", "r", Some("pw")).is_err(),
+            "nobody may take over the voicemail account with a password"
+        );
     }
 }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use base64::Engine as _;
 use common::*;
 use hookflash_core::auth::{unix_now, Token};
 use hookflash_core::sip::TransportKind;
@@ -134,8 +135,10 @@ async fn serve_answers_a_register_and_stops_on_sigterm() {
         bin().args(["users", "add", "dave", "--password", "pw", "--config", cfg]),
         "add dave to the configured database",
     );
+    let data = temp_path("serve-data");
     let mut child = bin()
-        .args(["serve", "--config", cfg, "--port", "0"])
+        .args(["serve", "--config", cfg, "--port", "0", "--http-port", "0"])
+        .args(["--data-dir", data.to_str().unwrap()])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -152,7 +155,11 @@ async fn serve_answers_a_register_and_stops_on_sigterm() {
         .trim()
         .strip_prefix("switchboard listening on udp+tcp ")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-    let (addr, domain) = rest.split_once(" domain ").expect("line names the domain");
+    let (addr, rest) = rest.split_once(" domain ").expect("line names the domain");
+    let (domain, http) = rest
+        .split_once(" http ")
+        .expect("with --http-port the line names the HTTP address last");
+    let http: SocketAddr = http.parse().expect("an HTTP address");
     assert_eq!(
         domain, "example.test",
         "the domain comes from the config file"
@@ -177,6 +184,19 @@ async fn serve_answers_a_register_and_stops_on_sigterm() {
         200,
         "and the database user added through the CLI"
     );
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("dave:pw")
+    );
+    let r = common::http::request(http, "GET", "/api/rules", Some(&basic), b"").await;
+    assert_eq!(
+        r.status, 200,
+        "the HTTP API serves dave with his database password"
+    );
+    assert!(
+        data.join("greeting-default.wav").is_file(),
+        "the data directory holds the default greeting"
+    );
 
     let pid = child.id().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status();
@@ -194,6 +214,80 @@ async fn serve_answers_a_register_and_stops_on_sigterm() {
         std::net::UdpSocket::bind(addr).is_ok(),
         "the port is released after the stop"
     );
+    assert!(
+        data.is_dir(),
+        "a configured data directory outlives the process"
+    );
     let _ = std::fs::remove_file(&db);
     let _ = std::fs::remove_file(&config);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+fn rules_and_voicemail_commands_work_on_the_database() {
+    let db = temp_path("rules.db");
+    let db_s = db.to_str().unwrap();
+    let out = run_ok(
+        bin()
+            .args([
+                "rules",
+                "set",
+                "carol",
+                "--busy",
+                "bob",
+                "--no-answer",
+                "voicemail",
+            ])
+            .args(["--after", "15", "--db", db_s]),
+        "set rules from flags",
+    );
+    assert_eq!(
+        out.trim(),
+        r#"{"always":null,"busy":{"to":"bob"},"noAnswer":{"after":15,"to":"voicemail"}}"#,
+        "the stored rules are printed as JSON"
+    );
+    let out = run_ok(
+        bin().args(["rules", "get", "carol", "--db", db_s]),
+        "get rules",
+    );
+    assert!(out.contains(r#""busy":{"to":"bob"}"#), "read back: {out}");
+    run_ok(
+        bin()
+            .args(["rules", "set", "carol", "--db", db_s])
+            .args(["--json", r#"{"always": {"to": "+1 555-1234"}}"#]),
+        "set rules from JSON",
+    );
+    let out = run_ok(
+        bin().args(["rules", "get", "carol", "--db", db_s]),
+        "get again",
+    );
+    assert_eq!(
+        out.trim(),
+        r#"{"always":{"to":"+15551234"},"busy":null,"noAnswer":null}"#,
+        "JSON replaces every rule"
+    );
+    let bad = bin()
+        .args(["rules", "set", "carol", "--always", "carol", "--db", db_s])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success(), "forwarding to oneself is refused");
+    run_ok(
+        bin().args(["rules", "clear", "carol", "--db", db_s]),
+        "clear",
+    );
+    let out = run_ok(
+        bin().args(["rules", "get", "carol", "--db", db_s]),
+        "get cleared",
+    );
+    assert_eq!(
+        out.trim(),
+        r#"{"always":null,"busy":null,"noAnswer":null}"#,
+        "no rules left"
+    );
+    let out = run_ok(
+        bin().args(["voicemail", "list", "carol", "--db", db_s]),
+        "list an empty mailbox",
+    );
+    assert!(out.is_empty(), "nothing to list");
+    let _ = std::fs::remove_file(&db);
 }

@@ -46,6 +46,7 @@ use crate::sip::{
 };
 use crate::transfer::{TransferOptions, TransferTarget};
 
+mod devices;
 mod mwi;
 mod transferring;
 
@@ -154,6 +155,8 @@ pub struct AgentConfig {
     pub voicemail_pattern: Option<String>,
     /// Subscribe to our mailbox's message-summary (RFC 3842) once registered.
     pub subscribe_mwi: bool,
+    /// The sound devices (set by [`AgentConfig::with_devices`]); `None`: device commands fail.
+    pub devices: Option<crate::audio::DeviceManager>,
 }
 
 impl AgentConfig {
@@ -176,6 +179,7 @@ impl AgentConfig {
             transfer_timeout: Duration::from_secs(60),
             voicemail_pattern: None,
             subscribe_mwi: true,
+            devices: None,
         }
     }
 }
@@ -206,6 +210,7 @@ impl CallClient {
             .await
             .map_err(|e| AgentError::Transport(e.to_string()))?;
         let (events, _) = broadcast::channel(4096);
+        devices::forward_events(&config, &events);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Mutex::new(Snapshot {
             connection_state: ConnectionState::Disconnected,
@@ -975,6 +980,15 @@ impl Core {
                 }
                 Ok(None)
             }
+            c @ (Command::GetMicrophones {}
+            | Command::GetSpeakers {}
+            | Command::SelectMicrophone { .. }
+            | Command::SelectSpeaker { .. }
+            | Command::SelectRinger { .. }
+            | Command::StartMicrophoneLevelMeter {}
+            | Command::StopMicrophoneLevelMeter {}
+            | Command::PlaySpeakerTestTone {}
+            | Command::PlayKeyTone { .. }) => self.on_device_command(c),
             Command::SignOut {} => {
                 self.sign_out().await;
                 Ok(None)
@@ -1765,6 +1779,9 @@ impl Core {
             }
         }
         self.apply(call_id, CallInput::LocalHold(hold));
+        self.deferred.push(transferring::Deferred::HoldSettled {
+            call_id: call_id.to_owned(),
+        });
     }
 
     fn find_call_by_dialog(&self, req: &Request) -> Option<String> {

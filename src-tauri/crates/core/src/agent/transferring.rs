@@ -70,6 +70,8 @@ pub(super) struct IncomingTransfer {
     pub phase: IncomingPhase,
     /// We put the original call on hold for the transfer, so we resume it if it fails.
     pub held_by_transfer: bool,
+    /// The transfer failed while our hold re-INVITE was still under way: resume once it lands.
+    pub resume_when_held: bool,
 }
 
 /// Work that synchronous code queues for the async loop.
@@ -83,6 +85,8 @@ pub(super) enum Deferred {
     },
     /// Registered: subscribe to our mailbox.
     SubscribeMwi,
+    /// A hold re-INVITE completed: resume if a failed transfer asked for it meanwhile.
+    HoldSettled { call_id: String },
 }
 
 impl Core {
@@ -97,6 +101,16 @@ impl Core {
                         end,
                     } => self.on_transfer_call_progress(&original, state, end).await,
                     Deferred::SubscribeMwi => self.subscribe_mwi().await,
+                    Deferred::HoldSettled { call_id } => {
+                        let resume = self
+                            .calls
+                            .get_mut(&call_id)
+                            .and_then(|c| c.transfer_in.as_mut())
+                            .is_some_and(|t| std::mem::take(&mut t.resume_when_held));
+                        if resume {
+                            self.resume_after_transfer(&call_id).await;
+                        }
+                    }
                 }
             }
         }
@@ -378,6 +392,7 @@ impl Core {
                 referred_by: req.headers.get("Referred-By").map(str::to_owned),
                 phase: IncomingPhase::Pending,
                 held_by_transfer: false,
+                resume_when_held: false,
             });
         }
         let resp = req.response(202, None, tag.as_deref());
@@ -434,20 +449,8 @@ impl Core {
             headers.push(("Referred-By".into(), rb.clone()));
         }
         let id = t.id.clone();
-        // The original call waits on hold while we try the target.
-        let hold = self
-            .calls
-            .get(call_id)
-            .is_some_and(|c| c.machine.check(CallOp::Hold).is_ok());
-        if hold && self.set_hold(call_id, true).await.is_ok() {
-            if let Some(t) = self
-                .calls
-                .get_mut(call_id)
-                .and_then(|c| c.transfer_in.as_mut())
-            {
-                t.held_by_transfer = true;
-            }
-        }
+        // The new call goes out first (it is what the transferor waits for); then the original
+        // call waits on hold while we try the target.
         match self
             .start_call_to(target, &headers, Some(call_id.to_owned()))
             .await
@@ -470,7 +473,21 @@ impl Core {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not call the transfer target");
-                self.finish_incoming_transfer(call_id, 500, true).await;
+                self.finish_incoming_transfer(call_id, 500, false).await;
+                return;
+            }
+        }
+        let hold = self
+            .calls
+            .get(call_id)
+            .is_some_and(|c| c.machine.check(CallOp::Hold).is_ok());
+        if hold && self.set_hold(call_id, true).await.is_ok() {
+            if let Some(t) = self
+                .calls
+                .get_mut(call_id)
+                .and_then(|c| c.transfer_in.as_mut())
+            {
+                t.held_by_transfer = true;
             }
         }
     }
@@ -532,14 +549,29 @@ impl Core {
         };
         self.send_transfer_notify(call_id, status, true).await;
         if resume && held {
-            let can = self
-                .calls
-                .get(call_id)
-                .is_some_and(|c| c.machine.check(CallOp::Resume).is_ok());
-            if can {
-                if let Err(e) = self.set_hold(call_id, false).await {
-                    tracing::warn!(error = %e, "could not resume after a failed transfer");
+            let hold_pending = self.calls.get(call_id).is_some_and(|c| c.reinvite_pending);
+            if hold_pending {
+                if let Some(t) = self
+                    .calls
+                    .get_mut(call_id)
+                    .and_then(|c| c.transfer_in.as_mut())
+                {
+                    t.resume_when_held = true;
                 }
+            } else {
+                self.resume_after_transfer(call_id).await;
+            }
+        }
+    }
+
+    async fn resume_after_transfer(&mut self, call_id: &str) {
+        let can = self
+            .calls
+            .get(call_id)
+            .is_some_and(|c| c.machine.check(CallOp::Resume).is_ok());
+        if can {
+            if let Err(e) = self.set_hold(call_id, false).await {
+                tracing::warn!(error = %e, "could not resume after a failed transfer");
             }
         }
     }

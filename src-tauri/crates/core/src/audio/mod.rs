@@ -5,8 +5,8 @@
 //! from an [`AudioSource`] (the microphone side) and pushes every decoded frame
 //! into an [`AudioSink`] (the speaker side).
 //!
-//! Real sound cards (cpal) will implement the same two small traits later. Until
-//! then, and always in tests, the virtual devices make audio headless and exact:
+//! Real sound cards come in through the engine (below) behind the same two
+//! small traits. In tests the virtual devices make audio headless and exact:
 //!
 //! | device | kind | what it does |
 //! |---|---|---|
@@ -24,14 +24,32 @@
 //! [`rms`]) let a test decide, by frequency, who heard whom.
 
 mod analysis;
+mod cpal_backend;
 mod devices;
+mod devices_manager;
+mod drift;
+mod engine;
+pub mod jitter;
+mod mixer;
+pub mod resampler;
 mod spec;
+pub mod tones;
 
 pub use analysis::{dominant_tone, goertzel_power, rms, tone_present, tone_ratio};
 pub use devices::{
     CaptureSink, NullSink, SilenceSource, ToneSource, WavFileSink, WavFileSource, TONE_AMPLITUDE,
 };
+pub use devices_manager::{
+    AudioDeviceInfo, DeviceManager, DeviceManagerConfig, DeviceType, VIRTUAL_NULL, VIRTUAL_SILENCE,
+    VIRTUAL_TONE,
+};
+pub use drift::{DriftBuffer, DriftStats};
+pub use engine::{DeviceRole, SinkOpener, SourceOpener};
+pub use jitter::{JitterBuffer, JitterConfig, JitterStats, Playout, PushOutcome};
+pub use mixer::{CaptureHub, CaptureTap, Generator, Mixer, MixerInput};
+pub use resampler::Resampler;
 pub use spec::DeviceSpec;
+pub use tones::Tone;
 
 /// The sample rate of every frame exchanged with a device, in Hz.
 pub const SAMPLE_RATE: u32 = 48_000;

@@ -37,7 +37,10 @@ use super::sdp::{
 };
 use super::track::{Binding, RawRtpTrack};
 use super::{Codec, MediaConfig, MediaError, MediaEvent};
-use crate::audio::{AudioSink, AudioSource, NullSink, SilenceSource, FRAME_MS, FRAME_SAMPLES};
+use crate::audio::{
+    AudioSink, AudioSource, JitterBuffer, JitterConfig, JitterStats, NullSink, Playout,
+    PushOutcome, SilenceSource, FRAME_MS, FRAME_SAMPLES,
+};
 
 /// The pump's period: one frame.
 const FRAME: Duration = Duration::from_millis(FRAME_MS as u64);
@@ -48,7 +51,7 @@ const MAX_LAG: Duration = Duration::from_millis(200);
 const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
 /// At most this many missing packets are concealed; a longer gap is a pause
 /// (hold, a restarted sender), not loss.
-const MAX_CONCEAL: u16 = 5;
+const MAX_CONCEAL: u32 = 5;
 /// Consecutive recoverable read errors tolerated before the receiver gives up.
 const MAX_READ_ERRORS: u32 = 50;
 
@@ -95,6 +98,17 @@ struct Shared {
     first_audio: AtomicBool,
     /// What each incoming payload type carries, from the negotiated SDPs.
     rx_formats: Mutex<HashMap<u8, RxFormat>>,
+    /// Received audio waiting for its playout time.
+    jitter: Mutex<JitterBuffer<RxPacket>>,
+    /// Wakes the playout task when a talkspurt starts, to align its phase.
+    playout_wake: tokio::sync::Notify,
+}
+
+/// One received audio packet, as the jitter buffer keeps it.
+#[derive(Debug, Clone)]
+struct RxPacket {
+    codec: Codec,
+    payload: Bytes,
 }
 
 /// What an incoming RTP payload type carries.
@@ -293,6 +307,11 @@ impl MediaSession {
             shutdown: watch::Sender::new(false),
             first_audio: AtomicBool::new(false),
             rx_formats: Mutex::new(HashMap::new()),
+            jitter: Mutex::new(JitterBuffer::new(JitterConfig {
+                max_conceal: MAX_CONCEAL,
+                ..JitterConfig::default()
+            })),
+            playout_wake: tokio::sync::Notify::new(),
         });
 
         let state_shared = Arc::clone(&shared);
@@ -319,6 +338,7 @@ impl MediaSession {
         }));
 
         tokio::spawn(run_pump(Arc::clone(&shared), Arc::clone(&track), dtmf_rx));
+        tokio::spawn(run_playout(Arc::clone(&shared)));
         tokio::spawn(drain_rtcp(Arc::clone(&shared), Arc::clone(&transceiver)));
 
         let session = MediaSession {
@@ -531,6 +551,11 @@ impl MediaSession {
         let mut flow = self.inner.shared.flow();
         flow.muted = muted;
         self.inner.shared.set_flow(flow);
+    }
+
+    /// The receive jitter buffer's counters and current target delay.
+    pub fn jitter_stats(&self) -> JitterStats {
+        lock(&self.inner.shared.jitter).stats()
     }
 
     /// Whether the source is muted.
@@ -965,10 +990,10 @@ fn recoverable(e: &webrtc::Error) -> bool {
     matches!(e, webrtc::Error::ErrCodecNotFound | webrtc::Error::Rtp(_))
 }
 
-/// The receive side: RTP from the remote track to the sink and DTMF events.
+/// The receive side: RTP from the remote track into the jitter buffer, and DTMF
+/// events. Decoding happens at playout time ([`run_playout`]).
 async fn run_receiver(shared: Arc<Shared>, track: Arc<TrackRemote>) {
     let mut shutdown = shared.shutdown.subscribe();
-    let mut decoder: Option<AudioDecoder> = None;
     let mut last_seq: Option<u16> = None;
     let mut dtmf = DtmfReceiver::default();
     let mut errors = 0u32;
@@ -992,19 +1017,19 @@ async fn run_receiver(shared: Arc<Shared>, track: Arc<TrackRemote>) {
                 break;
             }
         };
+        let arrival = std::time::Instant::now();
 
         let seq = packet.header.sequence_number;
-        let lost = match last_seq {
+        let in_order = match last_seq {
             Some(prev) => {
                 let step = seq.wrapping_sub(prev);
-                if step == 0 || step >= 0x8000 {
-                    continue; // duplicate or late: its slot has passed
-                }
-                step - 1
+                step != 0 && step < 0x8000
             }
-            None => 0,
+            None => true,
         };
-        last_seq = Some(seq);
+        if in_order {
+            last_seq = Some(seq);
+        }
 
         let format = lock(&shared.rx_formats)
             .get(&packet.header.payload_type)
@@ -1013,6 +1038,9 @@ async fn run_receiver(shared: Arc<Shared>, track: Arc<TrackRemote>) {
         let codec = match format {
             Some(RxFormat::Audio(codec)) => codec,
             Some(RxFormat::TelephoneEvent) => {
+                if !in_order {
+                    continue; // duplicate or late: its slot has passed
+                }
                 if let Some(digit) = dtmf.on_packet(packet.header.timestamp, &packet.payload) {
                     if flow.can_play() {
                         tracing::debug!("DTMF received");
@@ -1026,30 +1054,86 @@ async fn run_receiver(shared: Arc<Shared>, track: Arc<TrackRemote>) {
         if !flow.can_play() {
             continue; // held: drop, do not even play silence
         }
-        if decoder.as_ref().map(AudioDecoder::codec) != Some(codec) {
-            match AudioDecoder::new(codec) {
-                Ok(d) => decoder = Some(d),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot create a decoder");
+        let outcome = lock(&shared.jitter).push(
+            seq,
+            packet.header.timestamp,
+            codec.clock_rate(),
+            RxPacket {
+                codec,
+                payload: packet.payload,
+            },
+            arrival,
+        );
+        if outcome == (PushOutcome::Buffered { started: true }) {
+            shared.playout_wake.notify_one();
+        }
+    }
+}
+
+/// The playout clock: every 20 ms, one frame out of the jitter buffer, decoded
+/// (or concealed: Opus PLC, or FEC from the next packet) and written to the sink.
+///
+/// When a talkspurt starts the tick is re-phased to fire just when the first
+/// packet has waited out the target delay, so the buffer adds no more delay than
+/// the measured jitter needs. Clock drift between the sender and this tick is
+/// absorbed by the jitter buffer (whole frames, rarely); drift between this tick
+/// and a sound card by the engine's drift buffers (single samples).
+async fn run_playout(shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut decoder: Option<AudioDecoder> = None;
+    let mut interval = tokio::time::interval(FRAME);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    loop {
+        tokio::select! {
+            biased;
+            _ = stopped(&mut shutdown) => break,
+            _ = shared.playout_wake.notified() => {
+                let delay = lock(&shared.jitter).target_delay();
+                interval.reset_at(Instant::now() + delay);
+                continue;
+            }
+            _ = interval.tick() => {}
+        }
+        if !shared.flow().can_play() {
+            lock(&shared.jitter).reset();
+            continue;
+        }
+        let playout = lock(&shared.jitter).pop(std::time::Instant::now());
+        let samples = match playout {
+            Playout::Idle => continue,
+            Playout::Frame(packet) => {
+                if decoder.as_ref().map(AudioDecoder::codec) != Some(packet.codec) {
+                    match AudioDecoder::new(packet.codec) {
+                        Ok(d) => decoder = Some(d),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot create a decoder");
+                            continue;
+                        }
+                    }
+                }
+                let Some(dec) = decoder.as_mut() else {
                     continue;
+                };
+                match dec.decode(&packet.payload) {
+                    Ok(decoded) => decoded,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "undecodable audio packet");
+                        dec.conceal().unwrap_or_default()
+                    }
                 }
             }
-        }
-        let Some(dec) = decoder.as_mut() else {
-            continue;
-        };
-        let mut samples =
-            Vec::with_capacity(FRAME_SAMPLES * (1 + usize::from(lost.min(MAX_CONCEAL))));
-        if (1..=MAX_CONCEAL).contains(&lost) {
-            for _ in 1..lost {
-                samples.extend(dec.conceal().unwrap_or_default());
+            Playout::Conceal { next } => {
+                let Some(dec) = decoder.as_mut() else {
+                    continue;
+                };
+                match next {
+                    Some(next) if next.codec == dec.codec() => {
+                        dec.recover(&next.payload).unwrap_or_default()
+                    }
+                    _ => dec.conceal().unwrap_or_default(),
+                }
             }
-            samples.extend(dec.recover(&packet.payload).unwrap_or_default());
-        }
-        match dec.decode(&packet.payload) {
-            Ok(decoded) => samples.extend(decoded),
-            Err(e) => tracing::debug!(error = %e, "undecodable audio packet"),
-        }
+        };
         shared.play(&samples);
     }
 }

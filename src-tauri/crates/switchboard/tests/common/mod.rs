@@ -1,5 +1,9 @@
-//! A raw SIP user agent for driving the switchboard over real loopback sockets.
+//! A raw SIP user agent for driving the switchboard over real loopback sockets; core agents
+//! with tone microphones and capture ears ([`agents`]); a tiny HTTP client ([`http`]).
 #![allow(dead_code)]
+
+pub mod agents;
+pub mod http;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -298,7 +302,20 @@ impl Ua {
 
     /// Call `callee_aor`: the INVITE as sent (after the proxy challenge, not yet answered).
     pub async fn invite(&mut self, callee_aor: &str) -> Request {
-        let mut req = self.request(Method::Invite, callee_aor, callee_aor);
+        self.invite_with(callee_aor, &[]).await
+    }
+
+    /// Like [`Ua::invite`] with extra headers on the INVITE.
+    pub async fn invite_with(&mut self, callee_aor: &str, extra: &[(&str, &str)]) -> Request {
+        let to = callee_aor
+            .split(';')
+            .next()
+            .unwrap_or(callee_aor)
+            .to_owned();
+        let mut req = self.request(Method::Invite, callee_aor, &to);
+        for (n, v) in extra {
+            req.headers.push(*n, *v);
+        }
         req.headers.push("Content-Type", "application/sdp");
         req.body = b"v=0\r\n".to_vec();
         self.send(req.clone()).await;

@@ -1,0 +1,196 @@
+//! Driving the real executables: a `hookflash-switchboard serve` process and
+//! `hookflash-agent` processes spoken to through stdin/stdout JSON lines.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+use crate::bin_dir;
+
+/// A built binary of this workspace.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} must be built first (scripts/test builds every binary)",
+        p.display()
+    );
+    p
+}
+
+/// A switchboard process on a free loopback port.
+pub struct SwitchboardProcess {
+    child: Child,
+    /// `IP:PORT` it listens on (UDP and TCP).
+    pub server: String,
+    secret: String,
+}
+
+impl SwitchboardProcess {
+    /// Start `hookflash-switchboard serve` and wait for its listening line.
+    pub async fn start(secret: &str, extra: &[&str]) -> SwitchboardProcess {
+        let mut child = Command::new(bin("hookflash-switchboard"))
+            .args([
+                "serve",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--secret",
+                secret,
+            ])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn the switchboard");
+        let mut out = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let line = tokio::time::timeout(Duration::from_secs(10), out.next_line())
+            .await
+            .expect("the switchboard announces itself")
+            .expect("read its stdout")
+            .expect("a listening line");
+        let server = line
+            .split_whitespace()
+            .find(|w| w.starts_with("127.0.0.1:"))
+            .unwrap_or_else(|| panic!("listening line names the address: {line}"))
+            .to_owned();
+        tokio::spawn(async move { while let Ok(Some(_)) = out.next_line().await {} });
+        SwitchboardProcess {
+            child,
+            server,
+            secret: secret.to_owned(),
+        }
+    }
+
+    /// A token for `user` from the `token` command.
+    pub async fn token(&self, user: &str) -> String {
+        let out = Command::new(bin("hookflash-switchboard"))
+            .args(["token", user, "--ttl", "1h", "--secret", &self.secret])
+            .output()
+            .await
+            .expect("run the token command");
+        assert!(
+            out.status.success(),
+            "token command succeeds: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Start an agent for `user` with extra flags, and wait until it is Connected.
+    pub async fn agent(&self, user: &str, extra: &[&str]) -> AgentProcess {
+        let token = self.token(user).await;
+        let mut child = Command::new(bin("hookflash-agent"))
+            .args(["--server", &self.server, "--token", &token])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn hookflash-agent");
+        let stdin = child.stdin.take().expect("piped stdin");
+        let out = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let mut a = AgentProcess {
+            user: user.to_owned(),
+            child,
+            stdin,
+            out,
+            backlog: Vec::new(),
+        };
+        a.next("Connected", |v| {
+            v["event"] == "connectionStateChanged" && v["newValue"] == "Connected"
+        })
+        .await;
+        a
+    }
+
+    /// Stop it.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// A `hookflash-agent` child process.
+pub struct AgentProcess {
+    /// Its user.
+    pub user: String,
+    /// The process.
+    pub child: Child,
+    stdin: ChildStdin,
+    out: Lines<BufReader<ChildStdout>>,
+    backlog: Vec<Value>,
+}
+
+impl AgentProcess {
+    /// Write one command line.
+    pub async fn send(&mut self, command: Value) {
+        let mut line = command.to_string();
+        line.push('\n');
+        self.stdin
+            .write_all(line.as_bytes())
+            .await
+            .expect("write to the agent's stdin");
+    }
+
+    /// Write raw bytes (for malformed input).
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.stdin
+            .write_all(bytes)
+            .await
+            .expect("write to the agent's stdin");
+    }
+
+    /// The next event matching `pred` (earlier unmatched events count too), within 15 s.
+    pub async fn next(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self.backlog.iter().position(&pred) {
+            return self.backlog.remove(i);
+        }
+        let user = self.user.clone();
+        let (out, backlog) = (&mut self.out, &mut self.backlog);
+        let fut = async {
+            loop {
+                let line = out
+                    .next_line()
+                    .await
+                    .expect("read stdout")
+                    .unwrap_or_else(|| panic!("{user}: agent exited before {what}"));
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("{user}: stdout is JSON lines ({e}): {line}"));
+                if pred(&v) {
+                    return v;
+                }
+                backlog.push(v);
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(15), fut)
+            .await
+            .unwrap_or_else(|_| panic!("{user}: no {what} in time"))
+    }
+
+    /// The next `callStateChanged` to `state` (for any call); returns its call id.
+    pub async fn state(&mut self, state: &str) -> String {
+        let v = self
+            .next(&format!("state {state}"), |v| {
+                v["event"] == "callStateChanged" && v["state"] == state
+            })
+            .await;
+        v["callId"].as_str().expect("callId").to_owned()
+    }
+
+    /// Sign out and wait for a clean exit.
+    pub async fn sign_out(mut self) {
+        self.send(serde_json::json!({"command": "signOut"})).await;
+        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("the agent exits after signOut")
+            .expect("wait for the agent");
+        assert!(status.success(), "{}: signOut is a clean exit", self.user);
+    }
+}

@@ -1,0 +1,117 @@
+//! A private PulseAudio server for tests and benchmarks: a null sink as the
+//! speaker, its monitor as the microphone, reached by cpal through ALSA's pulse
+//! plugin (Debian `pulseaudio`, `libasound2-plugins`).
+//!
+//! The server runs as a child (`--daemonize=no`) with its own runtime directory
+//! and socket, is pointed at through `PULSE_SERVER` / `PULSE_RUNTIME_PATH`, and
+//! is stopped by its PID when the [`Pulse`] is dropped.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running private PulseAudio server.
+pub struct Pulse {
+    child: Child,
+    dir: PathBuf,
+}
+
+/// The null sink's name; its monitor source is `hookflash_null.monitor`.
+pub const NULL_SINK: &str = "hookflash_null";
+
+impl Pulse {
+    /// Starts the server, or returns `None` after a loud message when the
+    /// `pulseaudio` binary is not installed (CI installs it: `scripts/deps`).
+    ///
+    /// Sets this process's `PULSE_SERVER`, `PULSE_RUNTIME_PATH` and
+    /// `XDG_RUNTIME_DIR`, so call it before any audio is opened.
+    pub fn start() -> Option<Pulse> {
+        let found = Command::new("pulseaudio")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            eprintln!(
+                "\n*** SKIPPED: the `pulseaudio` binary is missing; install `pulseaudio` and \
+                 `libasound2-plugins` (scripts/deps) to run the real-device tests ***\n"
+            );
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!(
+            "hookflash-pulse-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        let runtime = dir.join("runtime");
+        std::fs::create_dir_all(&runtime).expect("a temp dir for PulseAudio");
+        let socket = dir.join("native");
+        let config = dir.join("default.pa");
+        std::fs::write(
+            &config,
+            format!(
+                "load-module module-null-sink sink_name={NULL_SINK} rate=48000 channels=2 \
+                 sink_properties=device.description=HookflashNull\n\
+                 load-module module-native-protocol-unix auth-anonymous=1 socket={}\n\
+                 set-default-sink {NULL_SINK}\n\
+                 set-default-source {NULL_SINK}.monitor\n",
+                socket.display()
+            ),
+        )
+        .expect("write the PulseAudio config");
+        let child = Command::new("pulseaudio")
+            .arg("-n")
+            .arg("-F")
+            .arg(&config)
+            .args([
+                "--exit-idle-time=-1",
+                "--daemonize=no",
+                "--system=false",
+                "--disallow-exit",
+                "--log-target=stderr",
+            ])
+            .env("PULSE_RUNTIME_PATH", &runtime)
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .env("HOME", &dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start pulseaudio");
+        // SAFETY-free in edition 2021: tests set these before any thread reads them.
+        std::env::set_var("PULSE_SERVER", format!("unix:{}", socket.display()));
+        std::env::set_var("PULSE_RUNTIME_PATH", &runtime);
+        std::env::set_var("XDG_RUNTIME_DIR", &runtime);
+        let pulse = Pulse { child, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "PulseAudio did not open its socket within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        Some(pulse)
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(Instant::now().elapsed().as_nanos() as u64);
+    h.finish() & 0xffff_ffff
+}
+
+impl Drop for Pulse {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,168 @@
+//! Blind and attended transfers driven entirely through `hookflash-agent` processes and the
+//! switchboard binary: the same JSON commands a script or bot would send.
+
+use hookflash_tests::process::{AgentProcess, SwitchboardProcess};
+use serde_json::json;
+
+async fn answer(bob: &mut AgentProcess) -> String {
+    let v = bob
+        .next("incomingCall", |v| v["event"] == "incomingCall")
+        .await;
+    let id = v["callId"].as_str().unwrap().to_owned();
+    bob.send(json!({"command": "accept", "callId": id})).await;
+    id
+}
+
+#[tokio::test]
+async fn blind_and_attended_transfers_through_processes() {
+    let sb = SwitchboardProcess::start("transfer-secret", &[]).await;
+    let mut alice = sb.agent("alice", &["--mic", "tone:440"]).await;
+    let mut bob = sb.agent("bob", &["--mic", "tone:660"]).await;
+    let mut carol = sb
+        .agent("carol", &["--auto-answer", "--mic", "tone:1000"])
+        .await;
+
+    // Blind.
+    alice
+        .send(json!({"command": "startCall", "target": "bob"}))
+        .await;
+    let b_call = answer(&mut bob).await;
+    bob.state("Connected").await;
+    bob.send(json!({"command": "transfer", "callId": b_call, "targetParticipant": "carol", "requestId": "t1"})).await;
+    let ok = bob
+        .next("commandSucceeded", |v| {
+            v["event"] == "commandSucceeded" && v["requestId"] == "t1"
+        })
+        .await;
+    assert!(
+        ok["callId"].is_string(),
+        "transfer answers with the transfer id"
+    );
+    bob.next("Transferring", |v| {
+        v["event"] == "transferStateChanged" && v["state"] == "Transferring"
+    })
+    .await;
+    alice
+        .next("transferAccepted", |v| v["event"] == "transferAccepted")
+        .await;
+    let carol_in = carol
+        .next("carol's incoming call", |v| v["event"] == "incomingCall")
+        .await;
+    assert!(
+        carol_in["transferorInfo"]["identifier"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("sip:bob@"),
+        "carol's incoming call names bob as transferor: {carol_in}"
+    );
+    bob.next("Transferred", |v| {
+        v["event"] == "transferStateChanged" && v["state"] == "Transferred"
+    })
+    .await;
+    let ended = bob
+        .next("bob's call ends", |v| {
+            v["event"] == "callStateChanged" && v["state"] == "Disconnected"
+        })
+        .await;
+    assert_eq!(
+        ended["callEndReason"]["subCode"], 1010,
+        "bob's call ends as transferred"
+    );
+    let a_new = alice
+        .next("alice's new call connects", |v| {
+            v["event"] == "remoteAudioStarted"
+        })
+        .await;
+    let a_new = a_new["callId"].as_str().unwrap().to_owned();
+    alice
+        .send(json!({"command": "hangUp", "callId": a_new}))
+        .await;
+    carol.state("Disconnected").await;
+
+    // Attended: bob holds alice, calls carol, then joins them.
+    alice
+        .send(json!({"command": "startCall", "target": "bob"}))
+        .await;
+    let b_to_a = answer(&mut bob).await;
+    bob.next("connected to alice", |v| {
+        v["event"] == "callStateChanged" && v["callId"] == b_to_a && v["state"] == "Connected"
+    })
+    .await;
+    bob.send(json!({"command": "hold", "callId": b_to_a})).await;
+    bob.next("LocalHold", |v| {
+        v["event"] == "callStateChanged" && v["state"] == "LocalHold"
+    })
+    .await;
+    bob.send(json!({"command": "startCall", "target": "carol", "requestId": "c"}))
+        .await;
+    let b_to_c = bob
+        .next("consult call id", |v| {
+            v["event"] == "commandSucceeded" && v["requestId"] == "c"
+        })
+        .await;
+    let b_to_c = b_to_c["callId"].as_str().unwrap().to_owned();
+    bob.next("connected to carol", |v| {
+        v["event"] == "callStateChanged" && v["callId"] == b_to_c && v["state"] == "Connected"
+    })
+    .await;
+    bob.send(json!({"command": "transfer", "callId": b_to_a, "targetCallId": b_to_c}))
+        .await;
+    bob.next("Transferred", |v| {
+        v["event"] == "transferStateChanged" && v["state"] == "Transferred"
+    })
+    .await;
+    carol
+        .next("callReplaced", |v| v["event"] == "callReplaced")
+        .await;
+    for id in [&b_to_a, &b_to_c] {
+        bob.next("both of bob's calls end", |v| {
+            v["event"] == "callStateChanged" && v["callId"] == *id && v["state"] == "Disconnected"
+        })
+        .await;
+    }
+    let joined = alice
+        .next("alice hears carol", |v| v["event"] == "remoteAudioStarted")
+        .await;
+    alice
+        .send(json!({"command": "hangUp", "callId": joined["callId"]}))
+        .await;
+    carol.state("Disconnected").await;
+
+    // Voicemail: bob sends alice to carol's mailbox.
+    alice
+        .send(json!({"command": "startCall", "target": "bob"}))
+        .await;
+    let b_call = answer(&mut bob).await;
+    bob.next("connected again", |v| {
+        v["event"] == "callStateChanged" && v["callId"] == b_call && v["state"] == "Connected"
+    })
+    .await;
+    bob.send(
+        json!({"command": "transfer", "callId": b_call, "targetParticipantVoicemail": "carol"}),
+    )
+    .await;
+    bob.next("Transferred to voicemail", |v| {
+        v["event"] == "transferStateChanged" && v["state"] == "Transferred"
+    })
+    .await;
+    let vm = alice
+        .next("alice reaches the voicemail", |v| {
+            v["event"] == "remoteAudioStarted"
+        })
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await; // greeting, beep, a message
+    alice
+        .send(json!({"command": "hangUp", "callId": vm["callId"]}))
+        .await;
+    let mwi = carol
+        .next("carol's MWI", |v| {
+            v["event"] == "messageWaiting" && v["newMessages"] == 1
+        })
+        .await;
+    assert_eq!(mwi["oldMessages"], 0, "one new message for carol");
+
+    alice.sign_out().await;
+    bob.sign_out().await;
+    carol.sign_out().await;
+    sb.stop().await;
+}
