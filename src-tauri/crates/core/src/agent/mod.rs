@@ -155,6 +155,11 @@ pub struct AgentConfig {
     pub voicemail_pattern: Option<String>,
     /// Subscribe to our mailbox's message-summary (RFC 3842) once registered.
     pub subscribe_mwi: bool,
+    /// Take requests only from the server we registered with (default): anything sent
+    /// straight to our port by someone else — a scanner's "ghost call", a REFER from a
+    /// stranger — skipped the server's authentication and is refused with 403. Turn off only
+    /// for peer-to-peer use without a server.
+    pub accept_only_from_server: bool,
     /// The sound devices (set by [`AgentConfig::with_devices`]); `None`: device commands fail.
     pub devices: Option<crate::audio::DeviceManager>,
 }
@@ -179,6 +184,7 @@ impl AgentConfig {
             transfer_timeout: Duration::from_secs(60),
             voicemail_pattern: None,
             subscribe_mwi: true,
+            accept_only_from_server: true,
             devices: None,
         }
     }
@@ -1792,6 +1798,13 @@ impl Core {
     }
 
     async fn on_request(&mut self, req: Request, source: SocketAddr, kind: TransportKind) {
+        if self.cfg.accept_only_from_server && source != self.cfg.server {
+            tracing::warn!(%source, method = %req.method, "request not from our server refused");
+            if req.method != Method::Ack && req.top_via().is_ok() && req.cseq().is_ok() {
+                self.reply(&req, 403, source, kind).await;
+            }
+            return;
+        }
         if let Err(e) = req.validate() {
             tracing::warn!(%source, error = %e, "malformed request");
             if req.top_via().is_ok() && req.cseq().is_ok() && req.method != Method::Ack {

@@ -93,7 +93,7 @@ impl Mixer {
         let period = self.period.load(Ordering::Relaxed) as usize;
         // Reserve: the writer delivers 20 ms at a time on the system clock with
         // a few ms of scheduling jitter; keep 3 ms beyond the device period.
-        DriftBuffer::new(period / 2 + 144, 2_880, 50)
+        DriftBuffer::new(period / 2 + 144, 1_440, 48_000)
     }
 
     /// Whether anything is connected (a call or a tone).
@@ -300,7 +300,11 @@ impl CaptureHub {
         let period = self.period.load(Ordering::Relaxed) as usize;
         // The device delivers `period` at a time, the pump takes 20 ms at a time
         // with some scheduling jitter: keep half a period plus 3 ms in reserve.
-        let buffer = Arc::new(Mutex::new(DriftBuffer::new(period / 2 + 144, 2_880, 25)));
+        let buffer = Arc::new(Mutex::new(DriftBuffer::new(
+            period / 2 + 144,
+            1_440,
+            48_000,
+        )));
         let was = self.is_active();
         lock(&self.taps).push(TapSlot {
             id,

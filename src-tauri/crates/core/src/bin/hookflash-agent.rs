@@ -25,7 +25,7 @@ use hookflash_core::call::CallState;
 use hookflash_core::registration::{ConnectionReason, ConnectionState};
 use hookflash_core::sip::TransportKind;
 use hookflash_core::AgentError;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -92,11 +92,15 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
-fn print(event: &Event) {
-    // One line per event; serialization of our own types cannot fail.
-    if let Ok(line) = serde_json::to_string(event) {
-        println!("{line}");
-    }
+/// Write one event as a JSON line. `false` when stdout is gone (the reader closed the pipe):
+/// the caller then shuts down cleanly instead of panicking the way `println!` would.
+fn print(event: &Event) -> bool {
+    use std::io::Write;
+    let Ok(line) = serde_json::to_string(event) else {
+        return true;
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").and_then(|_| out.flush()).is_ok()
 }
 
 #[tokio::main]
@@ -104,7 +108,9 @@ async fn main() {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            // webrtc's own crates warn about routine ICE/DTLS teardown; keep them to errors.
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,webrtc=error,webrtc_ice=error,webrtc_dtls=error,webrtc_srtp=error,webrtc_sctp=error,webrtc_mdns=error".into()),
         )
         .init();
     let args = Args::parse();
@@ -201,8 +207,11 @@ async fn run(args: Args) -> Result<(), AgentError> {
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
         };
-        print(&event);
-        let _ = tokio::io::stdout().flush().await;
+        if !print(&event) {
+            // Nobody reads our events any more: hang up and sign out rather than run blind.
+            agent.shutdown().await;
+            break;
+        }
         match &event {
             Event::ConnectionStateChanged {
                 new_value: ConnectionState::Connected,
