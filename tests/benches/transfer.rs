@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use hookflash_core::api::Event;
 use hookflash_core::call::CallState;
-use hookflash_core::transfer::{TransferOptions, TransferState, TransferTarget};
+use hookflash_core::transfer::{TransferOptions, TransferTarget};
 use hookflash_tests::{connect, Rig, TestAgent};
 use tokio::sync::mpsc;
 
@@ -41,27 +41,6 @@ async fn target(mut c: TestAgent, audio: mpsc::UnboundedSender<(String, Instant)
             Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
             Err(_) => return,
         }
-    }
-}
-
-async fn wait_transferred(b: &mut TestAgent) -> Instant {
-    match b
-        .wait_for("final transfer state", |e| {
-            matches!(
-                e,
-                Event::TransferStateChanged {
-                    state: TransferState::Transferred | TransferState::Failed,
-                    ..
-                }
-            )
-        })
-        .await
-    {
-        Event::TransferStateChanged {
-            state: TransferState::Transferred,
-            ..
-        } => Instant::now(),
-        other => panic!("transfer failed: {other:?}"),
     }
 }
 
@@ -113,16 +92,9 @@ async fn main() {
                 .transfer(target, TransferOptions::default())
                 .await
                 .expect("transfer");
-            let new_call = match a
-                .wait_for("transferAccepted", |e| {
-                    matches!(e, Event::TransferAccepted { .. })
-                })
-                .await
-            {
-                Event::TransferAccepted { target_call, .. } => target_call,
-                _ => unreachable!(),
-            };
-            let done = wait_transferred(&mut b).await;
+            let new_call = a.transfer_accepted().await;
+            b.transfer_outcome().await.expect("the transfer succeeds");
+            let done = Instant::now();
             let heard = loop {
                 let (call_id, at) = tokio::time::timeout(Duration::from_secs(10), audio.recv())
                     .await

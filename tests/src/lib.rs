@@ -248,6 +248,59 @@ impl TestAgent {
     }
 }
 
+/// The `callEndReason` of a `callStateChanged` event.
+pub fn end_reason(e: &Event) -> Option<hookflash_core::call::CallEndReason> {
+    match e {
+        Event::CallStateChanged {
+            call_end_reason, ..
+        } => *call_end_reason,
+        _ => None,
+    }
+}
+
+impl TestAgent {
+    /// Wait for the transfer on this agent to end; returns its error when it `Failed`.
+    pub async fn transfer_outcome(
+        &mut self,
+    ) -> Result<(), hookflash_core::transfer::TransferError> {
+        use hookflash_core::transfer::TransferState;
+        match self
+            .wait_for("final transfer state", |e| {
+                matches!(
+                    e,
+                    Event::TransferStateChanged {
+                        state: TransferState::Transferred | TransferState::Failed,
+                        ..
+                    }
+                )
+            })
+            .await
+        {
+            Event::TransferStateChanged {
+                state: TransferState::Transferred,
+                ..
+            } => Ok(()),
+            Event::TransferStateChanged { error, .. } => {
+                Err(error.expect("a failed transfer carries its error"))
+            }
+            _ => unreachable!(),
+        }
+    }
+
+    /// Wait for `transferAccepted` (transferee side); returns the new call's id.
+    pub async fn transfer_accepted(&mut self) -> String {
+        match self
+            .wait_for("transferAccepted", |e| {
+                matches!(e, Event::TransferAccepted { .. })
+            })
+            .await
+        {
+            Event::TransferAccepted { target_call, .. } => target_call,
+            _ => unreachable!(),
+        }
+    }
+}
+
 /// Whether `samples` carry `freq` clearly (more than half the energy near it).
 pub fn hears(samples: &[i16], freq: f64) -> bool {
     audio::tone_present(samples, freq, SAMPLE_RATE)

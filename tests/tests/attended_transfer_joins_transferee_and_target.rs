@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use hookflash_core::api::Event;
 use hookflash_core::call::CallState;
-use hookflash_core::transfer::{TransferOptions, TransferState, TransferTarget};
+use hookflash_core::transfer::{TransferOptions, TransferTarget};
 use hookflash_tests::{connect, hears, listen, tail, Rig};
 
 const A_HZ: f64 = 440.0;
@@ -31,15 +31,7 @@ async fn replaces_joins_a_and_c_without_ringing() {
         )
         .await
         .expect("attended transfer into my other call");
-    let new_call = match a
-        .wait_for("transferAccepted", |e| {
-            matches!(e, Event::TransferAccepted { .. })
-        })
-        .await
-    {
-        Event::TransferAccepted { target_call, .. } => target_call,
-        _ => unreachable!(),
-    };
+    let new_call = a.transfer_accepted().await;
     let replaced = c
         .wait_for("callReplaced", |e| matches!(e, Event::CallReplaced { .. }))
         .await;
@@ -53,16 +45,9 @@ async fn replaces_joins_a_and_c_without_ringing() {
         }
         _ => unreachable!(),
     };
-    b.wait_for("Transferred", |e| {
-        matches!(
-            e,
-            Event::TransferStateChanged {
-                state: TransferState::Transferred,
-                ..
-            }
-        )
-    })
-    .await;
+    b.transfer_outcome()
+        .await
+        .expect("the attended transfer succeeds");
     b.wait_state(&b_to_a, CallState::Disconnected).await;
     b.wait_state(&b_to_c, CallState::Disconnected).await;
     assert!(b.agent.calls().is_empty(), "both of B's calls are over");

@@ -7,19 +7,10 @@ use std::time::Duration;
 use hookflash_core::api::Event;
 use hookflash_core::call::{sub_code, CallEndReason, CallState};
 use hookflash_core::sip::TransportKind;
-use hookflash_tests::{connect, hears, listen, tail, Rig};
+use hookflash_tests::{connect, end_reason, hears, listen, tail, Rig};
 
 const A_HZ: f64 = 440.0;
 const B_HZ: f64 = 1000.0;
-
-fn end_reason(e: &Event) -> Option<CallEndReason> {
-    match e {
-        Event::CallStateChanged {
-            call_end_reason, ..
-        } => *call_end_reason,
-        _ => None,
-    }
-}
 
 #[tokio::test]
 async fn both_sides_hear_each_other_then_hold_and_resume() {

@@ -2,18 +2,8 @@
 //! sides, a call cancelled while ringing with 487 on both sides, an unknown user with 404,
 //! and API misuse is a typed error, not a crash.
 
-use hookflash_core::api::Event;
 use hookflash_core::call::{sub_code, CallEndReason, CallState};
-use hookflash_tests::Rig;
-
-fn end_reason(e: &Event) -> Option<CallEndReason> {
-    match e {
-        Event::CallStateChanged {
-            call_end_reason, ..
-        } => *call_end_reason,
-        _ => None,
-    }
-}
+use hookflash_tests::{end_reason, Rig};
 
 #[tokio::test]
 async fn rejected_call_ends_with_603() {

@@ -8,30 +8,8 @@ use hookflash_core::agent::TransferPolicy;
 use hookflash_core::api::{Command, Event};
 use hookflash_core::call::CallState;
 use hookflash_core::sip::{Message, Transport, TransportEvent, TransportKind};
-use hookflash_core::transfer::{
-    transfer_sub_code, TransferError, TransferOptions, TransferState, TransferTarget,
-};
+use hookflash_core::transfer::{transfer_sub_code, TransferError, TransferOptions, TransferTarget};
 use hookflash_tests::{connect, hears, listen, Rig, TestAgent};
-
-async fn failed(b: &mut TestAgent) -> TransferError {
-    match b
-        .wait_for("Failed", |e| {
-            matches!(
-                e,
-                Event::TransferStateChanged {
-                    state: TransferState::Failed,
-                    ..
-                }
-            )
-        })
-        .await
-    {
-        Event::TransferStateChanged { error, .. } => {
-            error.expect("a failed transfer carries its error")
-        }
-        _ => unreachable!(),
-    }
-}
 
 #[tokio::test]
 async fn busy_target_fails_with_486_and_the_call_comes_back() {
@@ -52,7 +30,7 @@ async fn busy_target_fails_with_486_and_the_call_comes_back() {
         )
         .await
         .unwrap();
-    let err = failed(&mut b).await;
+    let err = b.transfer_outcome().await.unwrap_err();
     assert_eq!(
         err,
         TransferError {
@@ -85,7 +63,11 @@ async fn unknown_target_fails_with_404() {
         )
         .await
         .unwrap();
-    assert_eq!(failed(&mut b).await.code, 404, "an unknown target is 404");
+    assert_eq!(
+        b.transfer_outcome().await.unwrap_err().code,
+        404,
+        "an unknown target is 404"
+    );
     assert!(
         b.agent.calls().contains_key(&b_call),
         "B still has its call with A"
@@ -139,7 +121,7 @@ async fn transferee_rejecting_is_603() {
         .await
         .expect("reject");
     assert_eq!(
-        failed(&mut b).await.code,
+        b.transfer_outcome().await.unwrap_err().code,
         603,
         "a refused transfer is 603 Decline"
     );
@@ -148,7 +130,7 @@ async fn transferee_rejecting_is_603() {
 #[tokio::test]
 async fn refer_on_a_call_not_connected_is_a_typed_error() {
     let rig = Rig::start().await;
-    let mut a = rig.agent("alice", 440.0).await;
+    let a = rig.agent("alice", 440.0).await;
     let mut b = rig.agent("bob", 660.0).await;
     let a_call = a.agent.start_call("bob").await.unwrap();
     let _ = b.wait_incoming().await;

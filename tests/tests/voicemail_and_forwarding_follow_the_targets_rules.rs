@@ -15,42 +15,6 @@ use hookflash_tests::{connect, hears, http, listen, Rig, TestAgent};
 
 const A_HZ: f64 = 440.0;
 
-async fn transferred(b: &mut TestAgent) {
-    let e = b
-        .wait_for("final transfer state", |e| {
-            matches!(
-                e,
-                Event::TransferStateChanged {
-                    state: TransferState::Transferred | TransferState::Failed,
-                    ..
-                }
-            )
-        })
-        .await;
-    assert!(
-        matches!(
-            e,
-            Event::TransferStateChanged {
-                state: TransferState::Transferred,
-                ..
-            }
-        ),
-        "transfer succeeded: {e:?}"
-    );
-}
-
-async fn new_call(a: &mut TestAgent) -> String {
-    match a
-        .wait_for("transferAccepted", |e| {
-            matches!(e, Event::TransferAccepted { .. })
-        })
-        .await
-    {
-        Event::TransferAccepted { target_call, .. } => target_call,
-        _ => unreachable!(),
-    }
-}
-
 /// Wait until A has heard the greeting's beep on `call` (at most `within`).
 async fn hears_beep(a: &TestAgent, call: &str, within: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + within;
@@ -94,8 +58,8 @@ async fn voicemail_transfer_records_the_caller_and_notifies_the_owner() {
         )
         .await
         .expect("transfer to voicemail");
-    let vm_call = new_call(&mut a).await;
-    transferred(&mut b).await;
+    let vm_call = a.transfer_accepted().await;
+    b.transfer_outcome().await.expect("the transfer succeeds");
     a.wait_state(&vm_call, CallState::Connected).await;
     assert!(
         hears_beep(&a, &vm_call, Duration::from_secs(6)).await,
@@ -235,14 +199,14 @@ async fn unanswered_target_forwards_to_voicemail_and_the_transfer_succeeds() {
         )
         .await
         .unwrap();
-    let vm_call = new_call(&mut a).await;
+    let vm_call = a.transfer_accepted().await;
     let c_call = c.wait_incoming().await; // C rings, and does not answer
     let ended = c.wait_state(&c_call, CallState::Disconnected).await;
     assert!(
         matches!(ended, Event::CallStateChanged { call_end_reason: Some(r), .. } if r.code == 487),
         "C stops ringing when the rule moves the call on: {ended:?}"
     );
-    transferred(&mut b).await;
+    b.transfer_outcome().await.expect("the transfer succeeds");
     a.wait_state(&vm_call, CallState::Connected).await;
     assert!(
         hears_beep(&a, &vm_call, Duration::from_secs(6)).await,

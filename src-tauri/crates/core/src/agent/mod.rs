@@ -560,6 +560,34 @@ const T1: Duration = Duration::from_millis(500);
 const T2: Duration = Duration::from_secs(4);
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY";
 
+/// The digest challenge of a 401/407, and whether it is a proxy's (407).
+fn challenge_of(resp: &Response) -> Option<(Challenge, bool)> {
+    let proxy = resp.status == 407;
+    let header = if proxy {
+        "Proxy-Authenticate"
+    } else {
+        "WWW-Authenticate"
+    };
+    let challenge = resp.headers.get(header)?.parse::<Challenge>().ok()?;
+    Some((challenge, proxy))
+}
+
+/// The header that answers a challenge: `Proxy-Authorization` for a proxy's 407.
+fn authorization_header(proxy: bool) -> &'static str {
+    if proxy {
+        "Proxy-Authorization"
+    } else {
+        "Authorization"
+    }
+}
+
+/// Whether a NOTIFY ends its subscription (`Subscription-State: terminated`).
+fn subscription_terminated(req: &Request) -> bool {
+    req.headers
+        .get("Subscription-State")
+        .is_some_and(|s| s.trim().to_ascii_lowercase().starts_with("terminated"))
+}
+
 fn txn_key(branch: &str, method: &Method) -> String {
     format!("{branch}|{method}")
 }
@@ -813,14 +841,7 @@ impl Core {
         self.reg_txn.auth_sent = false;
         if let Some((challenge, proxy)) = self.reg_txn.challenge.clone() {
             let value = self.authorization(&Method::Register, &uri, &challenge);
-            req.headers.push(
-                if proxy {
-                    "Proxy-Authorization"
-                } else {
-                    "Authorization"
-                },
-                value,
-            );
+            req.headers.push(authorization_header(proxy), value);
             self.reg_txn.auth_sent = true;
         }
         self.send_request(
@@ -857,18 +878,10 @@ impl Core {
                     .handle_outcome(now, RegisterOutcome::Registered { expires: granted });
             }
             401 | 407 => {
-                let header = if resp.status == 401 {
-                    "WWW-Authenticate"
-                } else {
-                    "Proxy-Authenticate"
-                };
-                let challenge = resp
-                    .headers
-                    .get(header)
-                    .and_then(|c| c.parse::<Challenge>().ok());
+                let challenge = challenge_of(&resp);
                 match challenge {
-                    Some(ch) if !self.reg_txn.auth_sent || ch.stale => {
-                        self.reg_txn.challenge = Some((ch, resp.status == 407));
+                    Some((ch, proxy)) if !self.reg_txn.auth_sent || ch.stale => {
+                        self.reg_txn.challenge = Some((ch, proxy));
                         let _ = txn;
                         self.send_register(expires).await;
                     }
@@ -1632,16 +1645,7 @@ impl Core {
                 .await;
             let call = &self.calls[call_id];
             if matches!(resp.status, 401 | 407) && !call.auth_sent {
-                let header = if resp.status == 401 {
-                    "WWW-Authenticate"
-                } else {
-                    "Proxy-Authenticate"
-                };
-                if let Some(ch) = resp
-                    .headers
-                    .get(header)
-                    .and_then(|c| c.parse::<Challenge>().ok())
-                {
+                if let Some((ch, proxy)) = challenge_of(&resp) {
                     let mut req = txn.request.clone();
                     let seq = req.cseq().map(|c| c.seq).unwrap_or(1) + 1;
                     req.headers.set("CSeq", format!("{seq} INVITE"));
@@ -1649,14 +1653,7 @@ impl Core {
                     via.set_param("branch", Some(&new_branch()));
                     req.headers.set("Via", via.to_string());
                     let value = self.authorization(&Method::Invite, &req.uri, &ch);
-                    req.headers.push(
-                        if resp.status == 401 {
-                            "Authorization"
-                        } else {
-                            "Proxy-Authorization"
-                        },
-                        value,
-                    );
+                    req.headers.push(authorization_header(proxy), value);
                     if let Some(c) = self.calls.get_mut(call_id) {
                         c.auth_sent = true;
                         c.invite = req.clone();

@@ -80,14 +80,7 @@ impl Core {
         self.mwi.auth_sent = challenge.is_some();
         if let Some((ch, proxy)) = challenge {
             let value = self.authorization(&Method::Subscribe, &req.uri, &ch);
-            req.headers.push(
-                if proxy {
-                    "Proxy-Authorization"
-                } else {
-                    "Authorization"
-                },
-                value,
-            );
+            req.headers.push(super::authorization_header(proxy), value);
         }
         let (dest, kind) = match self.mwi.dialog.as_ref().map(|d| d.next_hop()) {
             Some(Ok(hop)) => self
@@ -120,17 +113,8 @@ impl Core {
                 self.mwi.refresh_at = Some(Instant::now() + Duration::from_secs(expires * 4 / 5));
             }
             401 | 407 if !self.mwi.auth_sent => {
-                let header = if resp.status == 401 {
-                    "WWW-Authenticate"
-                } else {
-                    "Proxy-Authenticate"
-                };
-                if let Some(ch) = resp
-                    .headers
-                    .get(header)
-                    .and_then(|c| c.parse::<Challenge>().ok())
-                {
-                    self.send_subscribe(Some((ch, resp.status == 407))).await;
+                if let Some(challenge) = super::challenge_of(&resp) {
+                    self.send_subscribe(Some(challenge)).await;
                 }
             }
             481 => {
@@ -167,10 +151,7 @@ impl Core {
                 old_messages: old,
             });
         }
-        let terminated = req
-            .headers
-            .get("Subscription-State")
-            .is_some_and(|s| s.trim().to_ascii_lowercase().starts_with("terminated"));
+        let terminated = super::subscription_terminated(&req);
         if terminated {
             self.mwi = MwiState::default();
         }

@@ -320,10 +320,7 @@ impl Core {
     /// A NOTIFY on a call: transfer progress (transferor side).
     pub(super) async fn on_refer_notify(&mut self, call_id: &str, req: &Request) {
         let status = sipfrag_status(&req.body_str());
-        let terminated = req
-            .headers
-            .get("Subscription-State")
-            .is_some_and(|s| s.trim().to_ascii_lowercase().starts_with("terminated"));
+        let terminated = super::subscription_terminated(req);
         self.transfer_input(call_id, TransferInput::Notify { status, terminated })
             .await;
     }
@@ -509,22 +506,14 @@ impl Core {
                 self.send_transfer_notify(original, status, false).await;
             }
             CallState::Connected => {
-                let calling = self
-                    .calls
-                    .get(original)
-                    .and_then(|c| c.transfer_in.as_ref())
-                    .is_some_and(|t| matches!(t.phase, IncomingPhase::Calling { .. }));
+                let calling = self.is_calling_for_transfer(original);
                 if calling {
                     self.finish_incoming_transfer(original, 200, false).await;
                 }
             }
             CallState::Disconnected => {
                 let code = end.map(|e| e.code).unwrap_or(500);
-                let calling = self
-                    .calls
-                    .get(original)
-                    .and_then(|c| c.transfer_in.as_ref())
-                    .is_some_and(|t| matches!(t.phase, IncomingPhase::Calling { .. }));
+                let calling = self.is_calling_for_transfer(original);
                 if calling {
                     self.finish_incoming_transfer(original, code.max(300), true)
                         .await;
@@ -532,6 +521,14 @@ impl Core {
             }
             _ => {}
         }
+    }
+
+    /// Whether the REFER received on `original` is being carried out by a call of ours.
+    fn is_calling_for_transfer(&self, original: &str) -> bool {
+        self.calls
+            .get(original)
+            .and_then(|c| c.transfer_in.as_ref())
+            .is_some_and(|t| matches!(t.phase, IncomingPhase::Calling { .. }))
     }
 
     /// Send the final sipfrag and, on failure, take the original call off hold.
