@@ -211,6 +211,11 @@ impl Registration {
         }
     }
 
+    /// The registrar wants a longer interval (423 Min-Expires): ask for at least `min` from now on.
+    pub fn raise_expires(&mut self, min: u32) {
+        self.policy.expires = self.policy.expires.max(min);
+    }
+
     /// The transport under the registration broke (TCP closed): register again at once.
     pub fn handle_transport_closed(&mut self, now: Instant) {
         if matches!(self.phase, Phase::Registered { .. } | Phase::Waiting { .. }) {

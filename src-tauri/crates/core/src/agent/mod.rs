@@ -226,7 +226,9 @@ impl CallClient {
         let credential_expiry = match &config.credential {
             Credential::Token(t) => {
                 let left = t.expiry.saturating_sub(auth::unix_now());
-                Some((now + Duration::from_secs(left)).into_std())
+                // An expiry beyond what the clock can hold is no expiry at all.
+                now.checked_add(Duration::from_secs(left))
+                    .map(Instant::into_std)
             }
             Credential::Password { .. } => None,
         };
@@ -239,6 +241,7 @@ impl CallClient {
                 from_tag: new_tag(),
                 cseq: 0,
                 auth_sent: false,
+                answering_challenge: false,
                 challenge: None,
             },
             cfg: config,
@@ -473,6 +476,8 @@ enum Purpose {
     Notify,
     /// Our message-summary SUBSCRIBE.
     Subscribe,
+    /// A BYE for a dialog we never wanted (a late 2xx).
+    Stray,
 }
 
 struct ClientTxn {
@@ -494,7 +499,11 @@ struct RegisterState {
     call_id: String,
     from_tag: String,
     cseq: u32,
+    /// The REGISTER in flight answers a challenge received in this same attempt (not a
+    /// cached nonce): a 401 to it means the credential itself is wrong.
     auth_sent: bool,
+    /// The next REGISTER is the retry that answers a fresh challenge.
+    answering_challenge: bool,
     challenge: Option<(Challenge, bool)>,
 }
 
@@ -519,6 +528,14 @@ struct CallEntry {
     transfer_in: Option<transferring::IncomingTransfer>,
     /// This call was placed on behalf of a REFER received on that call.
     on_behalf: Option<String>,
+    /// Outgoing: a provisional response (even 100) arrived, so a CANCEL may be sent (§9.1).
+    provisional_seen: bool,
+    /// Outgoing: hung up before any provisional; the CANCEL goes out with the first one.
+    cancel_pending: bool,
+    /// Outgoing: rang too long (Timer C); the CANCEL's 487 ends the call as a 408 timeout.
+    timed_out: bool,
+    /// Incoming: a re-INVITE without SDP got our offer in the 2xx; the answer comes in the ACK.
+    offer_in_2xx: bool,
 }
 
 struct Retransmit {
@@ -558,6 +575,8 @@ struct Core {
 
 const T1: Duration = Duration::from_millis(500);
 const T2: Duration = Duration::from_secs(4);
+/// How long an outgoing call may ring before we give up on it (a Timer C of our own).
+const RING_LIMIT: Duration = Duration::from_secs(180);
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY";
 
 /// The digest challenge of a 401/407, and whether it is a proxy's (407).
@@ -838,11 +857,12 @@ impl Core {
             "User-Agent",
             concat!("Hookflash/", env!("CARGO_PKG_VERSION")),
         );
+        let answering = std::mem::take(&mut self.reg_txn.answering_challenge);
         self.reg_txn.auth_sent = false;
         if let Some((challenge, proxy)) = self.reg_txn.challenge.clone() {
             let value = self.authorization(&Method::Register, &uri, &challenge);
             req.headers.push(authorization_header(proxy), value);
-            self.reg_txn.auth_sent = true;
+            self.reg_txn.auth_sent = answering;
         }
         self.send_request(
             Purpose::Register { expires },
@@ -881,7 +901,10 @@ impl Core {
                 let challenge = challenge_of(&resp);
                 match challenge {
                     Some((ch, proxy)) if !self.reg_txn.auth_sent || ch.stale => {
+                        // A first challenge, or one to a cached nonce the server no longer
+                        // knows (it restarted): answer it once before judging the credential.
                         self.reg_txn.challenge = Some((ch, proxy));
+                        self.reg_txn.answering_challenge = true;
                         let _ = txn;
                         self.send_register(expires).await;
                     }
@@ -904,6 +927,23 @@ impl Core {
                         status: resp.status,
                     },
                 );
+            }
+            423 => {
+                // Interval Too Brief (RFC 3261 §10.2.8): ask again for at least Min-Expires.
+                let min = resp
+                    .headers
+                    .get("Min-Expires")
+                    .and_then(|m| m.trim().parse::<u32>().ok())
+                    .filter(|m| *m > expires && *m <= 86_400);
+                match min {
+                    Some(min) => {
+                        self.reg.raise_expires(min);
+                        self.send_register(min).await;
+                    }
+                    None => self
+                        .reg
+                        .handle_outcome(now, RegisterOutcome::Failed { status: 423 }),
+                }
             }
             status => self
                 .reg
@@ -1169,6 +1209,10 @@ impl Core {
                 transfer_out: None,
                 transfer_in: None,
                 on_behalf,
+                provisional_seen: false,
+                cancel_pending: false,
+                timed_out: false,
+                offer_in_2xx: false,
             },
         );
         self.emit(Event::CallsUpdated {
@@ -1296,7 +1340,9 @@ impl Core {
         self.apply(call_id, CallInput::Accepted);
         let bytes = Message::Response(resp.clone()).to_bytes();
         self.send_response(resp, source, kind).await;
-        if kind == TransportKind::Udp {
+        // Until the ACK: retransmit over UDP, and on any transport give up after 64*T1
+        // (RFC 3261 §13.3.1.4: the ACK is end to end and may be lost on a UDP hop beyond).
+        {
             let now = Instant::now();
             self.uas_2xx.insert(
                 call_id.to_owned(),
@@ -1358,7 +1404,24 @@ impl Core {
         }
     }
 
+    /// Hang up an outgoing call that is not answered yet: CANCEL it, or, before any
+    /// provisional response, remember to CANCEL it when the first one arrives (§9.1).
     async fn cancel(&mut self, call_id: &str) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        let seen = call.provisional_seen;
+        if !seen {
+            call.cancel_pending = true;
+        }
+        self.apply(call_id, CallInput::HangingUp);
+        if seen {
+            self.send_cancel(call_id).await;
+        }
+    }
+
+    /// Send the CANCEL for our INVITE; its 487 (or its timer) ends the call.
+    async fn send_cancel(&mut self, call_id: &str) {
         let Some(call) = self.calls.get(call_id) else {
             return;
         };
@@ -1377,8 +1440,6 @@ impl Core {
         cancel.headers.push("Max-Forwards", "70");
         let seq = invite.cseq().map(|c| c.seq).unwrap_or(1);
         cancel.headers.push("CSeq", format!("{seq} CANCEL"));
-        self.apply(call_id, CallInput::HangingUp);
-        // The INVITE's 487 ends the call; if no final answer ever comes, its timer will.
         self.send_request(Purpose::Cancel, cancel, self.cfg.server, self.cfg.transport)
             .await;
     }
@@ -1478,9 +1539,22 @@ impl Core {
         req.headers.push("Allow", ALLOW);
         req.headers.push("Content-Type", "application/sdp");
         req.body = offer.into_bytes();
-        let hop = dialog.next_hop()?;
-        call.reinvite_pending = true;
-        let (dest, kind) = self.resolve(&hop).await?;
+        let hop = dialog.next_hop();
+        let target = match hop {
+            Ok(hop) => self.resolve(&hop).await,
+            Err(e) => Err(e.into()),
+        };
+        let (dest, kind) = match target {
+            Ok(t) => t,
+            Err(e) => {
+                // Nothing went out: undo the local half of the offer so audio flows as before.
+                let _ = media.rollback_offer().await;
+                return Err(e);
+            }
+        };
+        if let Some(c) = self.calls.get_mut(call_id) {
+            c.reinvite_pending = true;
+        }
         self.send_request(
             Purpose::ReInvite {
                 call_id: call_id.to_owned(),
@@ -1527,11 +1601,21 @@ impl Core {
         if resp.status < 200 {
             if let Some(t) = self.txns.get_mut(&key) {
                 if t.request.method == Method::Invite {
-                    t.retransmit_at = None; // a provisional answer stops INVITE retransmissions
+                    // A provisional answer stops retransmissions and Timer B; from now on the
+                    // far end may ring as long as Timer C allows (RFC 3261 §16.6 step 11).
+                    t.retransmit_at = None;
+                    t.deadline = Instant::now() + RING_LIMIT;
                 } else {
                     t.interval = T2;
                 }
                 if let Purpose::Invite { call_id } = t.purpose.clone() {
+                    let pending = self.calls.get_mut(&call_id).is_some_and(|c| {
+                        c.provisional_seen = true;
+                        std::mem::take(&mut c.cancel_pending)
+                    });
+                    if pending {
+                        self.send_cancel(&call_id).await;
+                    }
                     self.on_invite_provisional(&call_id, &resp).await;
                 }
             }
@@ -1553,7 +1637,8 @@ impl Core {
             Purpose::Register { expires } => self.on_register_response(txn, resp, expires).await,
             Purpose::Invite { call_id } => self.on_invite_final(&key, txn, &call_id, resp).await,
             Purpose::ReInvite { call_id, hold } => {
-                self.on_reinvite_final(txn, &call_id, hold, resp).await
+                self.on_reinvite_final(&key, txn, &call_id, hold, resp)
+                    .await
             }
             Purpose::Bye { call_id, sub } => {
                 self.end_call(
@@ -1573,7 +1658,7 @@ impl Core {
                 .await
             }
             Purpose::Subscribe => self.on_subscribe_response(txn.request, resp).await,
-            Purpose::Cancel | Purpose::KeepAlive | Purpose::Notify => {}
+            Purpose::Cancel | Purpose::KeepAlive | Purpose::Notify | Purpose::Stray => {}
         }
     }
 
@@ -1605,6 +1690,27 @@ impl Core {
         );
     }
 
+    /// A 2xx for a call we no longer have (it timed out, or we gave up): confirm and end the
+    /// dialog at once with ACK and BYE, so the far end does not talk to nobody.
+    async fn refuse_stray_answer(&mut self, txn: &ClientTxn, resp: &Response) {
+        let Ok(mut dialog) = Dialog::from_uac(&txn.request, resp) else {
+            return;
+        };
+        let via = self.via();
+        let seq = txn.request.cseq().map(|c| c.seq).unwrap_or(1);
+        let ack = dialog.request_with_cseq(Method::Ack, seq, &via);
+        let bye = dialog.request(Method::Bye, &via);
+        let Ok(hop) = dialog.next_hop() else { return };
+        let Ok((dest, kind)) = self.resolve(&hop).await else {
+            return;
+        };
+        let _ = self
+            .transport
+            .send(kind, dest, &Message::Request(ack))
+            .await;
+        self.send_request(Purpose::Stray, bye, dest, kind).await;
+    }
+
     fn ack_for(&self, invite: &Request, resp: &Response) -> Request {
         // ACK for a non-2xx: same branch, same Request-URI, To from the response (§17.1.1.3).
         let mut ack = Request::new(Method::Ack, invite.uri.clone());
@@ -1634,16 +1740,38 @@ impl Core {
         call_id: &str,
         resp: Response,
     ) {
-        let Some(call) = self.calls.get(call_id) else {
-            return;
-        };
         if resp.status >= 300 {
+            // The ACK for a failure is hop-by-hop and due whether or not the call still exists.
             let ack = self.ack_for(&txn.request, &resp);
             let _ = self
                 .transport
                 .send(txn.kind, txn.dest, &Message::Request(ack))
                 .await;
-            let call = &self.calls[call_id];
+        }
+        let Some(call) = self.calls.get(call_id) else {
+            if resp.class() == 2 {
+                self.refuse_stray_answer(&txn, &resp).await;
+            }
+            return;
+        };
+        if resp.status >= 300 {
+            if call.machine.state() == CallState::Disconnecting {
+                // We hung up (or rang out): whatever the final failure — the CANCEL's 487, a
+                // challenge, a rejection — the call is over; never retry it.
+                let reason = if call.timed_out {
+                    CallEndReason {
+                        code: 408,
+                        sub_code: sub_code::TIMEOUT,
+                    }
+                } else {
+                    CallEndReason {
+                        code: 487,
+                        sub_code: sub_code::LOCAL_CANCEL,
+                    }
+                };
+                self.end_call(call_id, reason).await;
+                return;
+            }
             if matches!(resp.status, 401 | 407) && !call.auth_sent {
                 if let Some((ch, proxy)) = challenge_of(&resp) {
                     let mut req = txn.request.clone();
@@ -1670,20 +1798,11 @@ impl Core {
                     return;
                 }
             }
-            let cancelled = call.machine.state() == CallState::Disconnecting;
-            let sub = if cancelled && resp.status == 487 {
-                sub_code::LOCAL_CANCEL
-            } else {
-                sub_code::REMOTE_STATUS
+            let reason = CallEndReason {
+                code: resp.status,
+                sub_code: sub_code::REMOTE_STATUS,
             };
-            self.end_call(
-                call_id,
-                CallEndReason {
-                    code: resp.status,
-                    sub_code: sub,
-                },
-            )
-            .await;
+            self.end_call(call_id, reason).await;
             return;
         }
         // 2xx: the dialog is confirmed.
@@ -1747,25 +1866,47 @@ impl Core {
 
     async fn on_reinvite_final(
         &mut self,
-        txn: ClientTxn,
+        key: &str,
+        mut txn: ClientTxn,
         call_id: &str,
         hold: bool,
         resp: Response,
     ) {
         let via = self.via();
-        let Some(call) = self.calls.get_mut(call_id) else {
-            return;
-        };
-        call.reinvite_pending = false;
         if resp.status >= 300 {
             let ack = self.ack_for(&txn.request, &resp);
             let _ = self
                 .transport
                 .send(txn.kind, txn.dest, &Message::Request(ack))
                 .await;
+        }
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        call.reinvite_pending = false;
+        if resp.status >= 300 {
             if matches!(resp.status, 481 | 408) {
                 self.send_bye(call_id, sub_code::REMOTE_STATUS).await;
+                return;
             }
+            // Refused (491 glare, 488, 5xx): the call stays as it was, audio included, and
+            // the user learns that the hold or resume did not happen.
+            if let Some(m) = call.media.clone() {
+                let _ = m.rollback_offer().await;
+            }
+            self.emit(Event::Error {
+                request_id: None,
+                code: if hold {
+                    "call.hold_failed"
+                } else {
+                    "call.resume_failed"
+                }
+                .into(),
+                message: format!("the far end answered {} {}", resp.status, resp.reason),
+            });
+            self.deferred.push(transferring::Deferred::HoldSettled {
+                call_id: call_id.to_owned(),
+            });
             return;
         }
         let seq = txn.request.cseq().map(|c| c.seq).unwrap_or(1);
@@ -1773,9 +1914,17 @@ impl Core {
             let ack = d.request_with_cseq(Method::Ack, seq, &via);
             let _ = self
                 .transport
-                .send(txn.kind, txn.dest, &Message::Request(ack))
+                .send(txn.kind, txn.dest, &Message::Request(ack.clone()))
                 .await;
+            // Keep the ACK 32 s: a retransmitted 2xx (our ACK lost) gets it again.
+            txn.ack = Some(ack);
+            txn.retransmit_at = None;
+            txn.deadline = Instant::now() + Duration::from_secs(32);
+            self.txns.insert(key.to_owned(), txn);
         }
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
         if let Some(m) = call.media.clone() {
             if let Err(e) = m.accept_answer(&resp.body_str()).await {
                 tracing::warn!(error = %e, "re-INVITE answer refused");
@@ -1835,6 +1984,22 @@ impl Core {
             Method::Ack => {
                 if let Some(id) = self.find_call_by_dialog(&req) {
                     self.uas_2xx.remove(&id);
+                    let answer_due = self
+                        .calls
+                        .get_mut(&id)
+                        .is_some_and(|c| std::mem::take(&mut c.offer_in_2xx));
+                    let media = self.calls.get(&id).and_then(|c| c.media.clone());
+                    if let (true, Some(media)) = (answer_due, media) {
+                        let applied = if has_sdp(&Message::Request(req.clone())) {
+                            media.accept_answer(&req.body_str()).await.is_ok()
+                        } else {
+                            false
+                        };
+                        if !applied {
+                            tracing::warn!("ACK without a usable answer to our offer");
+                            let _ = media.rollback_offer().await;
+                        }
+                    }
                     let connecting = self
                         .calls
                         .get(&id)
@@ -1847,6 +2012,16 @@ impl Core {
             Method::Bye => match self.find_call_by_dialog(&req) {
                 Some(id) => {
                     self.reply(&req, 200, source, kind).await;
+                    let ringing = self.calls.get(&id).is_some_and(|c| {
+                        c.machine.direction() == CallDirection::Incoming
+                            && c.machine.state() == CallState::Ringing
+                    });
+                    if ringing {
+                        // A BYE on the early dialog: the INVITE still needs its final answer.
+                        self.answer_incoming_with(&id, 487, sub_code::REMOTE_CANCEL)
+                            .await;
+                        return;
+                    }
                     self.end_call(
                         &id,
                         CallEndReason {
@@ -1978,6 +2153,10 @@ impl Core {
                 transfer_out: None,
                 transfer_in: None,
                 on_behalf: None,
+                provisional_seen: false,
+                cancel_pending: false,
+                timed_out: false,
+                offer_in_2xx: false,
             },
         );
         if let Some(old) = replaces {
@@ -2037,6 +2216,28 @@ impl Core {
             self.send_response(resp, source, kind).await;
             return;
         };
+        if req.body.is_empty() {
+            // No offer (a PBX refreshing the session after a transfer): we offer in the 2xx,
+            // as things stand now, and take the answer from the ACK (RFC 3261 §14.2).
+            match media.create_reoffer(media.local_direction()).await {
+                Ok(offer) => {
+                    let mut resp = req.response(200, None, tag.as_deref());
+                    resp.headers.push("Contact", contact.to_string());
+                    resp.headers.push("Content-Type", "application/sdp");
+                    resp.body = offer.into_bytes();
+                    if let Some(c) = self.calls.get_mut(&id) {
+                        c.offer_in_2xx = true;
+                    }
+                    self.send_response(resp, source, kind).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot offer in a 2xx");
+                    let resp = req.response(500, None, tag.as_deref());
+                    self.send_response(resp, source, kind).await;
+                }
+            }
+            return;
+        }
         let offer = req.body_str().into_owned();
         match media.accept_offer(&offer).await {
             Ok(answer) => {
@@ -2180,7 +2381,9 @@ impl Core {
             } else if now >= r.next {
                 r.interval = (r.interval * 2).min(T2);
                 r.next = now + r.interval;
-                resend.push((r.kind, r.dest, r.bytes.clone()));
+                if r.kind == TransportKind::Udp {
+                    resend.push((r.kind, r.dest, r.bytes.clone()));
+                }
             }
         }
         for (kind, dest, bytes) in resend {
@@ -2206,11 +2409,26 @@ impl Core {
 
     /// A transaction ended without a final response: a timeout (408) or transport error (503).
     async fn fail_txn(&mut self, key: &str, status: u16) {
-        let Some(txn) = self.txns.remove(key) else {
+        let Some(mut txn) = self.txns.remove(key) else {
             return;
         };
         if txn.ack.is_some() {
             return; // a completed INVITE whose 2xx-retransmission window ended
+        }
+        if let Purpose::Invite { call_id } = &txn.purpose {
+            let ringing = self.calls.get_mut(call_id).filter(|c| {
+                c.provisional_seen && !c.timed_out && c.machine.state() != CallState::Disconnecting
+            });
+            if let Some(call) = ringing {
+                // Rang too long: CANCEL it (the callee must stop ringing too) and let the 487,
+                // or the INVITE's last 32 s, end the call as a timeout.
+                call.timed_out = true;
+                let call_id = call_id.clone();
+                txn.deadline = Instant::now() + Duration::from_secs(32);
+                self.txns.insert(key.to_owned(), txn);
+                self.cancel(&call_id).await;
+                return;
+            }
         }
         let sub = if status == 408 {
             sub_code::TIMEOUT
@@ -2260,11 +2478,8 @@ impl Core {
                 )
                 .await
             }
-            Purpose::Subscribe => {
-                // Try again after the next successful registration.
-                self.mwi = mwi::MwiState::default();
-            }
-            Purpose::Cancel | Purpose::Notify => {}
+            Purpose::Subscribe => self.mwi_retry_later(),
+            Purpose::Cancel | Purpose::Notify | Purpose::Stray => {}
         }
     }
 

@@ -25,6 +25,8 @@ pub(super) struct MwiState {
 }
 
 const MWI_EXPIRES: u32 = 3600;
+/// How long to wait before subscribing again after a passing failure.
+const MWI_RETRY: Duration = Duration::from_secs(30);
 
 /// Parse `Voice-Message: NEW/OLD` from a simple-message-summary body.
 pub fn voice_messages(body: &str) -> Option<(u32, u32)> {
@@ -109,7 +111,7 @@ impl Core {
                     .get("Expires")
                     .and_then(|e| e.trim().parse::<u64>().ok())
                     .unwrap_or(u64::from(MWI_EXPIRES))
-                    .max(2);
+                    .clamp(2, 86_400);
                 self.mwi.refresh_at = Some(Instant::now() + Duration::from_secs(expires * 4 / 5));
             }
             401 | 407 if !self.mwi.auth_sent => {
@@ -122,11 +124,15 @@ impl Core {
                 self.mwi = MwiState::default();
                 self.subscribe_mwi().await;
             }
-            status => {
-                tracing::info!(status, "message-summary not offered by the server");
+            404 | 403 | 405 | 489 | 501 => {
+                tracing::info!(
+                    status = resp.status,
+                    "message-summary not offered by the server"
+                );
                 self.mwi.given_up = true;
                 self.mwi.refresh_at = None;
             }
+            _ => self.mwi_retry_later(),
         }
     }
 
@@ -164,8 +170,20 @@ impl Core {
     pub(super) async fn on_mwi_timer(&mut self, now: Instant) {
         if self.mwi.refresh_at.is_some_and(|t| now >= t) {
             self.mwi.refresh_at = None;
-            self.send_subscribe(None).await;
+            if self.mwi.call_id.is_none() {
+                self.subscribe_mwi().await; // a retry after a failure: a new subscription
+            } else {
+                self.send_subscribe(None).await; // a refresh within the dialog
+            }
         }
+    }
+
+    /// A SUBSCRIBE failed for a passing reason (timeout, 5xx): start afresh a little later.
+    pub(super) fn mwi_retry_later(&mut self) {
+        self.mwi = MwiState {
+            refresh_at: Some(Instant::now() + MWI_RETRY),
+            ..MwiState::default()
+        };
     }
 }
 

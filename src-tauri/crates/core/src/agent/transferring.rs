@@ -192,9 +192,15 @@ impl Core {
         req.headers.push("Referred-By", referred_by.to_string());
         req.headers.push("Contact", contact.to_string());
         let hop = dialog.next_hop()?;
+        // Where the REFER goes is settled before anything is reported as Transferring.
+        let (dest, kind) = self.resolve(&hop).await?;
         let id = new_tag();
         let mut machine = Transfer::new(self.cfg.transfer_timeout);
         let state = machine.handle(Instant::now().into_std(), TransferInput::ReferSent);
+        let call = self
+            .calls
+            .get_mut(call_id)
+            .ok_or_else(|| CallError::NotFound(call_id.to_owned()))?;
         call.transfer_out = Some(OutgoingTransfer {
             id: id.clone(),
             machine,
@@ -205,7 +211,6 @@ impl Core {
         if let Some(state) = state {
             self.publish_transfer(call_id, state);
         }
-        let (dest, kind) = self.resolve(&hop).await?;
         self.send_request(
             Purpose::Refer {
                 call_id: call_id.to_owned(),
@@ -263,7 +268,11 @@ impl Core {
             TransferState::Transferred => {
                 tracing::info!(call = %redact(call_id), "transferred");
                 let consult = t.consult_call.clone();
-                if t.options.hang_up_on_transferred {
+                let live = self
+                    .calls
+                    .get(call_id)
+                    .is_some_and(|c| c.machine.check(CallOp::HangUp).is_ok());
+                if t.options.hang_up_on_transferred && live {
                     self.send_bye(call_id, sub_code::TRANSFERRED).await;
                 }
                 // The target ends our call with it when the Replaces lands; should it not

@@ -713,11 +713,15 @@ pub fn next_stream_frame(buf: &[u8]) -> StreamFrame {
         .then(|| v.trim().parse::<usize>().ok())
     });
     match cl {
-        Some(Some(n)) if head_end + 4 + n > MAX_MESSAGE_SIZE => {
-            StreamFrame::Invalid("message too large".into())
-        }
-        Some(Some(n)) if buf.len() >= head_end + 4 + n => StreamFrame::Message(head_end + 4 + n),
-        Some(Some(_)) => StreamFrame::Incomplete,
+        // A Content-Length near usize::MAX must not wrap the sum into a tiny frame.
+        Some(Some(n)) => match (head_end + 4).checked_add(n) {
+            Some(total) if total > MAX_MESSAGE_SIZE => {
+                StreamFrame::Invalid("message too large".into())
+            }
+            Some(total) if buf.len() >= total => StreamFrame::Message(total),
+            Some(_) => StreamFrame::Incomplete,
+            None => StreamFrame::Invalid("Content-Length out of range".into()),
+        },
         _ => StreamFrame::Invalid("stream message without a valid Content-Length".into()),
     }
 }
@@ -845,6 +849,14 @@ Content-Length: 4\r\n\r\nv=0\n";
                 StreamFrame::Invalid(_)
             ),
             "on a stream Content-Length is mandatory"
+        );
+        let huge = format!(
+            "OPTIONS sip:a@b SIP/2.0\r\nContent-Length: {}\r\n\r\n",
+            usize::MAX - 10
+        );
+        assert!(
+            matches!(next_stream_frame(huge.as_bytes()), StreamFrame::Invalid(_)),
+            "a Content-Length that would wrap the frame size closes the stream instead of spinning"
         );
     }
 
