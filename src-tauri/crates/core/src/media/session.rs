@@ -102,6 +102,9 @@ struct Shared {
     jitter: Mutex<JitterBuffer<RxPacket>>,
     /// Wakes the playout task when a talkspurt starts, to align its phase.
     playout_wake: tokio::sync::Notify,
+    /// Wakes the send pump when DTLS-SRTP is up: frames sent before that are lost, so the
+    /// pump re-phases to send its first frame at once instead of up to 20 ms later.
+    connected_wake: tokio::sync::Notify,
 }
 
 /// One received audio packet, as the jitter buffer keeps it.
@@ -312,13 +315,17 @@ impl MediaSession {
                 ..JitterConfig::default()
             })),
             playout_wake: tokio::sync::Notify::new(),
+            connected_wake: tokio::sync::Notify::new(),
         });
 
         let state_shared = Arc::clone(&shared);
         pc.on_peer_connection_state_change(Box::new(move |state| {
             tracing::debug!(%state, "media connection state");
             match state {
-                RTCPeerConnectionState::Connected => state_shared.emit(MediaEvent::Connected),
+                RTCPeerConnectionState::Connected => {
+                    state_shared.connected_wake.notify_one();
+                    state_shared.emit(MediaEvent::Connected)
+                }
                 RTCPeerConnectionState::Disconnected => state_shared.emit(MediaEvent::Disconnected),
                 RTCPeerConnectionState::Failed => state_shared.emit(MediaEvent::Failed(
                     "the ICE/DTLS connection failed".to_owned(),
@@ -870,6 +877,12 @@ async fn run_pump(
                 Some(r) => dtmf = Some((DtmfPlayer::new(r.events, r.clock_rate), r.done)),
                 None => break,
             },
+            _ = shared.connected_wake.notified() => {
+                // The path is open now: start the 20 ms rhythm from this instant.
+                interval.reset_immediately();
+                clock.marker = true;
+                continue;
+            }
             scheduled = interval.tick() => {
                 let lag = Instant::now().saturating_duration_since(scheduled);
                 if lag > MAX_LAG {
