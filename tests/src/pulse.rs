@@ -1,6 +1,8 @@
 //! A private PulseAudio server for tests and benchmarks: a null sink as the
 //! speaker, its monitor as the microphone, reached by cpal through ALSA's pulse
-//! plugin (Debian `pulseaudio`, `libasound2-plugins`).
+//! plugin (Debian `pulseaudio`, `libasound2-plugins`). A silent loopback keeps
+//! the null sink running at a low latency, so streams start at once, as on a
+//! real sound card.
 //!
 //! The server runs as a child (`--daemonize=no`) with its own runtime directory
 //! and socket, is pointed at through `PULSE_SERVER` / `PULSE_RUNTIME_PATH`, and
@@ -18,6 +20,12 @@ pub struct Pulse {
 
 /// The null sink's name; its monitor source is `hookflash_null.monitor`.
 pub const NULL_SINK: &str = "hookflash_null";
+
+/// A silent source looped into the null sink to keep it clocked (see `start`).
+const QUIET_SOURCE: &str = "hookflash_quiet";
+
+/// Above this, the null sink still has its start-up block rendered ahead.
+const SETTLED_LATENCY: Duration = Duration::from_millis(50);
 
 impl Pulse {
     /// Starts the server, or returns `None` after a loud message when the
@@ -48,6 +56,14 @@ impl Pulse {
         std::fs::create_dir_all(&runtime).expect("a temp dir for PulseAudio");
         let socket = dir.join("native");
         let config = dir.join("default.pa");
+        // The null sink renders (and its monitor captures) in blocks as long as
+        // the lowest latency any stream asks of it, and 2 s when nothing does:
+        // it starts with 2 s rendered ahead and does not re-render when a
+        // low-latency stream arrives, so a stream opened while it is idle gets
+        // nothing played or captured until that block runs out (0 to 2 s;
+        // cpal's callbacks stall, the engine's watchdog fires). A real card's
+        // sink re-arms its timer at once. A silent loopback keeps the null sink
+        // clocked at ~10 ms from start to end, like a sink that is in use.
         std::fs::write(
             &config,
             format!(
@@ -55,6 +71,9 @@ impl Pulse {
                  sink_properties=device.description=HookflashNull\n\
                  load-module module-native-protocol-unix auth-anonymous=1 socket={}\n\
                  set-default-sink {NULL_SINK}\n\
+                 load-module module-null-source source_name={QUIET_SOURCE} rate=48000 channels=2\n\
+                 load-module module-loopback source={QUIET_SOURCE} sink={NULL_SINK} latency_msec=10 \
+                 source_dont_move=true sink_dont_move=true\n\
                  set-default-source {NULL_SINK}.monitor\n",
                 socket.display()
             ),
@@ -92,6 +111,7 @@ impl Pulse {
             std::thread::sleep(Duration::from_millis(50));
         }
         std::thread::sleep(Duration::from_millis(200));
+        wait_for_low_latency_sink();
         Some(pulse)
     }
 
@@ -99,6 +119,52 @@ impl Pulse {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+}
+
+/// Waits (at most 5 s) until the null sink has played out the 2 s it renders
+/// ahead at start-up and runs at the loopback's latency, read with `pactl`
+/// (`pulseaudio-utils`, a dependency of `pulseaudio`). Without `pactl`, waits
+/// out the longest such block.
+fn wait_for_low_latency_sink() {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match sink_latency() {
+            Some(latency) if latency <= SETTLED_LATENCY => return,
+            Some(_) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Some(latency) => {
+                panic!("the null sink still has {latency:?} rendered ahead 5 s after start")
+            }
+            None => {
+                std::thread::sleep(Duration::from_millis(2_100));
+                return;
+            }
+        }
+    }
+}
+
+/// The null sink's current latency (`Latency: N usec` in `pactl list sinks`).
+fn sink_latency() -> Option<Duration> {
+    let out = Command::new("pactl")
+        .args(["list", "sinks"])
+        .env("LC_ALL", "C")
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ours = text
+        .split("Sink #")
+        .find(|block| block.contains(&format!("Name: {NULL_SINK}\n")))?;
+    let usec = ours
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Latency: "))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(Duration::from_micros(usec))
 }
 
 fn rand_suffix() -> u64 {

@@ -182,6 +182,20 @@ async fn a_call_is_heard_on_the_real_output_and_survives_losing_its_speaker() {
     let mut mic = (devices.source_factory())("probe").expect("a capture tap");
     let heard = record(mic.as_mut(), 4.0).await;
     let path = save_wav("pulse-loopback.wav", &heard);
+    // The first streams of the process start at once: the caller is heard well
+    // within the first half second, not after the watchdog (1.5 s) reopened a
+    // stream that never ran.
+    let first_heard_ms = heard
+        .chunks_exact(4_800)
+        .position(|w| tone_present(w, CALLER_HZ, SAMPLE_RATE))
+        .map(|i| i * 100);
+    eprintln!("the caller is first heard after {first_heard_ms:?} ms");
+    assert!(
+        first_heard_ms.is_some_and(|ms| ms <= 500),
+        "the first call through PulseAudio must be heard within 500 ms of opening the \
+         devices, not after a stall: first heard after {first_heard_ms:?} ms (recording: {})",
+        path.display()
+    );
     let tail = &heard[heard.len() - 2 * SAMPLE_RATE as usize..];
     let share = presence(tail, CALLER_HZ);
     assert!(
@@ -231,6 +245,13 @@ async fn a_call_is_heard_on_the_real_output_and_survives_losing_its_speaker() {
         !fallback.starts_with("virtual:"),
         "a real default device is the fallback, not a virtual one: {fallback}"
     );
+    // The explanation comes first, then the selection change it explains.
+    wait_event(
+        &mut events,
+        "selectedSpeakerChanged to the fallback",
+        |e| matches!(e, Event::SelectedSpeakerChanged { device } if device.id == fallback),
+    )
+    .await;
     assert_eq!(
         devices.selected_speaker().map(|d| d.id),
         Some(fallback.clone()),

@@ -17,13 +17,21 @@
 //! | `transfer` | `callId` and one of `targetParticipant`, `targetCallId`, `targetParticipantVoicemail`; `disableForwardingAndUnanswered`, `hangUpOnTransferred` | REFER (blind, attended with Replaces, voicemail) |
 //! | `acceptTransfer` / `rejectTransfer` | `callId`, `transferId` | answers a `transferRequested` when the policy asks the user |
 //! | `setDoNotDisturb` | `enabled` | new calls are answered 486 Busy Here |
+//! | `getMicrophones` / `getSpeakers` | | answered by `audioDevices` |
+//! | `selectMicrophone` / `selectSpeaker` | `deviceId` | switches devices, also mid-call; remembered |
+//! | `selectRinger` | `deviceId?` | where the ringtone plays (none: on the speaker) |
+//! | `startMicrophoneLevelMeter` / `stopMicrophoneLevelMeter` | | `microphoneLevelChanged` events while on |
+//! | `playSpeakerTestTone` | | a test tone on the selected speaker |
+//! | `playKeyTone` | `tones` | local DTMF key tones |
 //! | `signOut` | | unregisters and stops the agent |
 //!
 //! Every command is answered by `commandSucceeded` or `error`, carrying its `requestId`.
 //! Events: `connectionStateChanged`, `incomingCall`, `callsUpdated`, `callStateChanged`,
 //! `isMutedChanged`, `dtmfReceived`, `remoteAudioStarted`, `transferStateChanged`,
 //! `transferRequested`, `transferAccepted`, `callReplaced`, `messageWaiting`,
-//! `doNotDisturbChanged`, `commandSucceeded`, `error`.
+//! `doNotDisturbChanged`, `audioDevices`, `audioDevicesUpdated`, `selectedMicrophoneChanged`,
+//! `selectedSpeakerChanged`, `selectedRingerChanged`, `audioDeviceError`,
+//! `microphoneLevelChanged`, `commandSucceeded`, `error`.
 //!
 //! ```
 //! use hookflash_core::api::{Command, CommandEnvelope};

@@ -985,6 +985,12 @@ impl Core {
                 let media = media.ok_or_else(|| AgentError::Media("no media session".into()))?;
                 // DTMF takes ~200 ms a digit: run it beside the loop, not in it.
                 let tones = tones.to_ascii_uppercase();
+                if self.cfg.devices.is_some() {
+                    // The user hears their own keys, as on a desk phone.
+                    let _ = self.on_device_command(Command::PlayKeyTone {
+                        tones: tones.clone(),
+                    });
+                }
                 tokio::spawn(async move {
                     if let Err(e) = media.send_dtmf(&tones).await {
                         tracing::warn!(error = %e, "DTMF failed");

@@ -104,8 +104,11 @@ struct RunnerState {
     failed: Option<String>,
     generation: u64,
     heartbeat: Arc<AtomicU64>,
-    /// Silent reopenings after a stall (some servers, e.g. PulseAudio through
-    /// ALSA, occasionally start a stream that never runs; a reopen fixes it).
+    /// Silent reopenings after a stall, before the device is reported as failed
+    /// (a transient stall, e.g. a sound server restarting, should not cost the
+    /// user their device). Streams are not expected to stall on opening: the
+    /// first PulseAudio stalls seen in tests came from the test's null sink,
+    /// which renders 2 s ahead while idle (see `tests/src/pulse.rs`).
     stall_retries: u32,
 }
 
