@@ -164,7 +164,7 @@ async fn refer_on_a_call_not_connected_is_a_typed_error() {
 }
 
 #[tokio::test]
-async fn refer_from_a_stranger_is_refused() {
+async fn refers_and_ghost_calls_that_bypass_the_server_are_refused() {
     let rig = Rig::start().await;
     let mut a = rig.agent("alice", 440.0).await;
     let mut b = rig.agent("bob", 660.0).await;
@@ -180,11 +180,18 @@ async fn refer_from_a_stranger_is_refused() {
         .unwrap();
     let me = stranger.local_udp();
     // Out of dialog or claiming a dialog: either way it did not come through our server.
-    for (n, (to_tag, expected)) in [("", 403u16), (";tag=bogus", 403)].into_iter().enumerate() {
+    // A REFER out of dialog, one claiming a dialog, and a "ghost call" INVITE straight to the
+    // agent's port: none came through the server, so none is taken.
+    let cases = [
+        ("REFER", "", 403u16),
+        ("REFER", ";tag=bogus", 403),
+        ("INVITE", "", 403),
+    ];
+    for (n, (method, to_tag, expected)) in cases.into_iter().enumerate() {
         let refer = format!(
-            "REFER {contact} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKstranger{n}\r\nMax-Forwards: 70\r\n\
+            "{method} {contact} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKstranger{n}\r\nMax-Forwards: 70\r\n\
 From: <sip:mallory@evil.example>;tag=m\r\nTo: <sip:alice@hookflash.local>{to_tag}\r\nCall-ID: stranger-{n}\r\n\
-CSeq: {expected} REFER\r\nRefer-To: <sip:premium@evil.example>\r\nContact: <sip:mallory@{me}>\r\nContent-Length: 0\r\n\r\n",
+CSeq: {expected} {method}\r\nRefer-To: <sip:premium@evil.example>\r\nContact: <sip:mallory@{me}>\r\nContent-Length: 0\r\n\r\n",
             contact = binding.contact.trim_matches(|c| c == '<' || c == '>'),
         );
         stranger
@@ -211,11 +218,16 @@ CSeq: {expected} REFER\r\nRefer-To: <sip:premium@evil.example>\r\nContact: <sip:
     }
     let requested = tokio::time::timeout(Duration::from_millis(300), async {
         loop {
-            if let Ok(Event::TransferRequested { .. }) = a.events.recv().await {
+            if let Ok(Event::TransferRequested { .. } | Event::IncomingCall { .. }) =
+                a.events.recv().await
+            {
                 return;
             }
         }
     })
     .await;
-    assert!(requested.is_err(), "no transferRequested for a stranger");
+    assert!(
+        requested.is_err(),
+        "no transferRequested, no ringing, for a stranger"
+    );
 }
