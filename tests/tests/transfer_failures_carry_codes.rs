@@ -1,6 +1,6 @@
 //! A transfer that fails says why, with the SIP status, and the original call comes back:
 //! target busy (486), target unknown (404), transferee refuses (603); a REFER on a call that
-//! is not connected is a typed API error; and REFERs from strangers are refused.
+//! is not connected is a typed API error; and REFERs or ghost calls from strangers are refused.
 
 use std::time::Duration;
 
