@@ -287,6 +287,19 @@ impl TestAgent {
         }
     }
 
+    /// Transfer `call_id` to `target` with the default options; returns the transfer id.
+    pub async fn transfer(
+        &self,
+        call_id: &str,
+        target: hookflash_core::transfer::TransferTarget,
+    ) -> String {
+        self.agent
+            .call(call_id)
+            .transfer(target, hookflash_core::transfer::TransferOptions::default())
+            .await
+            .expect("a connected call can be transferred")
+    }
+
     /// Wait for `transferAccepted` (transferee side); returns the new call's id.
     pub async fn transfer_accepted(&mut self) -> String {
         match self

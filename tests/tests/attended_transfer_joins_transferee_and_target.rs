@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use hookflash_core::api::Event;
 use hookflash_core::call::CallState;
-use hookflash_core::transfer::{TransferOptions, TransferTarget};
+use hookflash_core::transfer::TransferTarget;
 use hookflash_tests::{connect, hears, listen, tail, Rig};
 
 const A_HZ: f64 = 440.0;
@@ -23,14 +23,8 @@ async fn replaces_joins_a_and_c_without_ringing() {
     b.wait_state(&b_to_a, CallState::LocalHold).await;
     let (b_to_c, c_from_b) = connect(&mut b, &mut c).await;
 
-    b.agent
-        .call(&b_to_a)
-        .transfer(
-            TransferTarget::Call(b_to_c.clone()),
-            TransferOptions::default(),
-        )
-        .await
-        .expect("attended transfer into my other call");
+    b.transfer(&b_to_a, TransferTarget::Call(b_to_c.clone()))
+        .await;
     let new_call = a.transfer_accepted().await;
     let replaced = c
         .wait_for("callReplaced", |e| matches!(e, Event::CallReplaced { .. }))

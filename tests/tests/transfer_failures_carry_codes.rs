@@ -22,14 +22,8 @@ async fn busy_target_fails_with_486_and_the_call_comes_back() {
         .await
         .unwrap();
     let (a_call, b_call) = connect(&mut a, &mut b).await;
-    b.agent
-        .call(&b_call)
-        .transfer(
-            TransferTarget::Participant("carol".into()),
-            TransferOptions::default(),
-        )
-        .await
-        .unwrap();
+    b.transfer(&b_call, TransferTarget::Participant("carol".into()))
+        .await;
     let err = b.transfer_outcome().await.unwrap_err();
     assert_eq!(
         err,
@@ -55,14 +49,8 @@ async fn unknown_target_fails_with_404() {
     let mut a = rig.agent("alice", 440.0).await;
     let mut b = rig.agent("bob", 660.0).await;
     let (_a_call, b_call) = connect(&mut a, &mut b).await;
-    b.agent
-        .call(&b_call)
-        .transfer(
-            TransferTarget::Participant("nobody".into()),
-            TransferOptions::default(),
-        )
-        .await
-        .unwrap();
+    b.transfer(&b_call, TransferTarget::Participant("nobody".into()))
+        .await;
     assert_eq!(
         b.transfer_outcome().await.unwrap_err().code,
         404,
@@ -84,14 +72,8 @@ async fn transferee_rejecting_is_603() {
     let mut b = rig.agent("bob", 660.0).await;
     let _c = rig.agent("carol", 1000.0).await;
     let (a_call, b_call) = connect(&mut a, &mut b).await;
-    b.agent
-        .call(&b_call)
-        .transfer(
-            TransferTarget::Participant("carol".into()),
-            TransferOptions::default(),
-        )
-        .await
-        .unwrap();
+    b.transfer(&b_call, TransferTarget::Participant("carol".into()))
+        .await;
     let transfer_id = match a
         .wait_for("transferRequested", |e| {
             matches!(e, Event::TransferRequested { .. })

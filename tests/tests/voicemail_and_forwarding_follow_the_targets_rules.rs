@@ -50,14 +50,8 @@ async fn voicemail_transfer_records_the_caller_and_notifies_the_owner() {
     .await;
     let (_a_call, b_call) = connect(&mut a, &mut b).await;
 
-    b.agent
-        .call(&b_call)
-        .transfer(
-            TransferTarget::Voicemail("carol".into()),
-            TransferOptions::default(),
-        )
-        .await
-        .expect("transfer to voicemail");
+    b.transfer(&b_call, TransferTarget::Voicemail("carol".into()))
+        .await;
     let vm_call = a.transfer_accepted().await;
     b.transfer_outcome().await.expect("the transfer succeeds");
     a.wait_state(&vm_call, CallState::Connected).await;
@@ -191,14 +185,8 @@ async fn unanswered_target_forwards_to_voicemail_and_the_transfer_succeeds() {
     let mut b = rig.agent("bob", 660.0).await;
     let mut c = rig.agent("carol", 1000.0).await;
     let (_a_call, b_call) = connect(&mut a, &mut b).await;
-    b.agent
-        .call(&b_call)
-        .transfer(
-            TransferTarget::Participant("carol".into()),
-            TransferOptions::default(),
-        )
-        .await
-        .unwrap();
+    b.transfer(&b_call, TransferTarget::Participant("carol".into()))
+        .await;
     let vm_call = a.transfer_accepted().await;
     let c_call = c.wait_incoming().await; // C rings, and does not answer
     let ended = c.wait_state(&c_call, CallState::Disconnected).await;
