@@ -162,3 +162,31 @@ async fn mute_stops_our_voice_reaching_the_far_end() {
         "B hears A again after unmute"
     );
 }
+
+#[tokio::test]
+async fn both_sides_holding_at_once_both_end_up_holding() {
+    let rig = Rig::start().await;
+    let mut a = rig.agent("alice", A_HZ).await;
+    let mut b = rig.agent("bob", B_HZ).await;
+    let (a_call, b_call) = connect(&mut a, &mut b).await;
+    // Both press hold in the same instant: their re-INVITEs cross (glare, 491 both ways) and
+    // each side retries after its own random pause (RFC 3261 §14.1).
+    let (a_handle, b_handle) = (a.agent.call(&a_call), b.agent.call(&b_call));
+    let (ra, rb) = tokio::join!(a_handle.hold(), b_handle.hold());
+    ra.expect("A's hold is accepted");
+    rb.expect("B's hold is accepted");
+    a.wait_state(&a_call, CallState::LocalHold).await;
+    b.wait_state(&b_call, CallState::LocalHold).await;
+    let failed = tokio::time::timeout(Duration::from_millis(300), async {
+        loop {
+            if let Ok(Event::Error { code, .. }) = a.events.recv().await {
+                return code;
+            }
+        }
+    })
+    .await;
+    assert!(
+        failed.is_err(),
+        "glare is resolved by retrying, not reported as a failed hold: {failed:?}"
+    );
+}

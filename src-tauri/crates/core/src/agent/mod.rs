@@ -536,6 +536,8 @@ struct CallEntry {
     timed_out: bool,
     /// Incoming: a re-INVITE without SDP got our offer in the 2xx; the answer comes in the ACK.
     offer_in_2xx: bool,
+    /// Our hold/resume met glare (491): when to try again, and which of the two it was.
+    glare_retry: Option<(Instant, bool)>,
 }
 
 struct Retransmit {
@@ -1219,6 +1221,7 @@ impl Core {
                 cancel_pending: false,
                 timed_out: false,
                 offer_in_2xx: false,
+                glare_retry: None,
             },
         );
         self.emit(Event::CallsUpdated {
@@ -1895,11 +1898,25 @@ impl Core {
                 self.send_bye(call_id, sub_code::REMOTE_STATUS).await;
                 return;
             }
-            // Refused (491 glare, 488, 5xx): the call stays as it was, audio included, and
-            // the user learns that the hold or resume did not happen.
+            // Refused: the call stays as it was, audio included.
             if let Some(m) = call.media.clone() {
                 let _ = m.rollback_offer().await;
             }
+            if resp.status == 491 && call.glare_retry.is_none() {
+                // Glare: both sides re-INVITEd at once. Try again after a random pause, longer
+                // for the side that owns the Call-ID so the two retries do not collide again
+                // (RFC 3261 §14.1).
+                let owner = call.machine.direction() == CallDirection::Outgoing;
+                let ms = if owner {
+                    rand::random::<u64>() % 1900 + 2100
+                } else {
+                    rand::random::<u64>() % 2000
+                };
+                call.glare_retry = Some((Instant::now() + Duration::from_millis(ms), hold));
+                return;
+            }
+            // Anything else (488, 5xx, a second 491): the user learns that it did not happen.
+            call.glare_retry = None;
             self.emit(Event::Error {
                 request_id: None,
                 code: if hold {
@@ -1935,6 +1952,9 @@ impl Core {
             if let Err(e) = m.accept_answer(&resp.body_str()).await {
                 tracing::warn!(error = %e, "re-INVITE answer refused");
             }
+        }
+        if let Some(c) = self.calls.get_mut(call_id) {
+            c.glare_retry = None;
         }
         self.apply(call_id, CallInput::LocalHold(hold));
         self.deferred.push(transferring::Deferred::HoldSettled {
@@ -2163,6 +2183,7 @@ impl Core {
                 cancel_pending: false,
                 timed_out: false,
                 offer_in_2xx: false,
+                glare_retry: None,
             },
         );
         if let Some(old) = replaces {
@@ -2335,6 +2356,10 @@ impl Core {
             .flatten();
         let retx = self.uas_2xx.values().map(|r| r.next.min(r.deadline));
         let keepalive = Some(self.next_keepalive);
+        let glare = self
+            .calls
+            .values()
+            .filter_map(|c| c.glare_retry.map(|(at, _)| at));
         let transfers: Vec<Instant> = self
             .transfer_deadlines()
             .chain(self.mwi_deadline())
@@ -2343,6 +2368,7 @@ impl Core {
             .chain(txns)
             .chain(retx)
             .chain(keepalive)
+            .chain(glare)
             .chain(transfers)
             .min()
             .unwrap_or(far)
@@ -2354,6 +2380,27 @@ impl Core {
         self.reg.handle_timeout(now.into_std());
         self.on_transfer_timers(now).await;
         self.on_mwi_timer(now).await;
+        let retries: Vec<(String, bool)> = self
+            .calls
+            .iter()
+            .filter_map(|(id, c)| {
+                c.glare_retry
+                    .filter(|(at, _)| now >= *at)
+                    .map(|(_, hold)| (id.clone(), hold))
+            })
+            .collect();
+        for (id, hold) in retries {
+            if let Some(c) = self.calls.get_mut(&id) {
+                // Keep the marker (with no time) so that a second 491 is reported, not retried.
+                c.glare_retry = Some((now + Duration::from_secs(3600), hold));
+            }
+            if let Err(e) = self.set_hold(&id, hold).await {
+                tracing::info!(error = %e, "hold retry after glare not possible any more");
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.glare_retry = None;
+                }
+            }
+        }
         // Retransmissions and timeouts of client transactions.
         let mut expired = Vec::new();
         let mut resend = Vec::new();
