@@ -223,18 +223,27 @@ pub(crate) fn open_output(
     fail: FailFn,
     heartbeat: Arc<AtomicU64>,
 ) -> Result<OpenStream, DeviceError> {
-    let device = find(dev, false)?;
-    let (config, format) = pick_config(&device, false)?;
-    let build = |config: &StreamConfig| match format {
-        SampleFormat::F32 => build_output::<f32>(&device, config, &mixer, &fail, &heartbeat),
-        _ => build_output::<i16>(&device, config, &mixer, &fail, &heartbeat),
-    };
-    let stream = match build(&config) {
+    open_stream(dev, false, |device, config, format| match format {
+        SampleFormat::F32 => build_output::<f32>(device, config, &mixer, &fail, &heartbeat),
+        _ => build_output::<i16>(device, config, &mixer, &fail, &heartbeat),
+    })
+}
+
+/// Finds the device, picks its configuration and starts a stream built by `build`; when the
+/// device refuses our fixed buffer size, tries again with its default one.
+fn open_stream(
+    dev: &CpalDevice,
+    input: bool,
+    build: impl Fn(&cpal::Device, &StreamConfig, SampleFormat) -> Result<cpal::Stream, DeviceError>,
+) -> Result<OpenStream, DeviceError> {
+    let device = find(dev, input)?;
+    let (config, format) = pick_config(&device, input)?;
+    let stream = match build(&device, &config, format) {
         Ok(s) => s,
         Err(_) if config.buffer_size != cpal::BufferSize::Default => {
             let mut relaxed = config.clone();
             relaxed.buffer_size = cpal::BufferSize::Default;
-            build(&relaxed)?
+            build(&device, &relaxed, format)?
         }
         Err(e) => return Err(e),
     };
@@ -311,28 +320,9 @@ pub(crate) fn open_input(
     fail: FailFn,
     heartbeat: Arc<AtomicU64>,
 ) -> Result<OpenStream, DeviceError> {
-    let device = find(dev, true)?;
-    let (config, format) = pick_config(&device, true)?;
-    let build = |config: &StreamConfig| match format {
-        SampleFormat::F32 => build_input::<f32>(&device, config, &hub, &fail, &heartbeat),
-        _ => build_input::<i16>(&device, config, &hub, &fail, &heartbeat),
-    };
-    let stream = match build(&config) {
-        Ok(s) => s,
-        Err(_) if config.buffer_size != cpal::BufferSize::Default => {
-            let mut relaxed = config.clone();
-            relaxed.buffer_size = cpal::BufferSize::Default;
-            build(&relaxed)?
-        }
-        Err(e) => return Err(e),
-    };
-    stream.play().map_err(build_error)?;
-    Ok(OpenStream {
-        _stream: stream,
-        description: format!(
-            "{} {} Hz x{} {:?}",
-            dev.name, config.sample_rate.0, config.channels, format
-        ),
+    open_stream(dev, true, |device, config, format| match format {
+        SampleFormat::F32 => build_input::<f32>(device, config, &hub, &fail, &heartbeat),
+        _ => build_input::<i16>(device, config, &hub, &fail, &heartbeat),
     })
 }
 
