@@ -37,6 +37,50 @@ pub trait Generator: Send {
 /// non-zero (the engine opens the device on demand and closes it when idle).
 pub(crate) type DemandHook = Arc<dyn Fn(bool) + Send + Sync>;
 
+/// What a mixer or a capture hub shares with the device behind it: the device's period,
+/// which sizes each call's drift buffer, and the hook that opens the device on demand.
+struct DeviceLink {
+    /// The device period in samples at 48 kHz.
+    period: AtomicU32,
+    demand: Mutex<Option<DemandHook>>,
+}
+
+impl DeviceLink {
+    fn new() -> Self {
+        DeviceLink {
+            period: AtomicU32::new(480),
+            demand: Mutex::new(None),
+        }
+    }
+
+    fn set_demand_hook(&self, hook: DemandHook, active: bool) {
+        *lock(&self.demand) = Some(Arc::clone(&hook));
+        hook(active);
+    }
+
+    fn set_period(&self, samples: usize) {
+        self.period
+            .store(samples.clamp(64, 9_600) as u32, Ordering::Relaxed);
+    }
+
+    /// A call's buffer: the device moves a period at a time, the call 20 ms at a time on the
+    /// system clock with a few ms of scheduling jitter, so keep half a period plus 3 ms.
+    fn drift_buffer(&self) -> DriftBuffer {
+        let period = self.period.load(Ordering::Relaxed) as usize;
+        DriftBuffer::new(period / 2 + 144, 1_440, 48_000)
+    }
+
+    /// Tell the device side when demand starts or stops.
+    fn changed(&self, was: bool, now: bool) {
+        if was != now {
+            let hook = lock(&self.demand).clone();
+            if let Some(hook) = hook {
+                hook(now);
+            }
+        }
+    }
+}
+
 struct InputSlot {
     id: u64,
     buffer: Arc<Mutex<DriftBuffer>>,
@@ -59,9 +103,7 @@ pub struct Mixer {
     name: &'static str,
     state: Mutex<MixerState>,
     next_id: AtomicU64,
-    /// The device period in samples at 48 kHz (sets the inputs' buffer targets).
-    period: AtomicU32,
-    demand: Mutex<Option<DemandHook>>,
+    link: DeviceLink,
 }
 
 impl Mixer {
@@ -71,29 +113,18 @@ impl Mixer {
             name,
             state: Mutex::new(MixerState::default()),
             next_id: AtomicU64::new(1),
-            period: AtomicU32::new(480),
-            demand: Mutex::new(None),
+            link: DeviceLink::new(),
         })
     }
 
     pub(crate) fn set_demand_hook(&self, hook: DemandHook) {
-        let active = self.is_active();
-        *lock(&self.demand) = Some(Arc::clone(&hook));
-        hook(active);
+        self.link.set_demand_hook(hook, self.is_active());
     }
 
     /// Tells the mixer the output device's period (48 kHz samples per callback);
     /// input buffers then keep just enough in reserve for it.
     pub(crate) fn set_device_period(&self, samples: usize) {
-        self.period
-            .store(samples.clamp(64, 9_600) as u32, Ordering::Relaxed);
-    }
-
-    fn input_buffer(&self) -> DriftBuffer {
-        let period = self.period.load(Ordering::Relaxed) as usize;
-        // Reserve: the writer delivers 20 ms at a time on the system clock with
-        // a few ms of scheduling jitter; keep 3 ms beyond the device period.
-        DriftBuffer::new(period / 2 + 144, 1_440, 48_000)
+        self.link.set_period(samples);
     }
 
     /// Whether anything is connected (a call or a tone).
@@ -103,19 +134,13 @@ impl Mixer {
     }
 
     fn notify(&self, was: bool) {
-        let now = self.is_active();
-        if was != now {
-            let hook = lock(&self.demand).clone();
-            if let Some(hook) = hook {
-                hook(now);
-            }
-        }
+        self.link.changed(was, self.is_active());
     }
 
     /// A new input for one call's decoded audio.
     pub fn add_input(self: &Arc<Self>, label: &str) -> MixerInput {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let buffer = Arc::new(Mutex::new(self.input_buffer()));
+        let buffer = Arc::new(Mutex::new(self.link.drift_buffer()));
         let was = self.is_active();
         lock(&self.state).inputs.push(InputSlot {
             id,
@@ -251,8 +276,7 @@ pub struct CaptureHub {
     meters: AtomicU32,
     /// The recent peak level, as f32 bits (linear, 0..1), decaying.
     level: AtomicU32,
-    period: AtomicU32,
-    demand: Mutex<Option<DemandHook>>,
+    link: DeviceLink,
 }
 
 impl CaptureHub {
@@ -263,20 +287,17 @@ impl CaptureHub {
             next_id: AtomicU64::new(1),
             meters: AtomicU32::new(0),
             level: AtomicU32::new(0),
-            period: AtomicU32::new(480),
-            demand: Mutex::new(None),
+            link: DeviceLink::new(),
         })
     }
 
     pub(crate) fn set_demand_hook(&self, hook: DemandHook) {
-        let active = self.is_active();
-        *lock(&self.demand) = Some(Arc::clone(&hook));
-        hook(active);
+        self.link.set_demand_hook(hook, self.is_active());
     }
 
+    /// Tells the hub the input device's period, so that taps keep just enough in reserve.
     pub(crate) fn set_device_period(&self, samples: usize) {
-        self.period
-            .store(samples.clamp(64, 9_600) as u32, Ordering::Relaxed);
+        self.link.set_period(samples);
     }
 
     /// Whether a tap or a meter wants capture.
@@ -285,26 +306,13 @@ impl CaptureHub {
     }
 
     fn notify(&self, was: bool) {
-        let now = self.is_active();
-        if was != now {
-            let hook = lock(&self.demand).clone();
-            if let Some(hook) = hook {
-                hook(now);
-            }
-        }
+        self.link.changed(was, self.is_active());
     }
 
     /// A new tap for one call's microphone.
     pub fn add_tap(self: &Arc<Self>, label: &str) -> CaptureTap {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let period = self.period.load(Ordering::Relaxed) as usize;
-        // The device delivers `period` at a time, the pump takes 20 ms at a time
-        // with some scheduling jitter: keep half a period plus 3 ms in reserve.
-        let buffer = Arc::new(Mutex::new(DriftBuffer::new(
-            period / 2 + 144,
-            1_440,
-            48_000,
-        )));
+        let buffer = Arc::new(Mutex::new(self.link.drift_buffer()));
         let was = self.is_active();
         lock(&self.taps).push(TapSlot {
             id,
