@@ -391,30 +391,28 @@ impl DeviceManager {
     /// Adds a virtual microphone (a test source, a file) beside the others.
     pub fn add_virtual_microphone(&self, id: &str, name: &str, opener: SourceOpener) {
         let info = virtual_info(id, name, DeviceType::Microphone);
-        {
-            let mut state = self.state();
-            state.sources.retain(|d| d.info.id != id);
-            state.broken.remove(id);
-            state.sources.push(VirtualDevice {
-                info: info.clone(),
-                opener,
-            });
-        }
-        self.emit(Event::AudioDevicesUpdated {
-            added: vec![info],
-            removed: vec![],
-        });
-        self.apply_all();
+        self.add_virtual(info, opener, |state| &mut state.sources);
     }
 
     /// Adds a virtual speaker (a file, a capture buffer) beside the others.
     pub fn add_virtual_speaker(&self, id: &str, name: &str, opener: SinkOpener) {
         let info = virtual_info(id, name, DeviceType::Speaker);
+        self.add_virtual(info, opener, |state| &mut state.sinks);
+    }
+
+    /// Adds (or replaces) a virtual device in its list, tells the clients, re-applies selections.
+    fn add_virtual<O>(
+        &self,
+        info: AudioDeviceInfo,
+        opener: O,
+        list: impl FnOnce(&mut State) -> &mut Vec<VirtualDevice<O>>,
+    ) {
         {
             let mut state = self.state();
-            state.sinks.retain(|d| d.info.id != id);
-            state.broken.remove(id);
-            state.sinks.push(VirtualDevice {
+            state.broken.remove(&info.id);
+            let devices = list(&mut state);
+            devices.retain(|d| d.info.id != info.id);
+            devices.push(VirtualDevice {
                 info: info.clone(),
                 opener,
             });
