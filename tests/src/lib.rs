@@ -248,6 +248,23 @@ impl TestAgent {
     }
 }
 
+/// The first event on `rx` matching `pred`, failing the test after 10 s (for event streams
+/// that are not a [`TestAgent`]'s, such as a `DeviceManager`'s).
+pub async fn wait_event(
+    rx: &mut broadcast::Receiver<Event>,
+    what: &str,
+    pred: impl Fn(&Event) -> bool,
+) -> Event {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Ok(ev)) if pred(&ev) => return ev,
+            Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
+            _ => panic!("no {what} event within 10 s"),
+        }
+    }
+}
+
 /// The `callEndReason` of a `callStateChanged` event.
 pub fn end_reason(e: &Event) -> Option<hookflash_core::call::CallEndReason> {
     match e {

@@ -15,7 +15,7 @@ use hookflash_core::audio::{
 };
 use hookflash_core::media::{MediaConfig, MediaSession};
 use hookflash_tests::pulse::Pulse;
-use tokio::sync::broadcast;
+use hookflash_tests::wait_event;
 
 const CALLER_HZ: f64 = 1_000.0;
 
@@ -64,21 +64,6 @@ fn save_wav(name: &str, samples: &[i16]) -> std::path::PathBuf {
         let _ = w.finalize();
     }
     path
-}
-
-async fn wait_event(
-    rx: &mut broadcast::Receiver<Event>,
-    what: &str,
-    pred: impl Fn(&Event) -> bool,
-) -> Event {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Ok(ev)) if pred(&ev) => return ev,
-            Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
-            _ => panic!("no {what} event within 10 s"),
-        }
-    }
 }
 
 /// A speaker that works for `frames` frames and then reports an error, as a
