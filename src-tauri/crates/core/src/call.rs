@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::CallError;
-use crate::sip::{new_branch, Headers, Message, Method, NameAddr, Request, Response, Uri, Via};
+use crate::sip::{new_branch, Headers, Method, NameAddr, Request, Response, Uri, Via};
 
 /// `Call.state` (ACS names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -377,21 +377,18 @@ impl Dialog {
     }
 }
 
-/// Whether a message is an SDP-bearing one.
-pub fn has_sdp(msg: &Message) -> bool {
-    let h = msg.headers();
-    let body_len = match msg {
-        Message::Request(r) => r.body.len(),
-        Message::Response(r) => r.body.len(),
-    };
-    body_len > 0
-        && h.get("Content-Type")
+/// Whether a message carries an SDP body (from its headers and body).
+pub fn has_sdp(headers: &Headers, body: &[u8]) -> bool {
+    !body.is_empty()
+        && headers
+            .get("Content-Type")
             .is_some_and(|c| c.to_ascii_lowercase().starts_with("application/sdp"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sip::Message;
 
     #[test]
     fn outgoing_call_goes_through_ringing_to_connected() {

@@ -1351,20 +1351,18 @@ impl Core {
         self.send_response(resp, source, kind).await;
         // Until the ACK: retransmit over UDP, and on any transport give up after 64*T1
         // (RFC 3261 §13.3.1.4: the ACK is end to end and may be lost on a UDP hop beyond).
-        {
-            let now = Instant::now();
-            self.uas_2xx.insert(
-                call_id.to_owned(),
-                Retransmit {
-                    bytes,
-                    dest: source,
-                    kind,
-                    next: now + T1,
-                    interval: T1,
-                    deadline: now + Duration::from_secs(32),
-                },
-            );
-        }
+        let now = Instant::now();
+        self.uas_2xx.insert(
+            call_id.to_owned(),
+            Retransmit {
+                bytes,
+                dest: source,
+                kind,
+                next: now + T1,
+                interval: T1,
+                deadline: now + Duration::from_secs(32),
+            },
+        );
         Ok(())
     }
 
@@ -1675,7 +1673,7 @@ impl Core {
         if resp.status == 100 {
             return;
         }
-        let sdp = has_sdp(&Message::Response(resp.clone()));
+        let sdp = has_sdp(&resp.headers, &resp.body);
         if sdp {
             let media = self
                 .calls
@@ -2016,7 +2014,7 @@ impl Core {
                         .is_some_and(|c| std::mem::take(&mut c.offer_in_2xx));
                     let media = self.calls.get(&id).and_then(|c| c.media.clone());
                     if let (true, Some(media)) = (answer_due, media) {
-                        let applied = if has_sdp(&Message::Request(req.clone())) {
+                        let applied = if has_sdp(&req.headers, &req.body) {
                             media.accept_answer(&req.body_str()).await.is_ok()
                         } else {
                             false
@@ -2110,7 +2108,7 @@ impl Core {
             self.reply(&req, 482, source, kind).await;
             return;
         }
-        if !has_sdp(&Message::Request(req.clone())) {
+        if !has_sdp(&req.headers, &req.body) {
             // We need the offer in the INVITE; late offers are not supported.
             let mut resp = req.response(488, Some("Offer Required"), Some(&new_tag()));
             resp.headers
