@@ -11,7 +11,9 @@
 //!   due to be played (an ideal DAC: no device buffer);
 //! * `pulse` (when `pulseaudio` is installed): the real speaker path through
 //!   cpal/ALSA/PulseAudio into a null sink, heard back through its monitor
-//!   (so this also includes the monitor's capture latency: an upper bound).
+//!   (so this also includes the monitor's capture latency: an upper bound),
+//!   with voice processing off (it would cancel the burst: the monitor is an
+//!   echo path), and then the cost of one call with it on, as users run it.
 //!
 //! Run: `cargo bench -p hookflash-tests --bench audio_latency`.
 
@@ -19,8 +21,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hookflash_core::audio::{
-    AudioSink, AudioSource, DeviceError, DeviceManager, DeviceManagerConfig, FRAME_SAMPLES,
-    SAMPLE_RATE,
+    AudioSink, AudioSource, DeviceError, DeviceManager, DeviceManagerConfig, ProcessingSettings,
+    FRAME_SAMPLES, SAMPLE_RATE,
 };
 use hookflash_core::media::{MediaConfig, MediaSession};
 use hookflash_tests::pulse::Pulse;
@@ -35,7 +37,7 @@ struct ClickSource {
 
 impl AudioSource for ClickSource {
     fn read_frame(&mut self, out: &mut [i16]) -> Result<(), DeviceError> {
-        if self.frame % 25 == 0 {
+        if self.frame.is_multiple_of(25) {
             for (i, s) in out.iter_mut().enumerate() {
                 let t = i as f64 / f64::from(SAMPLE_RATE);
                 *s = ((2.0 * std::f64::consts::PI * 1_000.0 * t).sin() * 16_000.0) as i16;
@@ -129,7 +131,7 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-async fn run(label: &str, real: bool, seconds: u64) {
+async fn run(label: &str, real: bool, processing: ProcessingSettings, seconds: u64) {
     let mouths: Times = Arc::default();
     let ears: Times = Arc::default();
     let sender = DeviceManager::new(DeviceManagerConfig::virtual_only());
@@ -150,6 +152,7 @@ async fn run(label: &str, real: bool, seconds: u64) {
         settings_path: None,
         poll_interval: None,
     });
+    receiver.set_audio_processing(processing);
     if !real {
         let e = Arc::clone(&ears);
         receiver.add_virtual_speaker(
@@ -223,7 +226,14 @@ async fn run(label: &str, real: bool, seconds: u64) {
     b.close().await;
 
     let lat = latencies(&mouths.lock().unwrap(), &ears.lock().unwrap());
-    println!(
+    if real && processing != ProcessingSettings::OFF {
+        // The ear is the receiver's microphone, and the echo canceller removes the
+        // speaker's sound from it, as it should: no latency to read here.
+        println!(
+            "{label:<8} (echo cancellation and noise suppression on the receiver's microphone)"
+        );
+    } else {
+        println!(
         "{label:<8} mouth-to-ear over {} bursts: median {:.1} ms, p95 {:.1} ms, min {:.1}, max {:.1}",
         lat.len(),
         percentile(&lat, 0.5),
@@ -231,6 +241,7 @@ async fn run(label: &str, real: bool, seconds: u64) {
         percentile(&lat, 0.0),
         percentile(&lat, 1.0),
     );
+    }
     println!(
         "{label:<8} jitter buffer: target {} ms, played {}, concealed {}, dropped {}, stretched {}",
         stats.target_ms, stats.played, stats.concealed, stats.dropped, stats.stretched
@@ -255,10 +266,18 @@ fn main() {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    runtime.block_on(run("virtual", false, seconds));
+    runtime.block_on(run("virtual", false, ProcessingSettings::OFF, seconds));
     match Pulse::start() {
         Some(pulse) => {
-            runtime.block_on(run("pulse", true, seconds));
+            // Latency is read through the microphone (the sink's monitor), so the
+            // echo canceller must be off for it; then the cost with it on.
+            runtime.block_on(run("pulse", true, ProcessingSettings::OFF, seconds));
+            runtime.block_on(run(
+                "pulse+apm",
+                true,
+                ProcessingSettings::default(),
+                seconds,
+            ));
             drop(pulse);
         }
         None => println!("pulse    skipped: pulseaudio is not installed"),

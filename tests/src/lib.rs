@@ -375,3 +375,27 @@ pub fn bin_dir() -> PathBuf {
     }
     dir
 }
+
+/// Writes `samples` (mono, 48 kHz) as `hookflash-<name>` in the temporary directory,
+/// to listen to after a run; returns its path. Never fails a test (a warning at most).
+pub fn save_wav(name: &str, samples: &[i16]) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("hookflash-{name}"));
+    match hound::WavWriter::create(
+        &path,
+        hound::WavSpec {
+            channels: 1,
+            sample_rate: hookflash_core::audio::SAMPLE_RATE,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        },
+    ) {
+        Ok(mut w) => {
+            for &s in samples {
+                let _ = w.write_sample(s);
+            }
+            let _ = w.finalize();
+        }
+        Err(e) => eprintln!("warning: cannot save {}: {e}", path.display()),
+    }
+    path
+}

@@ -181,3 +181,33 @@ impl Drop for Pulse {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Selects the PulseAudio output (the null sink) as `devices`' speaker and its
+/// input (the sink's monitor, so the microphone hears exactly what the speaker
+/// plays) as the microphone; returns (speaker, microphone). Panics, saying why,
+/// when cpal does not list them.
+pub fn select_pulse_devices(
+    devices: &hookflash_core::audio::DeviceManager,
+) -> (
+    hookflash_core::audio::AudioDeviceInfo,
+    hookflash_core::audio::AudioDeviceInfo,
+) {
+    use hookflash_core::audio::AudioDeviceInfo;
+    let pick = |list: Vec<AudioDeviceInfo>, what: &str| {
+        let found = list
+            .iter()
+            .find(|d| d.id == "alsa:pulse")
+            .or_else(|| list.iter().find(|d| !d.is_virtual && d.is_system_default))
+            .cloned();
+        found.unwrap_or_else(|| panic!("cpal lists the PulseAudio {what} through ALSA: {list:#?}"))
+    };
+    let speaker = pick(devices.get_speakers(), "output");
+    let microphone = pick(devices.get_microphones(), "input (the null sink's monitor)");
+    devices
+        .select_speaker(&speaker.id)
+        .expect("select the real speaker");
+    devices
+        .select_microphone(&microphone.id)
+        .expect("select the real microphone");
+    (speaker, microphone)
+}

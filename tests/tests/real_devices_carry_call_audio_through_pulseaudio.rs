@@ -11,7 +11,7 @@ use std::time::Duration;
 use hookflash_core::api::Event;
 use hookflash_core::audio::{
     tone_present, AudioSink, AudioSource, DeviceError, DeviceManager, DeviceManagerConfig,
-    NullSink, SilenceSource, ToneSource, FRAME_SAMPLES, SAMPLE_RATE,
+    NullSink, ProcessingSettings, SilenceSource, ToneSource, FRAME_SAMPLES, SAMPLE_RATE,
 };
 use hookflash_core::media::{MediaConfig, MediaSession};
 use hookflash_tests::pulse::Pulse;
@@ -44,26 +44,6 @@ async fn record(source: &mut dyn AudioSource, secs: f64) -> Vec<i16> {
         out.extend_from_slice(&frame);
     }
     out
-}
-
-fn save_wav(name: &str, samples: &[i16]) -> std::path::PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let path = dir.join(name);
-    if let Ok(mut w) = hound::WavWriter::create(
-        &path,
-        hound::WavSpec {
-            channels: 1,
-            sample_rate: SAMPLE_RATE,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        },
-    ) {
-        for &s in samples {
-            let _ = w.write_sample(s);
-        }
-        let _ = w.finalize();
-    }
-    path
 }
 
 /// A speaker that works for `frames` frames and then reports an error, as a
@@ -102,15 +82,6 @@ async fn a_call_is_heard_on_the_real_output_and_survives_losing_its_speaker() {
     let speakers = devices.get_speakers();
     let microphones = devices.get_microphones();
     eprintln!("speakers: {speakers:#?}\nmicrophones: {microphones:#?}");
-    let real_speaker = speakers
-        .iter()
-        .find(|d| d.id == "alsa:pulse")
-        .or_else(|| {
-            speakers
-                .iter()
-                .find(|d| !d.is_virtual && d.is_system_default)
-        })
-        .expect("cpal lists the PulseAudio output through ALSA");
     assert!(
         speakers
             .iter()
@@ -121,21 +92,11 @@ async fn a_call_is_heard_on_the_real_output_and_survives_losing_its_speaker() {
         speakers.iter().any(|d| d.is_virtual) && microphones.iter().any(|d| d.is_virtual),
         "virtual devices are listed beside the real ones"
     );
-    let real_mic = microphones
-        .iter()
-        .find(|d| d.id == "alsa:pulse")
-        .or_else(|| {
-            microphones
-                .iter()
-                .find(|d| !d.is_virtual && d.is_system_default)
-        })
-        .expect("cpal lists the PulseAudio input (the null sink's monitor) through ALSA");
-    devices
-        .select_speaker(&real_speaker.id)
-        .expect("select the real speaker");
-    devices
-        .select_microphone(&real_mic.id)
-        .expect("select the real microphone");
+    let (real_speaker, _) = hookflash_tests::pulse::select_pulse_devices(&devices);
+    // This test measures the raw path from the speaker back into the microphone;
+    // echo cancellation (on by default) would rightly remove it (that is proven
+    // in `echo_is_cancelled_on_a_real_microphone`).
+    devices.set_audio_processing(ProcessingSettings::OFF);
     assert!(
         std::fs::read_to_string(&settings)
             .unwrap_or_default()
@@ -166,7 +127,7 @@ async fn a_call_is_heard_on_the_real_output_and_survives_losing_its_speaker() {
     // The microphone is the null sink's monitor: what the speaker plays comes back.
     let mut mic = (devices.source_factory())("probe").expect("a capture tap");
     let heard = record(mic.as_mut(), 4.0).await;
-    let path = save_wav("pulse-loopback.wav", &heard);
+    let path = hookflash_tests::save_wav("pulse-loopback.wav", &heard);
     // The first streams of the process start at once: the caller is heard well
     // within the first half second, not after the watchdog (1.5 s) reopened a
     // stream that never ran.
@@ -243,7 +204,7 @@ async fn a_call_is_heard_on_the_real_output_and_survives_losing_its_speaker() {
         "the fallback is in use"
     );
     let heard = record(mic.as_mut(), 3.0).await;
-    let path = save_wav("pulse-after-fallback.wav", &heard);
+    let path = hookflash_tests::save_wav("pulse-after-fallback.wav", &heard);
     let share = presence(&heard[heard.len() - SAMPLE_RATE as usize..], CALLER_HZ);
     assert!(
         share >= 0.9,

@@ -23,6 +23,8 @@
 //! | `startMicrophoneLevelMeter` / `stopMicrophoneLevelMeter` | | `microphoneLevelChanged` events while on |
 //! | `playSpeakerTestTone` | | a test tone on the selected speaker |
 //! | `playKeyTone` | `tones` | local DTMF key tones |
+//! | `getAudioProcessing` | | answered by `audioProcessingChanged` |
+//! | `setAudioProcessing` | `echoCancellation?`, `noiseSuppression?` | voice processing on real microphones (both on by default); remembered |
 //! | `signOut` | | unregisters and stops the agent |
 //!
 //! Every command is answered by `commandSucceeded` or `error`, carrying its `requestId`.
@@ -31,7 +33,7 @@
 //! `transferRequested`, `transferAccepted`, `callReplaced`, `messageWaiting`,
 //! `doNotDisturbChanged`, `audioDevices`, `audioDevicesUpdated`, `selectedMicrophoneChanged`,
 //! `selectedSpeakerChanged`, `selectedRingerChanged`, `audioDeviceError`,
-//! `microphoneLevelChanged`, `commandSucceeded`, `error`.
+//! `microphoneLevelChanged`, `audioProcessingChanged`, `commandSucceeded`, `error`.
 //!
 //! ```
 //! use hookflash_core::api::{Command, CommandEnvelope};
@@ -186,6 +188,18 @@ pub enum Command {
     PlayKeyTone {
         /// The keys.
         tones: String,
+    },
+    /// Report the voice processing in effect; answered by `audioProcessingChanged`.
+    GetAudioProcessing {},
+    /// Turn echo cancellation and noise suppression on or off (also mid-call);
+    /// remembered. Omitted fields keep their setting. Answered by `audioProcessingChanged`.
+    SetAudioProcessing {
+        /// Remove the far end's voice, played by the speaker, from the microphone.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        echo_cancellation: Option<bool>,
+        /// Remove steady background noise from the microphone.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        noise_suppression: Option<bool>,
     },
 }
 
@@ -395,6 +409,14 @@ pub enum Event {
     MicrophoneLevelChanged {
         /// Peak level, linear.
         level: f32,
+    },
+    /// The voice processing on real microphones (the answer to
+    /// `getAudioProcessing` and `setAudioProcessing`).
+    AudioProcessingChanged {
+        /// Echo cancellation is on.
+        echo_cancellation: bool,
+        /// Noise suppression is on.
+        noise_suppression: bool,
     },
 }
 

@@ -98,6 +98,23 @@ impl Core {
             Command::SelectRinger { device_id } => devices
                 .select_ringer(device_id.as_deref())
                 .map_err(device_error)?,
+            Command::GetAudioProcessing {} => {
+                let now = devices.audio_processing();
+                self.emit(Event::AudioProcessingChanged {
+                    echo_cancellation: now.echo_cancellation,
+                    noise_suppression: now.noise_suppression,
+                });
+            }
+            Command::SetAudioProcessing {
+                echo_cancellation,
+                noise_suppression,
+            } => {
+                let now = devices.audio_processing();
+                devices.set_audio_processing(crate::audio::ProcessingSettings {
+                    echo_cancellation: echo_cancellation.unwrap_or(now.echo_cancellation),
+                    noise_suppression: noise_suppression.unwrap_or(now.noise_suppression),
+                });
+            }
             Command::StartMicrophoneLevelMeter {} => devices.set_level_meter(true),
             Command::StopMicrophoneLevelMeter {} => devices.set_level_meter(false),
             Command::PlaySpeakerTestTone {} => {

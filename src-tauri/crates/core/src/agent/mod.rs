@@ -1055,7 +1055,9 @@ impl Core {
             | Command::StartMicrophoneLevelMeter {}
             | Command::StopMicrophoneLevelMeter {}
             | Command::PlaySpeakerTestTone {}
-            | Command::PlayKeyTone { .. }) => self.on_device_command(c),
+            | Command::PlayKeyTone { .. }
+            | Command::GetAudioProcessing {}
+            | Command::SetAudioProcessing { .. }) => self.on_device_command(c),
             Command::SignOut {} => {
                 self.sign_out().await;
                 Ok(None)

@@ -362,11 +362,11 @@ where
                     }),
                 );
                 match resampler.as_mut() {
-                    None => hub.push(&mono),
+                    None => hub.push_captured(&mono),
                     Some(r) => {
                         converted.clear();
                         r.process(&mono, &mut converted);
-                        hub.push(&converted);
+                        hub.push_captured(&converted);
                     }
                 }
             },

@@ -11,6 +11,7 @@ use tokio::sync::broadcast;
 
 use super::cpal_backend::{self, CpalDevice};
 use super::engine::{Backend, DeviceRole, Engine, SinkOpener, SourceOpener, Target};
+use super::processing::ProcessingSettings;
 use super::tones::{Tone, ToneGenerator};
 use super::{DeviceError, NullSink, SilenceSource, ToneSource};
 use crate::agent::{SinkFactory, SourceFactory};
@@ -96,6 +97,9 @@ struct Settings {
     /// `None`: ring on the speaker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ringer: Option<String>,
+    /// Echo cancellation and noise suppression (both on unless turned off).
+    #[serde(default)]
+    processing: ProcessingSettings,
 }
 
 struct VirtualDevice<O> {
@@ -193,13 +197,17 @@ impl DeviceManager {
             .and_then(|s| serde_json::from_str::<Settings>(&s).ok())
             .unwrap_or_default();
         let (events, _) = broadcast::channel(256);
+        let processing = preferred.processing;
         let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
             let weak = weak.clone();
-            let engine = Engine::new(Arc::new(move |role, id, error| {
-                if let Some(inner) = weak.upgrade() {
-                    DeviceManager { inner }.on_device_failed(role, &id, &error);
-                }
-            }));
+            let engine = Engine::new(
+                Arc::new(move |role, id, error| {
+                    if let Some(inner) = weak.upgrade() {
+                        DeviceManager { inner }.on_device_failed(role, &id, &error);
+                    }
+                }),
+                processing,
+            );
             Inner {
                 config: config.clone(),
                 state: Mutex::new(State {
@@ -374,6 +382,28 @@ impl DeviceManager {
         }
         self.apply_all();
         Ok(())
+    }
+
+    /// The voice processing applied to real microphones (echo cancellation,
+    /// noise suppression).
+    pub fn audio_processing(&self) -> ProcessingSettings {
+        self.inner.engine.hub.processing()
+    }
+
+    /// Turns echo cancellation and noise suppression on or off, also mid-call;
+    /// remembered. Emits `audioProcessingChanged`.
+    pub fn set_audio_processing(&self, settings: ProcessingSettings) {
+        {
+            let mut state = self.state();
+            state.preferred.processing = settings;
+            self.save(&state.preferred);
+        }
+        self.inner.engine.hub.set_processing(settings);
+        tracing::info!(?settings, "voice processing changed");
+        self.emit(Event::AudioProcessingChanged {
+            echo_cancellation: settings.echo_cancellation,
+            noise_suppression: settings.noise_suppression,
+        });
     }
 
     fn save(&self, settings: &Settings) {

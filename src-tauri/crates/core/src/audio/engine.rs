@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cpal_backend::{self, now_ms, CpalDevice};
 use super::mixer::{CaptureHub, Mixer};
+use super::processing::{EchoReference, ProcessingSettings};
 use super::{AudioSink, AudioSource, DeviceError, FRAME_MS, FRAME_SAMPLES};
 
 /// What a device is used for.
@@ -403,10 +404,11 @@ pub(crate) struct Engine {
 }
 
 impl Engine {
-    pub fn new(hook: FailureHook) -> Engine {
-        let speaker = Mixer::new("speaker");
+    pub fn new(hook: FailureHook, processing: ProcessingSettings) -> Engine {
+        let echo = Arc::new(EchoReference::new());
+        let speaker = Mixer::with_echo_reference("speaker", Arc::clone(&echo));
         let ringer = Mixer::new("ringer");
-        let hub = CaptureHub::new();
+        let hub = CaptureHub::with_processing(echo, processing);
         let microphone_runner = Runner::spawn(
             DeviceRole::Microphone,
             None,

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use super::drift::{DriftBuffer, DriftStats};
+use super::processing::{EchoReference, ProcessingSettings, VoiceProcessor};
 use super::{AudioSink, AudioSource, DeviceError, FRAME_SAMPLES};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -104,16 +105,29 @@ pub struct Mixer {
     state: Mutex<MixerState>,
     next_id: AtomicU64,
     link: DeviceLink,
+    /// Where what this mixer plays is recorded for the echo canceller (the speaker's).
+    echo: Option<Arc<EchoReference>>,
 }
 
 impl Mixer {
     /// An empty mixer; `name` is for logs (`speaker`, `ringer`).
     pub fn new(name: &'static str) -> Arc<Mixer> {
+        Self::build(name, None)
+    }
+
+    /// An empty mixer whose output is also recorded in `echo` (the speaker's
+    /// mixer: its sound is what the microphone's echo canceller removes).
+    pub fn with_echo_reference(name: &'static str, echo: Arc<EchoReference>) -> Arc<Mixer> {
+        Self::build(name, Some(echo))
+    }
+
+    fn build(name: &'static str, echo: Option<Arc<EchoReference>>) -> Arc<Mixer> {
         Arc::new(Mixer {
             name,
             state: Mutex::new(MixerState::default()),
             next_id: AtomicU64::new(1),
             link: DeviceLink::new(),
+            echo,
         })
     }
 
@@ -218,6 +232,9 @@ impl Mixer {
                 x.signum() * (0.5 + 0.5 * ((x.abs() - 0.5) / 0.5).tanh())
             };
         }
+        if let Some(echo) = &self.echo {
+            echo.feed(out);
+        }
     }
 }
 
@@ -277,18 +294,40 @@ pub struct CaptureHub {
     /// The recent peak level, as f32 bits (linear, 0..1), decaying.
     level: AtomicU32,
     link: DeviceLink,
+    /// Echo cancellation and noise suppression for real microphones, and its output.
+    processor: Mutex<(VoiceProcessor, Vec<f32>)>,
 }
 
 impl CaptureHub {
-    /// A hub with no taps.
+    /// A hub with no taps, whose real microphones are not processed.
     pub fn new() -> Arc<CaptureHub> {
+        Self::with_processing(Arc::new(EchoReference::new()), ProcessingSettings::OFF)
+    }
+
+    /// A hub with no taps that processes real microphones with `settings`,
+    /// cancelling the echo of what `echo` records.
+    pub fn with_processing(
+        echo: Arc<EchoReference>,
+        settings: ProcessingSettings,
+    ) -> Arc<CaptureHub> {
         Arc::new(CaptureHub {
             taps: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
             meters: AtomicU32::new(0),
             level: AtomicU32::new(0),
             link: DeviceLink::new(),
+            processor: Mutex::new((VoiceProcessor::new(echo, settings), Vec::new())),
         })
+    }
+
+    /// The voice processing applied to real microphones.
+    pub fn processing(&self) -> ProcessingSettings {
+        lock(&self.processor).0.settings()
+    }
+
+    /// Changes the voice processing for real microphones, also mid-call.
+    pub fn set_processing(&self, settings: ProcessingSettings) {
+        lock(&self.processor).0.set_settings(settings);
     }
 
     pub(crate) fn set_demand_hook(&self, hook: DemandHook) {
@@ -353,12 +392,35 @@ impl CaptureHub {
         f32::from_bits(self.level.load(Ordering::Relaxed))
     }
 
-    /// Delivers captured mono 48 kHz samples to every tap.
+    /// Delivers mono 48 kHz samples from a real microphone to every tap, after
+    /// voice processing (echo cancellation, noise suppression) if it is on.
+    pub(crate) fn push_captured(&self, samples: &[f32]) {
+        self.meter(samples);
+        if lock(&self.taps).is_empty() {
+            return;
+        }
+        let mut guard = lock(&self.processor);
+        let (processor, out) = &mut *guard;
+        out.clear();
+        processor.process(samples, out);
+        self.deliver(out);
+    }
+
+    /// Delivers mono 48 kHz samples to every tap as they are (virtual
+    /// microphones: there is no room, so no echo and no noise).
     pub fn push(&self, samples: &[f32]) {
+        self.meter(samples);
+        self.deliver(samples);
+    }
+
+    fn meter(&self, samples: &[f32]) {
         let peak = samples.iter().fold(0f32, |m, s| m.max(s.abs())).min(1.0);
         let decay = 0.5f32.powf(samples.len() as f32 / (0.3 * 48_000.0) * 3.3);
         let old = self.level() * decay;
         self.level.store(old.max(peak).to_bits(), Ordering::Relaxed);
+    }
+
+    fn deliver(&self, samples: &[f32]) {
         for tap in lock(&self.taps).iter() {
             lock(&tap.buffer).push(samples);
         }
@@ -370,6 +432,7 @@ impl CaptureHub {
         for tap in lock(&self.taps).iter() {
             lock(&tap.buffer).clear();
         }
+        lock(&self.processor).0.reset();
     }
 }
 

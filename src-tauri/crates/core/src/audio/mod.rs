@@ -11,13 +11,14 @@
 //! | device | kind | what it does |
 //! |---|---|---|
 //! | [`ToneSource`] | source | a sine at a given frequency, -12 dBFS, continuous phase |
+//! | [`SpeechSource`] | source | speech-like audio (syllables, pauses), for echo and noise tests |
 //! | [`WavFileSource`] | source | a WAV file of any rate/channels, converted to 48 kHz mono, looped |
 //! | [`SilenceSource`] | source | digital silence |
 //! | [`WavFileSink`] | sink | writes a 48 kHz mono 16-bit WAV |
 //! | [`NullSink`] | sink | discards everything |
 //! | [`CaptureSink`] | sink | appends everything to a shared buffer for analysis |
 //!
-//! Devices are chosen by a [`DeviceSpec`] string such as `tone:440`,
+//! Devices are chosen by a [`DeviceSpec`] string such as `tone:440`, `speech:7`,
 //! `wav:/tmp/prompt.wav`, `silence` or `null`.
 //!
 //! The analysis helpers ([`goertzel_power`], [`tone_present`], [`dominant_tone`],
@@ -31,13 +32,15 @@ mod drift;
 mod engine;
 pub mod jitter;
 mod mixer;
+pub mod processing;
 pub mod resampler;
 mod spec;
 pub mod tones;
 
 pub use analysis::{dominant_tone, goertzel_power, rms, tone_present, tone_ratio};
 pub use devices::{
-    CaptureSink, NullSink, SilenceSource, ToneSource, WavFileSink, WavFileSource, TONE_AMPLITUDE,
+    CaptureSink, NullSink, SilenceSource, SpeechSource, ToneSource, WavFileSink, WavFileSource,
+    TONE_AMPLITUDE,
 };
 pub use devices_manager::{
     AudioDeviceInfo, DeviceManager, DeviceManagerConfig, DeviceType, VIRTUAL_NULL, VIRTUAL_SILENCE,
@@ -47,6 +50,7 @@ pub use drift::{DriftBuffer, DriftStats};
 pub use engine::{DeviceRole, SinkOpener, SourceOpener};
 pub use jitter::{JitterBuffer, JitterConfig, JitterStats, Playout, PushOutcome};
 pub use mixer::{CaptureHub, CaptureTap, Generator, Mixer, MixerInput};
+pub use processing::{EchoReference, ProcessingSettings, VoiceProcessor};
 pub use resampler::Resampler;
 pub use spec::DeviceSpec;
 pub use tones::Tone;

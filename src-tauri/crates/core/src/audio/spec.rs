@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use super::{
-    AudioSink, AudioSource, DeviceError, NullSink, SilenceSource, ToneSource, WavFileSink,
-    WavFileSource, SAMPLE_RATE,
+    AudioSink, AudioSource, DeviceError, NullSink, SilenceSource, SpeechSource, ToneSource,
+    WavFileSink, WavFileSource, SAMPLE_RATE,
 };
 
 /// A virtual audio device, written as a string:
@@ -14,6 +14,7 @@ use super::{
 /// | spec | source | sink |
 /// |---|---|---|
 /// | `tone:440` | a 440 Hz sine ([`ToneSource`]) | — |
+/// | `speech:7` | speech-like audio, voice number 7 ([`SpeechSource`]) | — |
 /// | `wav:path/to/file.wav` | plays the file, looping ([`WavFileSource`]) | records to the file ([`WavFileSink`]) |
 /// | `silence` | digital silence ([`SilenceSource`]) | — |
 /// | `null` | — | discards everything ([`NullSink`]) |
@@ -24,6 +25,8 @@ use super::{
 pub enum DeviceSpec {
     /// A sine tone at this frequency in Hz (greater than 0, below 24 kHz).
     Tone(f64),
+    /// Speech-like audio; the number picks the voice.
+    Speech(u32),
     /// A WAV file: read (looping) as a source, written as a sink.
     Wav(PathBuf),
     /// Digital silence (source only).
@@ -51,6 +54,7 @@ impl DeviceSpec {
     pub fn open_source(&self) -> Result<Box<dyn AudioSource>, DeviceError> {
         match self {
             DeviceSpec::Tone(freq) => Ok(Box::new(ToneSource::new(*freq))),
+            DeviceSpec::Speech(seed) => Ok(Box::new(SpeechSource::new(*seed))),
             DeviceSpec::Wav(path) => Ok(Box::new(WavFileSource::open(path)?)),
             DeviceSpec::Silence => Ok(Box::new(SilenceSource::new())),
             DeviceSpec::Null => Err(self.role_error("`null` is a sink; use `silence` as a source")),
@@ -65,7 +69,7 @@ impl DeviceSpec {
         match self {
             DeviceSpec::Wav(path) => Ok(Box::new(WavFileSink::create(path)?)),
             DeviceSpec::Null => Ok(Box::new(NullSink::new())),
-            DeviceSpec::Tone(_) | DeviceSpec::Silence => {
+            DeviceSpec::Tone(_) | DeviceSpec::Speech(_) | DeviceSpec::Silence => {
                 Err(self.role_error("this is a source; use `null` or `wav:<path>` as a sink"))
             }
         }
@@ -83,6 +87,7 @@ impl fmt::Display for DeviceSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DeviceSpec::Tone(freq) => write!(f, "tone:{freq}"),
+            DeviceSpec::Speech(seed) => write!(f, "speech:{seed}"),
             DeviceSpec::Wav(path) => write!(f, "wav:{}", path.display()),
             DeviceSpec::Silence => f.write_str("silence"),
             DeviceSpec::Null => f.write_str("null"),
@@ -120,13 +125,20 @@ impl FromStr for DeviceSpec {
                 Ok(DeviceSpec::Tone(freq))
             }
             ("tone", None) => Err(err("expected `tone:<frequency in Hz>`".to_owned())),
+            ("speech", None) => Ok(DeviceSpec::Speech(1)),
+            ("speech", Some(arg)) => arg
+                .trim()
+                .parse()
+                .map(DeviceSpec::Speech)
+                .map_err(|_| err(format!("{arg:?} is not a voice number"))),
             ("wav", Some(path)) if !path.trim().is_empty() => {
                 Ok(DeviceSpec::Wav(PathBuf::from(path.trim())))
             }
             ("wav", _) => Err(err("expected `wav:<path to a .wav file>`".to_owned())),
             ("silence" | "null", Some(_)) => Err(err(format!("`{scheme}` takes no argument"))),
             _ => Err(err(
-                "unknown device; expected `tone:<Hz>`, `wav:<path>`, `silence` or `null`"
+                "unknown device; expected `tone:<Hz>`, `speech[:<voice>]`, `wav:<path>`, \
+                 `silence` or `null`"
                     .to_owned(),
             )),
         }
@@ -142,6 +154,7 @@ mod tests {
         for (text, spec) in [
             ("tone:440", DeviceSpec::Tone(440.0)),
             ("tone:697.5", DeviceSpec::Tone(697.5)),
+            ("speech:7", DeviceSpec::Speech(7)),
             (
                 "wav:/tmp/a b.wav",
                 DeviceSpec::Wav(PathBuf::from("/tmp/a b.wav")),

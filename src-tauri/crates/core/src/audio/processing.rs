@@ -1,0 +1,372 @@
+//! Voice processing on the microphone: acoustic echo cancellation and noise
+//! suppression, both on by default ([`ProcessingSettings`]).
+//!
+//! The processing is WebRTC's own (AEC3, its noise suppressor and high-pass
+//! filter) in the pure-Rust port `sonora`, so there is no C++ to build and no old
+//! system library to match. It runs where the sound is:
+//!
+//! ```text
+//!  speaker Mixer ── what it plays ──► EchoReference (≤ 200 ms FIFO)
+//!                                          │ drained before each 10 ms block
+//!  cpal input cb ──► VoiceProcessor ───────┴──► CaptureHub taps (every call)
+//! ```
+//!
+//! * Only real microphones are processed. A virtual microphone (a tone, a file)
+//!   has no room around it, so there is no echo to cancel, and suppressing
+//!   "noise" in a test tone would only damage it.
+//! * The processor works in 10 ms blocks. A device that delivers 10 ms periods
+//!   (what the engine asks for) passes straight through without added delay;
+//!   other periods wait for at most one block.
+//! * One processor serves every call: the echo comes from the speaker, which
+//!   plays the mix of all calls, so it is cancelled once, before the taps.
+//! * AEC3 estimates the echo delay itself (the reference is analysed before the
+//!   capture it echoes into, as the speaker's buffer delays the real sound).
+//!
+//! It costs about 2.4 % of one core per open microphone (AEC3 and noise
+//! suppression at 48 kHz), whatever the number of calls.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+use sonora::config::{EchoCanceller, HighPassFilter, NoiseSuppression};
+use sonora::{AudioProcessing, Config, StreamConfig};
+
+use super::SAMPLE_RATE;
+
+/// Samples in one processing block: 10 ms at 48 kHz.
+pub const BLOCK: usize = (SAMPLE_RATE / 100) as usize;
+
+/// The most reference audio kept while the microphone side does not drain it.
+const REFERENCE_CAP: usize = 20 * BLOCK;
+
+/// The delay between playing a sample and capturing its echo that AEC3 starts
+/// its own estimation from: two 10 ms device periods and the sound server's
+/// buffering.
+const INITIAL_DELAY_MS: i32 = 40;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Which voice processing runs on real microphones; persisted with the device
+/// selection. Both are on unless the user turns them off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessingSettings {
+    /// Remove the far end's voice, played by the speaker, from the microphone.
+    #[serde(default = "on")]
+    pub echo_cancellation: bool,
+    /// Remove steady background noise (fans, hum, hiss) from the microphone.
+    #[serde(default = "on")]
+    pub noise_suppression: bool,
+}
+
+fn on() -> bool {
+    true
+}
+
+impl Default for ProcessingSettings {
+    fn default() -> Self {
+        ProcessingSettings {
+            echo_cancellation: true,
+            noise_suppression: true,
+        }
+    }
+}
+
+impl ProcessingSettings {
+    /// Neither echo cancellation nor noise suppression.
+    pub const OFF: ProcessingSettings = ProcessingSettings {
+        echo_cancellation: false,
+        noise_suppression: false,
+    };
+
+    fn any(self) -> bool {
+        self.echo_cancellation || self.noise_suppression
+    }
+}
+
+/// What the speaker plays, kept for the echo canceller.
+///
+/// The speaker's mixer [`feed`](Self::feed)s every mixed chunk; the microphone
+/// side takes it in 10 ms blocks. Nothing is kept while no echo canceller listens,
+/// and at most 200 ms are kept while one does (older audio is dropped: an echo
+/// canceller that stopped draining has lost alignment anyway).
+#[derive(Debug, Default)]
+pub struct EchoReference {
+    listening: AtomicBool,
+    queue: Mutex<VecDeque<f32>>,
+}
+
+impl EchoReference {
+    /// An idle reference.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records samples just handed to the speaker (mono, 48 kHz).
+    pub fn feed(&self, played: &[f32]) {
+        if !self.listening.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut q = lock(&self.queue);
+        q.extend(played.iter().copied());
+        let excess = q.len().saturating_sub(REFERENCE_CAP);
+        q.drain(..excess);
+    }
+
+    fn listen(&self, on: bool) {
+        if self.listening.swap(on, Ordering::Relaxed) != on {
+            lock(&self.queue).clear();
+        }
+    }
+
+    /// Takes every whole block queued, in order, into `out` (cleared first).
+    fn take_blocks(&self, out: &mut Vec<f32>) {
+        out.clear();
+        let mut q = lock(&self.queue);
+        let whole = q.len() / BLOCK * BLOCK;
+        out.extend(q.drain(..whole));
+    }
+}
+
+/// The microphone's processor: echo cancellation and noise suppression in
+/// 10 ms blocks, fed with what the speaker played through an [`EchoReference`].
+pub struct VoiceProcessor {
+    settings: ProcessingSettings,
+    apm: Option<AudioProcessing>,
+    reference: std::sync::Arc<EchoReference>,
+    /// Captured samples waiting for a whole block.
+    pending: Vec<f32>,
+    render: Vec<f32>,
+    block_out: Vec<f32>,
+    scratch: Vec<f32>,
+}
+
+impl std::fmt::Debug for VoiceProcessor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VoiceProcessor")
+            .field("settings", &self.settings)
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl VoiceProcessor {
+    /// A processor with `settings`, cancelling the echo of what `reference` records.
+    pub fn new(reference: std::sync::Arc<EchoReference>, settings: ProcessingSettings) -> Self {
+        let mut p = VoiceProcessor {
+            settings,
+            apm: None,
+            reference,
+            pending: Vec::with_capacity(4 * BLOCK),
+            render: Vec::with_capacity(REFERENCE_CAP),
+            block_out: vec![0.0; BLOCK],
+            scratch: vec![0.0; BLOCK],
+        };
+        p.rebuild();
+        p
+    }
+
+    /// The settings in effect.
+    pub fn settings(&self) -> ProcessingSettings {
+        self.settings
+    }
+
+    /// Changes what runs; the processor starts afresh (a few hundred ms for the
+    /// echo canceller to converge again).
+    pub fn set_settings(&mut self, settings: ProcessingSettings) {
+        if settings != self.settings {
+            self.settings = settings;
+            self.rebuild();
+        }
+    }
+
+    /// Forgets the stream so far: a new microphone, a new echo path.
+    pub fn reset(&mut self) {
+        self.rebuild();
+    }
+
+    fn rebuild(&mut self) {
+        self.pending.clear();
+        self.apm = self.settings.any().then(|| {
+            let config = Config {
+                high_pass_filter: Some(HighPassFilter::default()),
+                echo_canceller: self.settings.echo_cancellation.then(EchoCanceller::default),
+                noise_suppression: self
+                    .settings
+                    .noise_suppression
+                    .then(NoiseSuppression::default),
+                ..Default::default()
+            };
+            let stream = StreamConfig::new(SAMPLE_RATE, 1);
+            let mut apm = AudioProcessing::builder()
+                .config(config)
+                .capture_config(stream)
+                .render_config(stream)
+                .build();
+            let _ = apm.set_stream_delay_ms(INITIAL_DELAY_MS);
+            apm
+        });
+        self.reference.listen(self.settings.echo_cancellation);
+    }
+
+    /// Processes captured samples (mono, 48 kHz, any count) and appends the
+    /// result to `out`: at once when nothing is enabled, otherwise in whole
+    /// 10 ms blocks (the rest waits for the next call).
+    pub fn process(&mut self, captured: &[f32], out: &mut Vec<f32>) {
+        let Some(apm) = self.apm.as_mut() else {
+            out.extend_from_slice(captured);
+            return;
+        };
+        self.pending.extend_from_slice(captured);
+        let whole = self.pending.len() / BLOCK * BLOCK;
+        for start in (0..whole).step_by(BLOCK) {
+            if self.settings.echo_cancellation {
+                self.reference.take_blocks(&mut self.render);
+                for block in self.render.chunks_exact(BLOCK) {
+                    if let Err(e) = apm.process_render_f32(&[block], &mut [&mut self.scratch]) {
+                        tracing::debug!(error = ?e, "echo reference rejected");
+                    }
+                }
+            }
+            let block = &self.pending[start..start + BLOCK];
+            match apm.process_capture_f32(&[block], &mut [&mut self.block_out]) {
+                Ok(()) => out.extend_from_slice(&self.block_out),
+                Err(e) => {
+                    tracing::debug!(error = ?e, "voice processing failed; passing audio through");
+                    out.extend_from_slice(block);
+                }
+            }
+        }
+        self.pending.drain(..whole);
+    }
+}
+
+impl Drop for VoiceProcessor {
+    fn drop(&mut self) {
+        self.reference.listen(false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn speech(seconds: usize, seed: u32) -> Vec<f32> {
+        crate::audio::SpeechSource::new(seed).samples(seconds * SAMPLE_RATE as usize)
+    }
+
+    fn energy(x: &[f32]) -> f32 {
+        x.iter().map(|s| s * s).sum::<f32>() / x.len().max(1) as f32
+    }
+
+    fn db(ratio: f32) -> f32 {
+        10.0 * ratio.max(1e-12).log10()
+    }
+
+    /// Plays `far` on a simulated speaker whose sound reaches the microphone
+    /// 35 ms later at -4.4 dB, adds `near`, and runs it all through a processor
+    /// in device periods of `period` samples. Returns (microphone, processed).
+    fn run(
+        settings: ProcessingSettings,
+        far: &[f32],
+        near: &[f32],
+        period: usize,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let reference = Arc::new(EchoReference::new());
+        let mut processor = VoiceProcessor::new(Arc::clone(&reference), settings);
+        let delay = 48 * 35;
+        let mic: Vec<f32> = (0..far.len())
+            .map(|i| {
+                near[i]
+                    + if i >= delay {
+                        0.6 * far[i - delay]
+                    } else {
+                        0.0
+                    }
+            })
+            .collect();
+        let mut out = Vec::with_capacity(mic.len());
+        for (played, captured) in far.chunks(period).zip(mic.chunks(period)) {
+            reference.feed(played);
+            processor.process(captured, &mut out);
+        }
+        (mic, out)
+    }
+
+    #[test]
+    fn the_far_ends_voice_is_cancelled_from_the_microphone() {
+        let far = speech(12, 7);
+        let silence = vec![0.0; far.len()];
+        let (mic, out) = run(ProcessingSettings::default(), &far, &silence, 480);
+        assert_eq!(out.len(), mic.len(), "10 ms periods pass without delay");
+        let settled = 4 * 48_000..12 * 48_000;
+        let erle = db(energy(&mic[settled.clone()]) / energy(&out[settled]));
+        eprintln!("echo return loss enhancement after 4 s: {erle:.1} dB");
+        assert!(
+            erle >= 25.0,
+            "after convergence the echo must be at least 25 dB quieter: {erle:.1} dB"
+        );
+    }
+
+    #[test]
+    fn the_near_ends_voice_survives_while_both_talk() {
+        let far = speech(12, 7);
+        // The near end talks (a different voice) from 6 s to 9 s, over the echo.
+        let near: Vec<f32> = speech(12, 99)
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                if (6 * 48_000..9 * 48_000).contains(&i) {
+                    s
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let (_, out) = run(ProcessingSettings::default(), &far, &near, 441);
+        // Compare the output with the near-end voice alone over the double talk.
+        let talk = 6 * 48_000 + 24_000..9 * 48_000;
+        let kept = db(energy(&out[talk.clone()]) / energy(&near[talk]));
+        eprintln!("near-end level during double talk: {kept:.1} dB");
+        assert!(
+            kept > -8.0,
+            "the near end must not be suppressed along with the echo: {kept:.1} dB"
+        );
+    }
+
+    #[test]
+    fn off_passes_the_microphone_through_untouched() {
+        let far = speech(2, 7);
+        let near = speech(2, 3);
+        let (mic, out) = run(ProcessingSettings::OFF, &far, &near, 441);
+        assert_eq!(
+            out, mic,
+            "with processing off, the microphone is delivered bit for bit and at once"
+        );
+    }
+
+    #[test]
+    fn the_reference_is_bounded_when_nobody_drains_it() {
+        let reference = Arc::new(EchoReference::new());
+        let _processor = VoiceProcessor::new(Arc::clone(&reference), ProcessingSettings::default());
+        for _ in 0..1_000 {
+            reference.feed(&[0.1; 480]);
+        }
+        let mut out = Vec::new();
+        reference.take_blocks(&mut out);
+        assert_eq!(
+            out.len(),
+            REFERENCE_CAP,
+            "an undrained reference keeps at most 200 ms, not the whole call"
+        );
+        drop(_processor);
+        reference.feed(&[0.1; 480]);
+        reference.take_blocks(&mut out);
+        assert!(out.is_empty(), "nothing is kept once no processor listens");
+    }
+}
