@@ -131,7 +131,17 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-async fn run(label: &str, real: bool, processing: ProcessingSettings, seconds: u64) {
+/// One measurement: `calls` simultaneous calls from the sender's engine to the
+/// receiver's, all saying the bursts. Prints latency (first call's bursts, when
+/// readable) and returns the CPU both processes' worth of work took, as a
+/// fraction of one core.
+async fn run(
+    label: &str,
+    real: bool,
+    processing: ProcessingSettings,
+    calls: usize,
+    seconds: u64,
+) -> f64 {
     let mouths: Times = Arc::default();
     let ears: Times = Arc::default();
     let sender = DeviceManager::new(DeviceManagerConfig::virtual_only());
@@ -168,25 +178,30 @@ async fn run(label: &str, real: bool, processing: ProcessingSettings, seconds: u
         receiver.select_speaker("virtual:ear").expect("ear");
     }
     let rss_before = rss_kib();
-    let (a, _ae) = MediaSession::new(
-        MediaConfig::default(),
-        (sender.source_factory())("bench").expect("tap"),
-        (sender.sink_factory())("bench").expect("input"),
-    )
-    .await
-    .expect("sender media");
-    let (b, _be) = MediaSession::new(
-        MediaConfig::default(),
-        (receiver.source_factory())("bench").expect("tap"),
-        (receiver.sink_factory())("bench").expect("input"),
-    )
-    .await
-    .expect("receiver media");
-    let answer = b
-        .accept_offer(&a.create_offer().await.expect("offer"))
+    let mut sessions = Vec::new();
+    for n in 0..calls {
+        let call = format!("bench-{n}");
+        let (a, _) = MediaSession::new(
+            MediaConfig::default(),
+            (sender.source_factory())(&call).expect("tap"),
+            (sender.sink_factory())(&call).expect("input"),
+        )
         .await
-        .expect("answer");
-    a.accept_answer(&answer).await.expect("apply");
+        .expect("sender media");
+        let (b, _) = MediaSession::new(
+            MediaConfig::default(),
+            (receiver.source_factory())(&call).expect("tap"),
+            (receiver.sink_factory())(&call).expect("input"),
+        )
+        .await
+        .expect("receiver media");
+        let answer = b
+            .accept_offer(&a.create_offer().await.expect("offer"))
+            .await
+            .expect("answer");
+        a.accept_answer(&answer).await.expect("apply");
+        sessions.push((a, b));
+    }
 
     // With real devices the ear is the monitor of the null sink, read through
     // the receiver's microphone (another tap; the call's own tap also reads it).
@@ -215,44 +230,59 @@ async fn run(label: &str, real: bool, processing: ProcessingSettings, seconds: u
     let cpu0 = cpu_seconds();
     let wall0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
-    let cpu = cpu_seconds() - cpu0;
-    let wall = wall0.elapsed().as_secs_f64();
+    let cpu = (cpu_seconds() - cpu0) / wall0.elapsed().as_secs_f64();
     let rss_after = rss_kib();
     if let Some(l) = listener {
         l.abort();
     }
-    let stats = b.jitter_stats();
-    a.close().await;
-    b.close().await;
+    let stats = sessions[0].1.jitter_stats();
+    for (a, b) in &sessions {
+        a.close().await;
+        b.close().await;
+    }
 
     let lat = latencies(&mouths.lock().unwrap(), &ears.lock().unwrap());
-    if real && processing != ProcessingSettings::OFF {
+    if calls > 1 {
+        // Several calls' bursts overlap at the ear: no latency to read.
+    } else if real && processing != ProcessingSettings::OFF {
         // The ear is the receiver's microphone, and the echo canceller removes the
         // speaker's sound from it, as it should: no latency to read here.
         println!(
-            "{label:<8} (echo cancellation and noise suppression on the receiver's microphone)"
+            "{label:<10} (echo cancellation and noise suppression on the receiver's microphone)"
         );
     } else {
         println!(
-        "{label:<8} mouth-to-ear over {} bursts: median {:.1} ms, p95 {:.1} ms, min {:.1}, max {:.1}",
-        lat.len(),
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.95),
-        percentile(&lat, 0.0),
-        percentile(&lat, 1.0),
-    );
+            "{label:<10} mouth-to-ear over {} bursts: median {:.1} ms, p95 {:.1} ms, min {:.1}, max {:.1}",
+            lat.len(),
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.95),
+            percentile(&lat, 0.0),
+            percentile(&lat, 1.0),
+        );
+        println!(
+            "{label:<10} jitter buffer: target {} ms, played {}, concealed {}, dropped {}, stretched {}",
+            stats.target_ms, stats.played, stats.concealed, stats.dropped, stats.stretched
+        );
     }
     println!(
-        "{label:<8} jitter buffer: target {} ms, played {}, concealed {}, dropped {}, stretched {}",
-        stats.target_ms, stats.played, stats.concealed, stats.dropped, stats.stretched
-    );
-    println!(
-        "{label:<8} CPU both ends of one Opus call: {:.2} % of one core ({:.2} % per end); \
-         RSS {} MiB, +{} KiB for the call",
-        cpu / wall * 100.0,
-        cpu / wall * 50.0,
+        "{label:<10} CPU with {calls} Opus call(s), both ends in this process: {:.2} % of one \
+         core; RSS {} MiB, +{} KiB for the call(s)",
+        cpu * 100.0,
         rss_after / 1024,
         rss_after.saturating_sub(rss_before)
+    );
+    cpu
+}
+
+/// Prints what one more call costs, from runs with one call and with `many`.
+fn marginal(label: &str, one: f64, many: f64, calls: usize) {
+    let per_call = (many - one) / (calls - 1) as f64;
+    println!(
+        "{label:<10} => each call adds {:.2} % of one core ({:.2} % per end); the engine with \
+         its devices open and one call: {:.2} %",
+        per_call * 100.0,
+        per_call * 50.0,
+        one * 100.0
     );
 }
 
@@ -266,18 +296,22 @@ fn main() {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    runtime.block_on(run("virtual", false, ProcessingSettings::OFF, seconds));
+    const MANY: usize = 5;
+    let off = ProcessingSettings::OFF;
+    let one = runtime.block_on(run("virtual", false, off, 1, seconds));
+    let many = runtime.block_on(run("virtual", false, off, MANY, seconds));
+    marginal("virtual", one, many, MANY);
     match Pulse::start() {
         Some(pulse) => {
             // Latency is read through the microphone (the sink's monitor), so the
             // echo canceller must be off for it; then the cost with it on.
-            runtime.block_on(run("pulse", true, ProcessingSettings::OFF, seconds));
-            runtime.block_on(run(
-                "pulse+apm",
-                true,
-                ProcessingSettings::default(),
-                seconds,
-            ));
+            let one = runtime.block_on(run("pulse", true, off, 1, seconds));
+            let many = runtime.block_on(run("pulse", true, off, MANY, seconds));
+            marginal("pulse", one, many, MANY);
+            let on = ProcessingSettings::default();
+            let one = runtime.block_on(run("pulse+apm", true, on, 1, seconds));
+            let many = runtime.block_on(run("pulse+apm", true, on, MANY, seconds));
+            marginal("pulse+apm", one, many, MANY);
             drop(pulse);
         }
         None => println!("pulse    skipped: pulseaudio is not installed"),
