@@ -85,10 +85,22 @@ impl SwitchboardProcess {
 
     /// Start an agent for `user` with extra flags, and wait until it is Connected.
     pub async fn agent(&self, user: &str, extra: &[&str]) -> AgentProcess {
+        self.agent_with_env(user, extra, &[]).await
+    }
+
+    /// Start an agent for `user` with extra flags and environment variables, and
+    /// wait until it is Connected.
+    pub async fn agent_with_env(
+        &self,
+        user: &str,
+        extra: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> AgentProcess {
         let token = self.token(user).await;
         let mut child = Command::new(bin("hookflash-agent"))
             .args(["--server", &self.server, "--token", &token])
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

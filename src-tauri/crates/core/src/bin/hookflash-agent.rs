@@ -10,7 +10,8 @@
 //!
 //! For bots and demos: `--auto-answer` accepts every incoming call, `--call TARGET` calls once
 //! signed in, `--hangup-after 5s` hangs up connected calls after that long, and
-//! `--exit-when-done` exits once the `--call` call has ended.
+//! `--exit-when-done` exits once the `--call` call has ended. `--sound-devices` plays and
+//! captures calls on the machine's sound cards instead of the virtual `--mic`/`--speaker`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -20,7 +21,7 @@ use hookflash_core::agent::{
     sink_from_spec, source_from_spec, AgentConfig, CallClient, Credential,
 };
 use hookflash_core::api::{Command, CommandEnvelope, Event};
-use hookflash_core::audio::DeviceSpec;
+use hookflash_core::audio::{DeviceManager, DeviceManagerConfig, DeviceSpec};
 use hookflash_core::call::CallState;
 use hookflash_core::registration::{ConnectionReason, ConnectionState};
 use hookflash_core::sip::TransportKind;
@@ -58,12 +59,21 @@ struct Args {
     /// The local address for SIP and media.
     #[arg(long, default_value = "127.0.0.1")]
     bind: IpAddr,
-    /// Microphone: tone:HZ, wav:PATH or silence.
-    #[arg(long, default_value = "silence")]
+    /// Microphone: tone:HZ, speech[:VOICE], wav:PATH or silence.
+    #[arg(long, default_value = "silence", conflicts_with = "sound_devices")]
     mic: DeviceSpec,
     /// Speaker: wav:PATH (`{call}` in the path becomes the call id) or null.
-    #[arg(long, default_value = "null")]
+    #[arg(long, default_value = "null", conflicts_with = "sound_devices")]
     speaker: DeviceSpec,
+    /// Use this machine's sound cards (the system defaults until the device commands
+    /// choose others), with ringtones, echo cancellation and noise suppression. With no
+    /// usable sound device, an `audioDeviceError` (`device.none_available`) is printed and
+    /// calls use silent virtual devices.
+    #[arg(long)]
+    sound_devices: bool,
+    /// With --sound-devices: the JSON file that remembers the chosen devices and settings.
+    #[arg(long, requires = "sound_devices")]
+    device_settings: Option<std::path::PathBuf>,
     /// Accept every incoming call.
     #[arg(long)]
     auto_answer: bool,
@@ -153,8 +163,22 @@ async fn run(args: Args) -> Result<(), AgentError> {
     config.bind_ip = args.bind;
     config.microphone = source_from_spec(args.mic.clone());
     config.speaker = sink_from_spec(args.speaker.clone());
+    let devices = args.sound_devices.then(|| {
+        DeviceManager::new(DeviceManagerConfig {
+            system_devices: true,
+            settings_path: args.device_settings.clone(),
+            ..DeviceManagerConfig::default()
+        })
+    });
+    if let Some(devices) = &devices {
+        config = config.with_devices(devices.clone());
+    }
     let agent = CallClient::new().create_call_agent(config).await?;
     let mut events = agent.subscribe();
+    // Problems found before anyone listened (no sound device at all) are told first.
+    for problem in devices.iter().flat_map(DeviceManager::problems) {
+        print(&problem);
+    }
 
     let stdin_agent = agent.clone();
     let exit_on_eof = args.exit_on_eof;
