@@ -24,8 +24,8 @@ use hookflash_core::audio::{
     AudioSink, AudioSource, DeviceError, DeviceManager, DeviceManagerConfig, ProcessingSettings,
     FRAME_SAMPLES, SAMPLE_RATE,
 };
-use hookflash_core::media::{MediaConfig, MediaSession};
 use hookflash_tests::pulse::Pulse;
+use hookflash_tests::{media_on, negotiate};
 
 type Times = Arc<Mutex<Vec<Instant>>>;
 
@@ -181,25 +181,9 @@ async fn run(
     let mut sessions = Vec::new();
     for n in 0..calls {
         let call = format!("bench-{n}");
-        let (a, _) = MediaSession::new(
-            MediaConfig::default(),
-            (sender.source_factory())(&call).expect("tap"),
-            (sender.sink_factory())(&call).expect("input"),
-        )
-        .await
-        .expect("sender media");
-        let (b, _) = MediaSession::new(
-            MediaConfig::default(),
-            (receiver.source_factory())(&call).expect("tap"),
-            (receiver.sink_factory())(&call).expect("input"),
-        )
-        .await
-        .expect("receiver media");
-        let answer = b
-            .accept_offer(&a.create_offer().await.expect("offer"))
-            .await
-            .expect("answer");
-        a.accept_answer(&answer).await.expect("apply");
+        let a = media_on(&sender, &call).await;
+        let b = media_on(&receiver, &call).await;
+        negotiate(&a, &b).await;
         sessions.push((a, b));
     }
 

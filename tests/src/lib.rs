@@ -399,3 +399,32 @@ pub fn save_wav(name: &str, samples: &[i16]) -> std::path::PathBuf {
     }
     path
 }
+
+/// A media session for the call `call` on `devices`' engine: its microphone is a
+/// capture tap and its speaker a mixer input, as the agent gives every call.
+pub async fn media_on(
+    devices: &hookflash_core::audio::DeviceManager,
+    call: &str,
+) -> hookflash_core::media::MediaSession {
+    let (session, _events) = hookflash_core::media::MediaSession::new(
+        hookflash_core::media::MediaConfig::default(),
+        (devices.source_factory())(call).expect("a capture tap"),
+        (devices.sink_factory())(call).expect("a mixer input"),
+    )
+    .await
+    .expect("media session");
+    session
+}
+
+/// Offer from `caller`, answer from `callee`, answer applied: media flows between them.
+pub async fn negotiate(
+    caller: &hookflash_core::media::MediaSession,
+    callee: &hookflash_core::media::MediaSession,
+) {
+    let offer = caller.create_offer().await.expect("offer");
+    let answer = callee.accept_offer(&offer).await.expect("answer");
+    caller
+        .accept_answer(&answer)
+        .await
+        .expect("apply the answer");
+}

@@ -196,6 +196,26 @@ impl AgentProcess {
         v["callId"].as_str().expect("callId").to_owned()
     }
 
+    /// Hang up `call_id` and return its `callStateChanged` to `Disconnected`, after
+    /// checking that it ended normally (200), as our own hang-up should.
+    pub async fn hang_up(&mut self, call_id: &str) -> Value {
+        self.send(serde_json::json!({"command": "hangUp", "callId": call_id}))
+            .await;
+        let end = self
+            .next("Disconnected", |v| {
+                v["event"] == "callStateChanged"
+                    && v["callId"] == call_id
+                    && v["state"] == "Disconnected"
+            })
+            .await;
+        assert_eq!(
+            end["callEndReason"]["code"], 200,
+            "{}: a normal hang-up ends with 200: {end}",
+            self.user
+        );
+        end
+    }
+
     /// Sign out and wait for a clean exit.
     pub async fn sign_out(mut self) {
         self.send(serde_json::json!({"command": "signOut"})).await;

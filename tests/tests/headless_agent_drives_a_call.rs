@@ -61,18 +61,7 @@ async fn agent_processes_call_through_the_switchboard_process() {
         .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
-    alice
-        .send(json!({"command": "hangUp", "callId": call_id}))
-        .await;
-    let end = alice
-        .next("Disconnected", |v| {
-            v["event"] == "callStateChanged" && v["state"] == "Disconnected"
-        })
-        .await;
-    assert_eq!(
-        end["callEndReason"]["code"], 200,
-        "a normal hang-up ends with 200"
-    );
+    alice.hang_up(&call_id).await;
     bob.state("Disconnected").await;
     alice.sign_out().await;
 

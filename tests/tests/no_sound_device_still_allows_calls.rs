@@ -86,18 +86,7 @@ async fn with_no_sound_device_the_user_is_told_and_calls_still_work() {
             v["event"] == "remoteAudioStarted" && v["callId"] == call_id.as_str()
         })
         .await;
-    alice
-        .send(json!({"command": "hangUp", "callId": call_id}))
-        .await;
-    let end = alice
-        .next("Disconnected", |v| {
-            v["event"] == "callStateChanged" && v["state"] == "Disconnected"
-        })
-        .await;
-    assert_eq!(
-        end["callEndReason"]["code"], 200,
-        "the call ended normally, by our hang-up: {end}"
-    );
+    alice.hang_up(&call_id).await;
     assert!(
         alice.child.try_wait().ok().flatten().is_none(),
         "the agent is still running: nothing crashed"

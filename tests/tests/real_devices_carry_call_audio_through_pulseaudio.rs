@@ -120,9 +120,7 @@ async fn a_call_is_heard_on_the_real_output_and_survives_losing_its_speaker() {
     )
     .await
     .expect("callee media");
-    let offer = caller.create_offer().await.expect("offer");
-    let answer = callee.accept_offer(&offer).await.expect("answer");
-    caller.accept_answer(&answer).await.expect("apply answer");
+    hookflash_tests::negotiate(&caller, &callee).await;
 
     // The microphone is the null sink's monitor: what the speaker plays comes back.
     let mut mic = (devices.source_factory())("probe").expect("a capture tap");

@@ -3,10 +3,14 @@
 //! and closes the device behind it.
 //!
 //! ```text
-//!  cpal input cb ──► CaptureHub ──► CaptureTap (per call, DriftBuffer) ──► media pump (20 ms)
+//!  cpal input cb ──► CaptureHub ──(echo cancellation, noise suppression)──►
+//!                        CaptureTap (per call, DriftBuffer) ──► media pump (20 ms)
 //!  media playout (20 ms) ──► MixerInput (per call, DriftBuffer) ─┐
 //!                               tones (Generator) ──────────────┼─► Mixer ──► cpal output cb
+//!                                    what the speaker plays ◄───┘ (the echo reference)
 //! ```
+//!
+//! Voice processing runs on real microphones only; see [`super::processing`].
 //!
 //! A runner opens its device only while something wants it (a call, a tone, a
 //! level meter) and closes it when idle. It reports a device that fails — an
