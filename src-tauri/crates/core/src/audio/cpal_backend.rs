@@ -277,9 +277,13 @@ fn build_output<T: SizedSample + FromSample<f32>>(
     device
         .build_output_stream::<T, _, _>(
             config,
-            move |data: &mut [T], _| {
+            move |data: &mut [T], info: &cpal::OutputCallbackInfo| {
                 heartbeat.store(now_ms(), Ordering::Relaxed);
                 let frames = data.len() / channels;
+                let ts = info.timestamp();
+                if let Some(latency) = ts.playback.duration_since(&ts.callback) {
+                    mixer.set_output_latency(latency);
+                }
                 if frames != last_frames {
                     last_frames = frames;
                     mixer.set_device_period(frames * SAMPLE_RATE as usize / rate as usize);
@@ -347,9 +351,11 @@ where
     device
         .build_input_stream::<T, _, _>(
             config,
-            move |data: &[T], _| {
+            move |data: &[T], info: &cpal::InputCallbackInfo| {
                 heartbeat.store(now_ms(), Ordering::Relaxed);
                 let frames = data.len() / channels;
+                let ts = info.timestamp();
+                let latency = ts.callback.duration_since(&ts.capture);
                 if frames != last_frames {
                     last_frames = frames;
                     hub.set_device_period(frames * SAMPLE_RATE as usize / rate as usize);
@@ -362,11 +368,11 @@ where
                     }),
                 );
                 match resampler.as_mut() {
-                    None => hub.push_captured(&mono),
+                    None => hub.push_captured(&mono, latency),
                     Some(r) => {
                         converted.clear();
                         r.process(&mono, &mut converted);
-                        hub.push_captured(&converted);
+                        hub.push_captured(&converted, latency);
                     }
                 }
             },

@@ -60,48 +60,99 @@ impl AudioSource for ToneSource {
 
 /// Speech-like test audio: a virtual microphone that "talks".
 ///
-/// A voiced fundamental (120–280 Hz, changing every 200 ms) over low-passed
-/// noise, in 200 ms syllables with a 200 ms pause after every second one, about
-/// -14 dBFS RMS while talking. Unlike a steady tone it is what echo cancellers
-/// and noise suppressors are built for: broadband, varying, with pauses. The
-/// same `seed` gives the same "voice" sample for sample.
+/// A source-filter model of a voice: a glottal pulse train whose pitch glides
+/// (90-230 Hz, with intonation and a little jitter) through three formant
+/// resonators that move from vowel to vowel every 200 ms, an unvoiced
+/// (fricative) syllable now and then, and a 200 ms pause after every second
+/// syllable; about -20 dBFS RMS while talking. Unlike a steady tone it is what
+/// echo cancellers and noise suppressors are built for: harmonic-rich, varying,
+/// with pauses, and without the one-period ambiguity a pure sine would give a
+/// delay estimator. The same `seed` gives the same "voice" sample for sample.
 #[derive(Debug, Clone)]
 pub struct SpeechSource {
     seed: u32,
     state: u32,
-    low_pass: f32,
     n: u64,
+    phase: f64,
+    /// Formant resonators: (y1, y2) per formant.
+    memory: [(f32, f32); 3],
 }
+
+/// Vowel formants (F1, F2, F3) in Hz: a, i, u, e, o.
+const VOWELS: [[f32; 3]; 5] = [
+    [730.0, 1090.0, 2440.0],
+    [270.0, 2290.0, 3010.0],
+    [300.0, 870.0, 2240.0],
+    [530.0, 1840.0, 2480.0],
+    [570.0, 840.0, 2410.0],
+];
 
 impl SpeechSource {
     /// A voice; different seeds give different, uncorrelated voices.
     pub fn new(seed: u32) -> Self {
         SpeechSource {
             seed,
-            state: seed,
-            low_pass: 0.0,
+            state: seed.wrapping_mul(2_654_435_761).wrapping_add(1),
             n: 0,
+            phase: 0.0,
+            memory: [(0.0, 0.0); 3],
         }
     }
 
-    /// The next sample, -1.0..1.0.
-    pub fn next_sample(&mut self) -> f32 {
+    fn noise(&mut self) -> f32 {
         self.state = self
             .state
             .wrapping_mul(1_664_525)
             .wrapping_add(1_013_904_223);
-        let noise = (self.state >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0;
-        self.low_pass = 0.9 * self.low_pass + 0.1 * noise;
+        (self.state >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0
+    }
+
+    /// The next sample, -1.0..1.0.
+    pub fn next_sample(&mut self) -> f32 {
+        let rate = f64::from(SAMPLE_RATE);
+        let t = self.n as f64 / rate;
         let syllable = self.n / 9_600;
-        let f0 = 120.0 + 40.0 * (syllable % 5) as f64;
-        let t = self.n as f64 / f64::from(SAMPLE_RATE);
-        let voiced = (TAU * f0 * t).sin() as f32;
         self.n += 1;
+        let noise = self.noise();
+        // A per-syllable pseudo-random pick, stable for the whole syllable.
+        let pick = (syllable as u32 ^ self.seed)
+            .wrapping_mul(2_246_822_519)
+            .rotate_left(13)
+            .wrapping_mul(3_266_489_917);
         if syllable % 3 == 2 {
-            0.0
-        } else {
-            0.1 * voiced + 0.25 * self.low_pass
+            self.memory = [(0.0, 0.0); 3];
+            return 0.0;
         }
+        let fricative = pick.is_multiple_of(7);
+        let excitation = if fricative {
+            0.3 * noise
+        } else {
+            let base = 90.0 + f64::from(pick % 140);
+            let f0 = base * (1.0 + 0.08 * (TAU * 2.5 * t).sin()) * (1.0 + 0.01 * f64::from(noise));
+            self.phase += f0 / rate;
+            let pulse = if self.phase >= 1.0 {
+                self.phase -= 1.0;
+                1.0
+            } else {
+                0.0
+            };
+            pulse + 0.02 * noise
+        };
+        let formants = if fricative {
+            [2_500.0, 4_000.0, 5_500.0]
+        } else {
+            VOWELS[(pick >> 8) as usize % VOWELS.len()]
+        };
+        let mut out = 0.0;
+        for (k, (&f, mem)) in formants.iter().zip(self.memory.iter_mut()).enumerate() {
+            let bandwidth = 80.0 + 40.0 * k as f32;
+            let r = (-std::f32::consts::PI * bandwidth / SAMPLE_RATE as f32).exp();
+            let c = 2.0 * r * (std::f32::consts::TAU * f / SAMPLE_RATE as f32).cos();
+            let y = (1.0 - r) * excitation + c * mem.0 - r * r * mem.1;
+            *mem = (y, mem.0);
+            out += y / (1.0 + k as f32);
+        }
+        (out * 2.4).clamp(-1.0, 1.0)
     }
 
     /// The next `len` samples.

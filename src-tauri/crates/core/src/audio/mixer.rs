@@ -141,6 +141,14 @@ impl Mixer {
         self.link.set_period(samples);
     }
 
+    /// Tells the echo canceller (if this mixer feeds one) how long the device
+    /// takes from a mixed sample to its playing.
+    pub(crate) fn set_output_latency(&self, latency: std::time::Duration) {
+        if let Some(echo) = &self.echo {
+            echo.set_output_latency(latency);
+        }
+    }
+
     /// Whether anything is connected (a call or a tone).
     pub fn is_active(&self) -> bool {
         let s = lock(&self.state);
@@ -394,13 +402,17 @@ impl CaptureHub {
 
     /// Delivers mono 48 kHz samples from a real microphone to every tap, after
     /// voice processing (echo cancellation, noise suppression) if it is on.
-    pub(crate) fn push_captured(&self, samples: &[f32]) {
+    /// `latency`: how long ago the first of them was captured, when the device says.
+    pub(crate) fn push_captured(&self, samples: &[f32], latency: Option<std::time::Duration>) {
         self.meter(samples);
         if lock(&self.taps).is_empty() {
             return;
         }
         let mut guard = lock(&self.processor);
         let (processor, out) = &mut *guard;
+        if let Some(latency) = latency {
+            processor.set_input_latency(latency);
+        }
         out.clear();
         processor.process(samples, out);
         self.deliver(out);

@@ -20,14 +20,20 @@
 //! * One processor serves every call: the echo comes from the speaker, which
 //!   plays the mix of all calls, so it is cancelled once, before the taps.
 //! * AEC3 estimates the echo delay itself (the reference is analysed before the
-//!   capture it echoes into, as the speaker's buffer delays the real sound).
+//!   capture it echoes into, as the speaker's buffer delays the real sound), but
+//!   only down to about 3 ms. With devices so fast that the echo could come
+//!   sooner (low-latency cards, a sound server's monitor), the microphone is held
+//!   back by what their latencies lack ([`MIN_ECHO_LAG_MS`]); the first half
+//!   second of a stream, while the devices report their latencies, passes
+//!   unprocessed.
 //!
 //! It costs about 2.4 % of one core per open microphone (AEC3 and noise
 //! suppression at 48 kHz), whatever the number of calls.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sonora::config::{EchoCanceller, HighPassFilter, NoiseSuppression};
@@ -45,6 +51,25 @@ const REFERENCE_CAP: usize = 20 * BLOCK;
 /// its own estimation from: two 10 ms device periods and the sound server's
 /// buffering.
 const INITIAL_DELAY_MS: i32 = 40;
+
+/// The least lag, in ms, between the newest reference block AEC3 has been given
+/// and the echo of it in the microphone block it processes, that the devices'
+/// latencies must provide.
+///
+/// AEC3 cannot cancel an echo that reaches it less than about 3 ms after its
+/// reference (measured with [`super::SpeechSource`]: echo paths of 0-2 ms stall
+/// at 2-4 dB, 3 ms and more reach 75 dB), and the reference reaches it in whole
+/// 10 ms blocks, so up to 10 ms late. When the speaker's and the microphone's own latencies add up to less
+/// than this (low-latency devices, a sound server's monitor), the microphone is
+/// held back by the difference; typical devices need no hold at all.
+const MIN_ECHO_LAG_MS: u32 = 16;
+
+/// Captured chunks to wait for the speaker's latency before concluding there is
+/// no real speaker.
+const LATENCY_WATCH_BLOCKS: u32 = 100;
+
+/// Latency reports (captured chunks with both latencies known) to take the least of.
+const LATENCY_SAMPLES: u32 = 40;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -94,16 +119,39 @@ impl ProcessingSettings {
 /// side takes it in 10 ms blocks. Nothing is kept while no echo canceller listens,
 /// and at most 200 ms are kept while one does (older audio is dropped: an echo
 /// canceller that stopped draining has lost alignment anyway).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct EchoReference {
     listening: AtomicBool,
     queue: Mutex<VecDeque<f32>>,
+    /// The speaker's latency (from mixing to playing) in µs; `u32::MAX`: unknown
+    /// (no real speaker, so no acoustic echo).
+    output_latency_us: AtomicU32,
+}
+
+impl Default for EchoReference {
+    fn default() -> Self {
+        EchoReference {
+            listening: AtomicBool::new(false),
+            queue: Mutex::new(VecDeque::new()),
+            output_latency_us: AtomicU32::new(u32::MAX),
+        }
+    }
 }
 
 impl EchoReference {
     /// An idle reference.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// What the speaker reports between mixing a sample and playing it.
+    pub fn set_output_latency(&self, latency: Duration) {
+        let us = latency.as_micros().min(u128::from(u32::MAX - 1)) as u32;
+        self.output_latency_us.store(us, Ordering::Relaxed);
+    }
+
+    fn output_latency_us(&self) -> Option<u32> {
+        Some(self.output_latency_us.load(Ordering::Relaxed)).filter(|&us| us != u32::MAX)
     }
 
     /// Records samples just handed to the speaker (mono, 48 kHz).
@@ -143,6 +191,17 @@ pub struct VoiceProcessor {
     render: Vec<f32>,
     block_out: Vec<f32>,
     scratch: Vec<f32>,
+    /// The microphone's latency (from capturing a sample to its callback) in µs.
+    input_latency_us: Option<u32>,
+    /// Chunks seen while waiting for the devices' latencies, and how many of
+    /// them came with both.
+    watched: u32,
+    measured: u32,
+    /// The least speaker + microphone latency seen so far, in µs.
+    least_latency_us: Option<u32>,
+    /// Samples the microphone is held back by (see [`MIN_ECHO_LAG_MS`]), once decided.
+    hold: Option<usize>,
+    held: VecDeque<f32>,
 }
 
 impl std::fmt::Debug for VoiceProcessor {
@@ -165,6 +224,12 @@ impl VoiceProcessor {
             render: Vec::with_capacity(REFERENCE_CAP),
             block_out: vec![0.0; BLOCK],
             scratch: vec![0.0; BLOCK],
+            input_latency_us: None,
+            watched: 0,
+            measured: 0,
+            least_latency_us: None,
+            hold: None,
+            held: VecDeque::new(),
         };
         p.rebuild();
         p
@@ -189,9 +254,64 @@ impl VoiceProcessor {
         self.rebuild();
     }
 
+    /// What the microphone reports between capturing a sample and handing it over.
+    pub fn set_input_latency(&mut self, latency: Duration) {
+        self.input_latency_us = Some(latency.as_micros().min(u128::from(u32::MAX)) as u32);
+    }
+
+    /// How long the microphone is held back for the echo canceller (`None`: not decided yet).
+    pub fn hold(&self) -> Option<Duration> {
+        self.hold
+            .map(|samples| Duration::from_secs_f64(samples as f64 / f64::from(SAMPLE_RATE)))
+    }
+
+    /// Fixes the hold once the devices have told their latencies for a while (the
+    /// least of them counts: a stream's first reports include its start-up
+    /// buffering), or once a while has passed with no speaker latency (a virtual
+    /// speaker: nothing to wait for).
+    fn decide_hold(&mut self) {
+        if self.hold.is_some() {
+            return;
+        }
+        if !self.settings.echo_cancellation {
+            self.hold = Some(0);
+            return;
+        }
+        self.watched += 1;
+        if let (Some(out), Some(input)) =
+            (self.reference.output_latency_us(), self.input_latency_us)
+        {
+            let sum = out.saturating_add(input);
+            self.least_latency_us = Some(self.least_latency_us.map_or(sum, |m| m.min(sum)));
+            self.measured += 1;
+        }
+        if self.measured < LATENCY_SAMPLES && self.watched < LATENCY_WATCH_BLOCKS {
+            return;
+        }
+        let least = self.least_latency_us;
+        let hold_us = least.map_or(0, |least| (MIN_ECHO_LAG_MS * 1_000).saturating_sub(least));
+        let hold = (hold_us as usize * SAMPLE_RATE as usize / 1_000_000).min(BLOCK * 2);
+        tracing::info!(
+            device_latency_ms = least.map(|us| us as f32 / 1_000.0),
+            hold_ms = hold as f32 / 48.0,
+            "echo canceller aligned to the devices"
+        );
+        self.hold = Some(hold);
+    }
+
     fn rebuild(&mut self) {
         self.pending.clear();
-        self.apm = self.settings.any().then(|| {
+        self.held.clear();
+        self.hold = None;
+        self.watched = 0;
+        self.measured = 0;
+        self.least_latency_us = None;
+        self.apm = self.build_apm();
+        self.reference.listen(self.settings.echo_cancellation);
+    }
+
+    fn build_apm(&self) -> Option<AudioProcessing> {
+        self.settings.any().then(|| {
             let config = Config {
                 high_pass_filter: Some(HighPassFilter::default()),
                 echo_canceller: self.settings.echo_cancellation.then(EchoCanceller::default),
@@ -209,20 +329,37 @@ impl VoiceProcessor {
                 .build();
             let _ = apm.set_stream_delay_ms(INITIAL_DELAY_MS);
             apm
-        });
-        self.reference.listen(self.settings.echo_cancellation);
+        })
     }
 
     /// Processes captured samples (mono, 48 kHz, any count) and appends the
     /// result to `out`: at once when nothing is enabled, otherwise in whole
     /// 10 ms blocks (the rest waits for the next call).
     pub fn process(&mut self, captured: &[f32], out: &mut Vec<f32>) {
-        let Some(apm) = self.apm.as_mut() else {
+        if self.apm.is_some() {
+            self.decide_hold();
+        }
+        if self.apm.is_none() || self.hold.is_none() {
+            // Nothing to do, or AEC3 must not start before the alignment is known:
+            // it does not recover from starting on too short an echo path.
+            if self.hold.is_none() {
+                self.reference.take_blocks(&mut self.render);
+            }
             out.extend_from_slice(captured);
             return;
-        };
-        self.pending.extend_from_slice(captured);
+        }
+        match self.hold {
+            Some(0) | None => self.pending.extend_from_slice(captured),
+            Some(hold) => {
+                self.held.extend(captured.iter().copied());
+                let ready = self.held.len().saturating_sub(hold);
+                self.pending.extend(self.held.drain(..ready));
+            }
+        }
         let whole = self.pending.len() / BLOCK * BLOCK;
+        let Some(apm) = self.apm.as_mut() else {
+            return;
+        };
         for start in (0..whole).step_by(BLOCK) {
             if self.settings.echo_cancellation {
                 self.reference.take_blocks(&mut self.render);
@@ -337,6 +474,68 @@ mod tests {
             kept > -8.0,
             "the near end must not be suppressed along with the echo: {kept:.1} dB"
         );
+    }
+
+    #[test]
+    fn a_very_short_echo_path_is_cancelled_by_holding_the_microphone_back() {
+        // A speaker and microphone that report 2 ms between them, and an echo 2 ms
+        // behind its reference: too close for AEC3 unless the microphone waits.
+        let far = speech(12, 7);
+        let reference = Arc::new(EchoReference::new());
+        let mut processor =
+            VoiceProcessor::new(Arc::clone(&reference), ProcessingSettings::default());
+        reference.set_output_latency(Duration::from_millis(2));
+        processor.set_input_latency(Duration::ZERO);
+        let delay = 48 * 2;
+        let mic: Vec<f32> = (0..far.len())
+            .map(|i| {
+                if i >= delay {
+                    0.6 * far[i - delay]
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let mut out = Vec::new();
+        for (played, captured) in far.chunks(480).zip(mic.chunks(480)) {
+            reference.feed(played);
+            processor.process(captured, &mut out);
+        }
+        assert_eq!(
+            processor.hold(),
+            Some(Duration::from_millis(u64::from(MIN_ECHO_LAG_MS) - 2)),
+            "the microphone is held back by what the devices' latencies lack"
+        );
+        let hold = processor.hold.unwrap_or(0);
+        // Compare like with like: the output lags the microphone by the hold.
+        let settled = 4 * 48_000..11 * 48_000;
+        let shifted = &out[settled.start + hold..settled.end + hold];
+        let erle = db(energy(&mic[settled]) / energy(shifted));
+        eprintln!("2 ms echo path, held back: {erle:.1} dB");
+        assert!(
+            erle >= 25.0,
+            "with the hold, even a 2 ms echo path is cancelled: {erle:.1} dB"
+        );
+    }
+
+    #[test]
+    fn no_hold_without_a_real_speaker() {
+        let far = speech(1, 7);
+        let reference = Arc::new(EchoReference::new());
+        let mut processor =
+            VoiceProcessor::new(Arc::clone(&reference), ProcessingSettings::default());
+        processor.set_input_latency(Duration::from_millis(1));
+        let mut out = Vec::new();
+        for chunk in far.chunks(480) {
+            reference.feed(chunk);
+            processor.process(chunk, &mut out);
+        }
+        assert_eq!(
+            processor.hold(),
+            Some(Duration::ZERO),
+            "a speaker that reports no latency is virtual: nothing to wait for"
+        );
+        assert_eq!(out.len(), far.len(), "and no delay is added");
     }
 
     #[test]
