@@ -83,17 +83,20 @@ async fn the_far_end_does_not_hear_itself_unless_echo_cancellation_is_off() {
     let cancelled = far_end_hears(&heard, Duration::from_secs(7), 3.0).await;
     let on_db = level_db(&cancelled);
     hookflash_tests::save_wav("echo-cancelled.wav", &cancelled);
-    {
-        let all = heard.lock().unwrap();
-        let windows: Vec<String> = all
-            .chunks(SAMPLE_RATE as usize / 2)
-            .map(|w| format!("{:.0}", level_db(w)))
-            .collect();
-        eprintln!(
-            "what the far end hears, per 500 ms (dBFS): {}",
-            windows.join(" ")
-        );
-    }
+
+    // Another speaker mid-call (ALSA's `default`, a second way into the same
+    // sound server: a new stream, new latencies): the canceller starts afresh and
+    // catches up.
+    let other = devices
+        .get_speakers()
+        .into_iter()
+        .find(|d| d.id == "alsa:default")
+        .expect("ALSA's default device is listed beside alsa:pulse");
+    devices
+        .select_speaker(&other.id)
+        .expect("switch speakers mid-call");
+    let switched = far_end_hears(&heard, Duration::from_secs(6), 3.0).await;
+    let switched_db = level_db(&switched);
 
     // Off, mid-call: the far end hears itself.
     devices.set_audio_processing(ProcessingSettings::OFF);
@@ -112,7 +115,7 @@ async fn the_far_end_does_not_hear_itself_unless_echo_cancellation_is_off() {
     let path = hookflash_tests::save_wav("echo-uncancelled.wav", &echoed);
     eprintln!(
         "far end says {voice_db:.1} dBFS; hears back {on_db:.1} dBFS with echo cancellation, \
-         {off_db:.1} dBFS without ({})",
+         {switched_db:.1} dBFS after a speaker switch, {off_db:.1} dBFS without ({})",
         path.display()
     );
     assert!(
@@ -124,6 +127,11 @@ async fn the_far_end_does_not_hear_itself_unless_echo_cancellation_is_off() {
         on_db < off_db - 25.0,
         "with echo cancellation the far end must hear its voice at least 25 dB quieter: \
          {on_db:.1} dBFS vs {off_db:.1} dBFS without"
+    );
+    assert!(
+        switched_db < off_db - 25.0,
+        "after a speaker switch the echo is cancelled again: {switched_db:.1} dBFS vs \
+         {off_db:.1} dBFS without"
     );
     assert!(
         !near.is_closed(),

@@ -253,8 +253,12 @@ impl RunnerState {
                 self.generation += 1;
                 match self.open(&t) {
                     Ok(active) => {
-                        if let Some(hub) = &self.hub {
-                            hub.flush();
+                        match (&self.hub, self.role) {
+                            // A new microphone: a fresh stream for every tap.
+                            (Some(hub), DeviceRole::Microphone) => hub.flush(),
+                            // A new speaker: a new echo path for the canceller.
+                            (Some(hub), DeviceRole::Speaker) => hub.reset_processing(),
+                            _ => {}
                         }
                         self.active = Some((t.id.clone(), active, Instant::now()));
                     }
@@ -422,7 +426,7 @@ impl Engine {
         let speaker_runner = Runner::spawn(
             DeviceRole::Speaker,
             Some(Arc::clone(&speaker)),
-            None,
+            Some(Arc::clone(&hub)),
             Arc::clone(&hook),
         );
         let ringer_runner =

@@ -438,6 +438,12 @@ impl CaptureHub {
         }
     }
 
+    /// Starts the voice processing afresh (a new speaker: a new echo path, and
+    /// new latencies to align the echo canceller with).
+    pub(crate) fn reset_processing(&self) {
+        lock(&self.processor).0.reset();
+    }
+
     /// Forgets what the taps hold (after a device switch: the new device starts
     /// a fresh stream).
     pub(crate) fn flush(&self) {

@@ -303,6 +303,11 @@ impl VoiceProcessor {
         self.pending.clear();
         self.held.clear();
         self.hold = None;
+        // Latencies are measured afresh: the devices may have changed.
+        self.reference
+            .output_latency_us
+            .store(u32::MAX, Ordering::Relaxed);
+        self.input_latency_us = None;
         self.watched = 0;
         self.measured = 0;
         self.least_latency_us = None;
