@@ -23,6 +23,7 @@
 //! | `startMicrophoneLevelMeter` / `stopMicrophoneLevelMeter` | | `microphoneLevelChanged` events while on |
 //! | `playSpeakerTestTone` | | a test tone on the selected speaker |
 //! | `playKeyTone` | `tones` | local DTMF key tones |
+//! | `setRingtone` | `path?` | rings with an audio file (WAV, FLAC, MP3, Ogg Vorbis), or the built-in tone |
 //! | `getAudioProcessing` | | answered by `audioProcessingChanged` |
 //! | `setAudioProcessing` | `echoCancellation?`, `noiseSuppression?` | voice processing on real microphones (both on by default); remembered |
 //! | `signOut` | | unregisters and stops the agent |
@@ -188,6 +189,14 @@ pub enum Command {
     PlayKeyTone {
         /// The keys.
         tones: String,
+    },
+    /// Ring incoming calls with this audio file (WAV, FLAC, MP3, Ogg Vorbis);
+    /// without `path`, with the built-in ringtone. Remembered. A file that cannot
+    /// be decoded is refused with an error and the ringtone stays as it was.
+    SetRingtone {
+        /// The file.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
     },
     /// Report the voice processing in effect; answered by `audioProcessingChanged`.
     GetAudioProcessing {},

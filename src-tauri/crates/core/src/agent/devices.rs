@@ -98,6 +98,9 @@ impl Core {
             Command::SelectRinger { device_id } => devices
                 .select_ringer(device_id.as_deref())
                 .map_err(device_error)?,
+            Command::SetRingtone { path } => devices
+                .set_ringtone(path.as_deref().map(std::path::Path::new))
+                .map_err(device_error)?,
             Command::GetAudioProcessing {} => {
                 let now = devices.audio_processing();
                 self.emit(Event::AudioProcessingChanged {

@@ -1056,6 +1056,7 @@ impl Core {
             | Command::StopMicrophoneLevelMeter {}
             | Command::PlaySpeakerTestTone {}
             | Command::PlayKeyTone { .. }
+            | Command::SetRingtone { .. }
             | Command::GetAudioProcessing {}
             | Command::SetAudioProcessing { .. }) => self.on_device_command(c),
             Command::SignOut {} => {

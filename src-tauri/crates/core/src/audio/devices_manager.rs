@@ -12,6 +12,7 @@ use tokio::sync::broadcast;
 use super::cpal_backend::{self, CpalDevice};
 use super::engine::{Backend, DeviceRole, Engine, SinkOpener, SourceOpener, Target};
 use super::processing::ProcessingSettings;
+use super::ringtone::RingtoneFile;
 use super::tones::{Tone, ToneGenerator};
 use super::{DeviceError, NullSink, SilenceSource, ToneSource};
 use crate::agent::{SinkFactory, SourceFactory};
@@ -100,6 +101,9 @@ struct Settings {
     /// Echo cancellation and noise suppression (both on unless turned off).
     #[serde(default)]
     processing: ProcessingSettings,
+    /// A ringtone file; `None`: the built-in ringtone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ringtone: Option<PathBuf>,
 }
 
 struct VirtualDevice<O> {
@@ -119,6 +123,7 @@ struct State {
     /// Problems in effect now (replayed by [`DeviceManager::problems`]).
     problems: Vec<Event>,
     tones: HashMap<String, (Tone, u64)>,
+    ringtone: Option<RingtoneFile>,
     call_states: HashMap<String, (CallDirection, CallState)>,
     meter_thread: bool,
 }
@@ -198,6 +203,11 @@ impl DeviceManager {
             .unwrap_or_default();
         let (events, _) = broadcast::channel(256);
         let processing = preferred.processing;
+        let ringtone = preferred.ringtone.as_deref().and_then(|path| {
+            RingtoneFile::load(path)
+                .map_err(|e| tracing::warn!(error = %e, "the saved ringtone cannot be played; using the built-in one"))
+                .ok()
+        });
         let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
             let weak = weak.clone();
             let engine = Engine::new(
@@ -240,6 +250,7 @@ impl DeviceManager {
                     broken: HashSet::new(),
                     problems: Vec::new(),
                     tones: HashMap::new(),
+                    ringtone,
                     call_states: HashMap::new(),
                     meter_thread: false,
                 }),
@@ -404,6 +415,24 @@ impl DeviceManager {
             echo_cancellation: settings.echo_cancellation,
             noise_suppression: settings.noise_suppression,
         });
+    }
+
+    /// Rings incoming calls with this audio file (WAV, FLAC, MP3, Ogg Vorbis;
+    /// `None`: the built-in ringtone); remembered. A file that cannot be decoded
+    /// is refused ([`DeviceError::Format`] / [`DeviceError::Unavailable`]) and the
+    /// ringtone stays as it was.
+    pub fn set_ringtone(&self, path: Option<&std::path::Path>) -> Result<(), DeviceError> {
+        let ringtone = path.map(RingtoneFile::load).transpose()?;
+        let mut state = self.state();
+        state.preferred.ringtone = ringtone.as_ref().map(|r| r.path().to_owned());
+        state.ringtone = ringtone;
+        self.save(&state.preferred);
+        Ok(())
+    }
+
+    /// The ringtone file in use (`None`: the built-in ringtone).
+    pub fn ringtone(&self) -> Option<PathBuf> {
+        self.state().ringtone.as_ref().map(|r| r.path().to_owned())
     }
 
     fn save(&self, settings: &Settings) {
@@ -758,16 +787,23 @@ impl DeviceManager {
     /// speaker. Looping tones play until [`stop_tone`](Self::stop_tone); the
     /// returned id identifies the playback.
     pub fn play_tone(&self, tone: Tone) -> Result<u64, DeviceError> {
-        let generator = ToneGenerator::new(tone).ok_or_else(|| DeviceError::Spec {
-            spec: format!("{tone:?}"),
-            reason: "not a DTMF key".into(),
-        })?;
+        let custom = match tone {
+            Tone::Ringtone => self.state().ringtone.as_ref().map(RingtoneFile::generator),
+            _ => None,
+        };
+        let generator = match custom {
+            Some(g) => g,
+            None => Box::new(ToneGenerator::new(tone).ok_or_else(|| DeviceError::Spec {
+                spec: format!("{tone:?}"),
+                reason: "not a DTMF key".into(),
+            })?),
+        };
         let role = self.tone_role(tone);
         let mixer = match role {
             DeviceRole::Ringer => &self.inner.engine.ringer,
             _ => &self.inner.engine.speaker,
         };
-        Ok(mixer.add_generator(Box::new(generator)) * 4 + role_code(role))
+        Ok(mixer.add_generator(generator) * 4 + role_code(role))
     }
 
     fn tone_role(&self, tone: Tone) -> DeviceRole {

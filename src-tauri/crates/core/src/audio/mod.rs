@@ -34,6 +34,7 @@ pub mod jitter;
 mod mixer;
 pub mod processing;
 pub mod resampler;
+pub mod ringtone;
 mod spec;
 pub mod tones;
 
@@ -52,6 +53,7 @@ pub use jitter::{JitterBuffer, JitterConfig, JitterStats, Playout, PushOutcome};
 pub use mixer::{CaptureHub, CaptureTap, Generator, Mixer, MixerInput};
 pub use processing::{EchoReference, ProcessingSettings, VoiceProcessor};
 pub use resampler::Resampler;
+pub use ringtone::RingtoneFile;
 pub use spec::DeviceSpec;
 pub use tones::Tone;
 

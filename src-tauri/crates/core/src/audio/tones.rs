@@ -5,10 +5,12 @@
 //! They are [`Generator`]s, pulled by the output device's callback exactly when
 //! samples are needed, so a key tone starts within one device period and a
 //! ringtone follows the ringer device across a device switch or a fallback.
-//! (rodio would open a second cpal stream of its own per output: on ALSA `hw:`
-//! devices that stream and ours would fight over the card, and tones would not
-//! follow our device selection and fallback. Generating them here costs a few
-//! dozen lines and no second stream.)
+//! (rodio's playback would open a second cpal stream of its own per output: on
+//! ALSA `hw:` devices that stream and ours would fight over the card, and tones
+//! would not follow our device selection and fallback. Generating them here
+//! costs a few dozen lines and no second stream. rodio does decode the user's
+//! own ringtone file, which then plays through the same mixer: see
+//! [`super::ringtone`].)
 //!
 //! Envelopes are smoothed (3 ms), so tones start and stop without clicks.
 
