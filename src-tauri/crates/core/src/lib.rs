@@ -3,8 +3,8 @@
 //!
 //! # How to drive it
 //!
-//! The programming model is the ACS calling SDK's: a [`CallClient`](agent::CallClient) creates
-//! a [`CallAgent`](agent::CallAgent) from a credential; the agent registers
+//! The programming model is the ACS calling SDK's: a [`CallClient`] creates
+//! a [`CallAgent`] from a credential; the agent registers
 //! (`connectionState`), places and receives calls, and reports every change as an
 //! [`Event`](api::Event). Commands and events are one serde vocabulary ([`api`]) shared by the
 //! Tauri IPC, the headless `hookflash-agent` binary (JSON lines) and the tests.

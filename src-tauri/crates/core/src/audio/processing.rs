@@ -62,7 +62,7 @@ const INITIAL_DELAY_MS: i32 = 40;
 /// 10 ms blocks, so up to 10 ms late. When the speaker's and the microphone's own latencies add up to less
 /// than this (low-latency devices, a sound server's monitor), the microphone is
 /// held back by the difference; typical devices need no hold at all.
-const MIN_ECHO_LAG_MS: u32 = 16;
+pub const MIN_ECHO_LAG_MS: u32 = 16;
 
 /// Captured chunks to wait for the speaker's latency before concluding there is
 /// no real speaker.

@@ -59,7 +59,7 @@ struct Args {
     /// The local address for SIP and media.
     #[arg(long, default_value = "127.0.0.1")]
     bind: IpAddr,
-    /// Microphone: tone:HZ, speech[:VOICE], wav:PATH or silence.
+    /// Microphone: `tone:HZ`, `speech[:VOICE]`, `wav:PATH` or `silence`.
     #[arg(long, default_value = "silence", conflicts_with = "sound_devices")]
     mic: DeviceSpec,
     /// Speaker: wav:PATH (`{call}` in the path becomes the call id) or null.

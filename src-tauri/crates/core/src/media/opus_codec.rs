@@ -25,7 +25,7 @@ fn codec_err(what: &str, e: opus::Error) -> MediaError {
 /// An Opus encoder: 48 kHz, mono, VoIP application, one packet per 20 ms frame.
 ///
 /// In-band forward error correction is on (tuned for 5 % loss), so a receiver can
-/// rebuild a lost packet from the next one. Complexity: [`COMPLEXITY`].
+/// rebuild a lost packet from the next one. Complexity: `COMPLEXITY` (5).
 pub struct OpusEncoder {
     inner: opus::Encoder,
     out: Vec<u8>,
