@@ -196,6 +196,24 @@ impl AgentProcess {
         v["callId"].as_str().expect("callId").to_owned()
     }
 
+    /// Call `target` (`startCall`) and return the new call's id from the command's answer.
+    pub async fn start_call(&mut self, target: &str) -> String {
+        let request = format!("call-{target}");
+        self.send(
+            serde_json::json!({"command": "startCall", "target": target, "requestId": request}),
+        )
+        .await;
+        let ok = self
+            .next("startCall answered", |v| {
+                v["event"] == "commandSucceeded" && v["requestId"] == request.as_str()
+            })
+            .await;
+        ok["callId"]
+            .as_str()
+            .expect("startCall answers with the call id")
+            .to_owned()
+    }
+
     /// Hang up `call_id` and return its `callStateChanged` to `Disconnected`, after
     /// checking that it ended normally (200), as our own hang-up should.
     pub async fn hang_up(&mut self, call_id: &str) -> Value {

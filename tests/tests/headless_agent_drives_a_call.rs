@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use hookflash_core::audio::{tone_present, AudioSource, WavFileSource, SAMPLE_RATE};
 use hookflash_tests::process::SwitchboardProcess;
-use serde_json::json;
 
 #[tokio::test]
 async fn agent_processes_call_through_the_switchboard_process() {
@@ -42,18 +41,7 @@ async fn agent_processes_call_through_the_switchboard_process() {
     );
     alice.next("second error", |v| v["event"] == "error").await;
 
-    alice
-        .send(json!({"command": "startCall", "target": "bob", "requestId": "1"}))
-        .await;
-    let ok = alice
-        .next("commandSucceeded", |v| {
-            v["event"] == "commandSucceeded" && v["requestId"] == "1"
-        })
-        .await;
-    let call_id = ok["callId"]
-        .as_str()
-        .expect("startCall answers with the call id")
-        .to_owned();
+    let call_id = alice.start_call("bob").await;
     alice.state("Connected").await;
     let bob_call_id = bob.state("Connected").await;
     alice

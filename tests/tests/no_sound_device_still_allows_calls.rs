@@ -70,15 +70,7 @@ async fn with_no_sound_device_the_user_is_told_and_calls_still_work() {
         "a virtual speaker is in use: {speakers}"
     );
 
-    alice
-        .send(json!({"command": "startCall", "target": "bob", "requestId": "1"}))
-        .await;
-    let ok = alice
-        .next("commandSucceeded", |v| {
-            v["event"] == "commandSucceeded" && v["requestId"] == "1"
-        })
-        .await;
-    let call_id = ok["callId"].as_str().expect("a call id").to_owned();
+    let call_id = alice.start_call("bob").await;
     alice.state("Connected").await;
     bob.state("Connected").await;
     alice
