@@ -193,14 +193,8 @@ pub struct VoiceProcessor {
     scratch: Vec<f32>,
     /// The microphone's latency (from capturing a sample to its callback) in µs.
     input_latency_us: Option<u32>,
-    /// Chunks seen while waiting for the devices' latencies, and how many of
-    /// them came with both.
-    watched: u32,
-    measured: u32,
-    /// The least speaker + microphone latency seen so far, in µs.
-    least_latency_us: Option<u32>,
-    /// Samples the microphone is held back by (see [`MIN_ECHO_LAG_MS`]), once decided.
-    hold: Option<usize>,
+    alignment: Alignment,
+    /// The microphone samples held back (see [`Alignment`]).
     held: VecDeque<f32>,
 }
 
@@ -225,10 +219,7 @@ impl VoiceProcessor {
             block_out: vec![0.0; BLOCK],
             scratch: vec![0.0; BLOCK],
             input_latency_us: None,
-            watched: 0,
-            measured: 0,
-            least_latency_us: None,
-            hold: None,
+            alignment: Alignment::default(),
             held: VecDeque::new(),
         };
         p.rebuild();
@@ -261,56 +252,20 @@ impl VoiceProcessor {
 
     /// How long the microphone is held back for the echo canceller (`None`: not decided yet).
     pub fn hold(&self) -> Option<Duration> {
-        self.hold
+        self.alignment
+            .hold
             .map(|samples| Duration::from_secs_f64(samples as f64 / f64::from(SAMPLE_RATE)))
-    }
-
-    /// Fixes the hold once the devices have told their latencies for a while (the
-    /// least of them counts: a stream's first reports include its start-up
-    /// buffering), or once a while has passed with no speaker latency (a virtual
-    /// speaker: nothing to wait for).
-    fn decide_hold(&mut self) {
-        if self.hold.is_some() {
-            return;
-        }
-        if !self.settings.echo_cancellation {
-            self.hold = Some(0);
-            return;
-        }
-        self.watched += 1;
-        if let (Some(out), Some(input)) =
-            (self.reference.output_latency_us(), self.input_latency_us)
-        {
-            let sum = out.saturating_add(input);
-            self.least_latency_us = Some(self.least_latency_us.map_or(sum, |m| m.min(sum)));
-            self.measured += 1;
-        }
-        if self.measured < LATENCY_SAMPLES && self.watched < LATENCY_WATCH_BLOCKS {
-            return;
-        }
-        let least = self.least_latency_us;
-        let hold_us = least.map_or(0, |least| (MIN_ECHO_LAG_MS * 1_000).saturating_sub(least));
-        let hold = (hold_us as usize * SAMPLE_RATE as usize / 1_000_000).min(BLOCK * 2);
-        tracing::info!(
-            device_latency_ms = least.map(|us| us as f32 / 1_000.0),
-            hold_ms = hold as f32 / 48.0,
-            "echo canceller aligned to the devices"
-        );
-        self.hold = Some(hold);
     }
 
     fn rebuild(&mut self) {
         self.pending.clear();
         self.held.clear();
-        self.hold = None;
         // Latencies are measured afresh: the devices may have changed.
         self.reference
             .output_latency_us
             .store(u32::MAX, Ordering::Relaxed);
         self.input_latency_us = None;
-        self.watched = 0;
-        self.measured = 0;
-        self.least_latency_us = None;
+        self.alignment = Alignment::default();
         self.apm = self.build_apm();
         self.reference.listen(self.settings.echo_cancellation);
     }
@@ -341,30 +296,27 @@ impl VoiceProcessor {
     /// result to `out`: at once when nothing is enabled, otherwise in whole
     /// 10 ms blocks (the rest waits for the next call).
     pub fn process(&mut self, captured: &[f32], out: &mut Vec<f32>) {
-        if self.apm.is_some() {
-            self.decide_hold();
-        }
-        if self.apm.is_none() || self.hold.is_none() {
-            // Nothing to do, or AEC3 must not start before the alignment is known:
-            // it does not recover from starting on too short an echo path.
-            if self.hold.is_none() {
-                self.reference.take_blocks(&mut self.render);
-            }
+        let Some(apm) = self.apm.as_mut() else {
             out.extend_from_slice(captured);
             return;
-        }
-        match self.hold {
-            Some(0) | None => self.pending.extend_from_slice(captured),
-            Some(hold) => {
-                self.held.extend(captured.iter().copied());
-                let ready = self.held.len().saturating_sub(hold);
-                self.pending.extend(self.held.drain(..ready));
-            }
-        }
-        let whole = self.pending.len() / BLOCK * BLOCK;
-        let Some(apm) = self.apm.as_mut() else {
+        };
+        let hold = if self.settings.echo_cancellation {
+            self.alignment
+                .observe(self.reference.output_latency_us(), self.input_latency_us)
+        } else {
+            Some(0)
+        };
+        let Some(hold) = hold else {
+            // AEC3 must not start before the alignment is known: it does not
+            // recover from starting on too short an echo path.
+            self.reference.take_blocks(&mut self.render);
+            out.extend_from_slice(captured);
             return;
         };
+        self.held.extend(captured.iter().copied());
+        let ready = self.held.len().saturating_sub(hold);
+        self.pending.extend(self.held.drain(..ready));
+        let whole = self.pending.len() / BLOCK * BLOCK;
         for start in (0..whole).step_by(BLOCK) {
             if self.settings.echo_cancellation {
                 self.reference.take_blocks(&mut self.render);
@@ -384,6 +336,52 @@ impl VoiceProcessor {
             }
         }
         self.pending.drain(..whole);
+    }
+}
+
+/// How long to hold the microphone back so that AEC3 sees every echo at least
+/// [`MIN_ECHO_LAG_MS`] after its reference: decided once per stream from the
+/// latencies the devices report.
+#[derive(Debug, Default)]
+struct Alignment {
+    /// Captured chunks seen while deciding, and how many came with both latencies.
+    watched: u32,
+    measured: u32,
+    /// The least speaker + microphone latency seen, in µs.
+    least_us: Option<u32>,
+    /// The decision, in samples.
+    hold: Option<usize>,
+}
+
+impl Alignment {
+    /// Takes one captured chunk's latencies (speaker, microphone; µs) and returns
+    /// the hold once decided. The least sum counts (a stream's first reports
+    /// include its start-up buffering); with no speaker latency for a while the
+    /// speaker is virtual and there is nothing to wait for.
+    fn observe(&mut self, output_us: Option<u32>, input_us: Option<u32>) -> Option<usize> {
+        if self.hold.is_some() {
+            return self.hold;
+        }
+        self.watched += 1;
+        if let (Some(out), Some(input)) = (output_us, input_us) {
+            let sum = out.saturating_add(input);
+            self.least_us = Some(self.least_us.map_or(sum, |m| m.min(sum)));
+            self.measured += 1;
+        }
+        if self.measured < LATENCY_SAMPLES && self.watched < LATENCY_WATCH_BLOCKS {
+            return None;
+        }
+        let hold_us = self
+            .least_us
+            .map_or(0, |least| (MIN_ECHO_LAG_MS * 1_000).saturating_sub(least));
+        let hold = (hold_us as usize * SAMPLE_RATE as usize / 1_000_000).min(BLOCK * 2);
+        tracing::info!(
+            device_latency_ms = self.least_us.map(|us| us as f32 / 1_000.0),
+            hold_ms = hold as f32 / 48.0,
+            "echo canceller aligned to the devices"
+        );
+        self.hold = Some(hold);
+        self.hold
     }
 }
 
@@ -511,7 +509,7 @@ mod tests {
             Some(Duration::from_millis(u64::from(MIN_ECHO_LAG_MS) - 2)),
             "the microphone is held back by what the devices' latencies lack"
         );
-        let hold = processor.hold.unwrap_or(0);
+        let hold = processor.alignment.hold.unwrap_or(0);
         // Compare like with like: the output lags the microphone by the hold.
         let settled = 4 * 48_000..11 * 48_000;
         let shifted = &out[settled.start + hold..settled.end + hold];
@@ -520,6 +518,27 @@ mod tests {
         assert!(
             erle >= 25.0,
             "with the hold, even a 2 ms echo path is cancelled: {erle:.1} dB"
+        );
+    }
+
+    #[test]
+    fn the_hold_follows_the_least_latency_the_devices_report() {
+        let mut a = Alignment::default();
+        // Start-up buffering first (30 ms), then the steady 6 ms.
+        for n in 0..LATENCY_SAMPLES - 1 {
+            let out = if n < 5 { 30_000 } else { 4_000 };
+            assert_eq!(a.observe(Some(out), Some(2_000)), None, "still measuring");
+        }
+        let hold = a.observe(Some(4_000), Some(2_000));
+        assert_eq!(
+            hold,
+            Some((MIN_ECHO_LAG_MS as usize - 6) * 48),
+            "the steady latency, not the start-up one, sets the hold"
+        );
+        assert_eq!(
+            a.observe(Some(100), Some(100)),
+            hold,
+            "decided once per stream: later reports do not move the echo path"
         );
     }
 

@@ -83,18 +83,20 @@ impl Downsampler48kTo8k {
         let out = (0..input.len() / RATIO)
             .map(|j| {
                 // The newest input sample contributing to output j.
-                let newest = offset + j * RATIO + RATIO - 1;
-                let acc: f32 = h
-                    .iter()
-                    .enumerate()
-                    .map(|(k, &c)| c * buf[newest - k])
-                    .sum();
-                to_i16(acc)
+                to_i16(fir(h, &buf, offset + j * RATIO + RATIO - 1))
             })
             .collect();
         self.history = buf.split_off(buf.len() - (TAPS - 1));
         out
     }
+}
+
+/// The filter's output for the input window ending at `buf[newest]`.
+fn fir(h: &[f32; TAPS], buf: &[f32], newest: usize) -> f32 {
+    h.iter()
+        .enumerate()
+        .map(|(k, &c)| c * buf[newest - k])
+        .sum()
 }
 
 /// Converts 8 kHz samples to 48 kHz (zero-stuff by 6, then low-pass).
@@ -128,15 +130,7 @@ impl Upsampler8kTo48k {
         }
         let offset = TAPS - 1;
         let out = (0..input.len() * RATIO)
-            .map(|m| {
-                let newest = offset + m;
-                let acc: f32 = h
-                    .iter()
-                    .enumerate()
-                    .map(|(k, &c)| c * buf[newest - k])
-                    .sum();
-                to_i16(acc)
-            })
+            .map(|m| to_i16(fir(h, &buf, offset + m)))
             .collect();
         self.history = buf.split_off(buf.len() - (TAPS - 1));
         out
