@@ -13,6 +13,24 @@ async fn answer(bob: &mut AgentProcess) -> String {
     id
 }
 
+/// The transferee's side of a transfer: the new call `transferAccepted` names, once its
+/// audio flows. (Waiting for any `remoteAudioStarted` could pick up the original call's.)
+async fn transferred_call(alice: &mut AgentProcess, what: &str) -> String {
+    let accepted = alice
+        .next("transferAccepted", |v| v["event"] == "transferAccepted")
+        .await;
+    let call = accepted["targetCall"]
+        .as_str()
+        .expect("transferAccepted names the new call")
+        .to_owned();
+    alice
+        .next(what, |v| {
+            v["event"] == "remoteAudioStarted" && v["callId"] == call.as_str()
+        })
+        .await;
+    call
+}
+
 #[tokio::test]
 async fn blind_and_attended_transfers_through_processes() {
     let sb = SwitchboardProcess::start("transfer-secret", &[]).await;
@@ -42,9 +60,7 @@ async fn blind_and_attended_transfers_through_processes() {
         v["event"] == "transferStateChanged" && v["state"] == "Transferring"
     })
     .await;
-    alice
-        .next("transferAccepted", |v| v["event"] == "transferAccepted")
-        .await;
+    let a_new = transferred_call(&mut alice, "alice's new call connects").await;
     let carol_in = carol
         .next("carol's incoming call", |v| v["event"] == "incomingCall")
         .await;
@@ -68,12 +84,6 @@ async fn blind_and_attended_transfers_through_processes() {
         ended["callEndReason"]["subCode"], 1010,
         "bob's call ends as transferred"
     );
-    let a_new = alice
-        .next("alice's new call connects", |v| {
-            v["event"] == "remoteAudioStarted"
-        })
-        .await;
-    let a_new = a_new["callId"].as_str().unwrap().to_owned();
     alice
         .send(json!({"command": "hangUp", "callId": a_new}))
         .await;
@@ -120,11 +130,9 @@ async fn blind_and_attended_transfers_through_processes() {
         })
         .await;
     }
-    let joined = alice
-        .next("alice hears carol", |v| v["event"] == "remoteAudioStarted")
-        .await;
+    let joined = transferred_call(&mut alice, "alice hears carol").await;
     alice
-        .send(json!({"command": "hangUp", "callId": joined["callId"]}))
+        .send(json!({"command": "hangUp", "callId": joined}))
         .await;
     carol.state("Disconnected").await;
 
@@ -145,15 +153,9 @@ async fn blind_and_attended_transfers_through_processes() {
         v["event"] == "transferStateChanged" && v["state"] == "Transferred"
     })
     .await;
-    let vm = alice
-        .next("alice reaches the voicemail", |v| {
-            v["event"] == "remoteAudioStarted"
-        })
-        .await;
+    let vm = transferred_call(&mut alice, "alice reaches the voicemail").await;
     tokio::time::sleep(std::time::Duration::from_millis(3500)).await; // greeting, beep, a message
-    alice
-        .send(json!({"command": "hangUp", "callId": vm["callId"]}))
-        .await;
+    alice.send(json!({"command": "hangUp", "callId": vm})).await;
     let mwi = carol
         .next("carol's MWI", |v| {
             v["event"] == "messageWaiting" && v["newMessages"] == 1
