@@ -45,12 +45,13 @@
 use serde::{Deserialize, Serialize};
 
 use crate::call::{CallDirection, CallEndReason, CallState};
-use crate::error::AgentError;
+use crate::error::{AgentError, ErrorCode};
 use crate::registration::{ConnectionReason, ConnectionState};
-use crate::transfer::{TransferError, TransferState};
+use crate::transfer::{TransferError, TransferOptions, TransferState, TransferTarget};
 
 /// A command with an optional id that its answer echoes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "camelCase")]
 pub struct CommandEnvelope {
     /// Echoed in `commandSucceeded` / `error`.
@@ -63,6 +64,7 @@ pub struct CommandEnvelope {
 
 /// What a client can ask of the agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(
     tag = "command",
     rename_all = "camelCase",
@@ -116,27 +118,10 @@ pub enum Command {
         /// Digits: 0-9 * # A-D.
         tones: String,
     },
-    /// Transfer a call (`call.feature(Transfer).transfer`): give exactly one of
-    /// `targetParticipant`, `targetCallId`, `targetParticipantVoicemail`.
-    Transfer {
-        /// The call to transfer (with the transferee).
-        call_id: String,
-        /// Blind transfer to a user name, SIP URI or `tel:` number.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        target_participant: Option<String>,
-        /// Attended transfer into my other call with the target.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        target_call_id: Option<String>,
-        /// Send the caller to this person's voicemail.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        target_participant_voicemail: Option<String>,
-        /// Ring only the target; fail if unanswered.
-        #[serde(default)]
-        disable_forwarding_and_unanswered: bool,
-        /// Hang up the original call once transferred (default true).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        hang_up_on_transferred: Option<bool>,
-    },
+    /// Transfer a call (`call.feature(Transfer).transfer`): exactly one of
+    /// `targetParticipant`, `targetCallId`, `targetParticipantVoicemail`; none or two is a
+    /// parse error, not a run-time surprise.
+    Transfer(TransferRequest),
     /// Accept a transfer request (when the policy asks the user).
     AcceptTransfer {
         /// The call the REFER came on.
@@ -212,8 +197,131 @@ pub enum Command {
     },
 }
 
+/// The `transfer` command: which call, its one target, and the options.
+///
+/// On the wire it keeps the ACS spelling — `callId`, one of `targetParticipant`,
+/// `targetCallId`, `targetParticipantVoicemail`, then `disableForwardingAndUnanswered` and
+/// `hangUpOnTransferred` — and a message naming no target or two targets does not parse.
+///
+/// ```
+/// use hookflash_core::api::Command;
+/// let ok = r#"{"command":"transfer","callId":"c1","targetParticipant":"carol"}"#;
+/// assert!(matches!(serde_json::from_str::<Command>(ok), Ok(Command::Transfer(_))));
+/// let two = r#"{"command":"transfer","callId":"c1","targetParticipant":"carol","targetCallId":"c2"}"#;
+/// assert!(serde_json::from_str::<Command>(two).is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "TransferWire", into = "TransferWire")]
+pub struct TransferRequest {
+    /// The call to transfer (with the transferee).
+    pub call_id: String,
+    /// Where it goes.
+    pub target: TransferTarget,
+    /// Ring only the target, and hang up once transferred.
+    pub options: TransferOptions,
+}
+
+/// The flat wire form of [`TransferRequest`].
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TransferWire {
+    call_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    target_participant: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    target_call_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    target_participant_voicemail: Option<String>,
+    #[serde(default)]
+    disable_forwarding_and_unanswered: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hang_up_on_transferred: Option<bool>,
+}
+
+impl TryFrom<TransferWire> for TransferRequest {
+    type Error = String;
+
+    fn try_from(w: TransferWire) -> Result<Self, String> {
+        let target = match (
+            w.target_participant,
+            w.target_call_id,
+            w.target_participant_voicemail,
+        ) {
+            (Some(p), None, None) => TransferTarget::Participant(p),
+            (None, Some(c), None) => TransferTarget::Call(c),
+            (None, None, Some(v)) => TransferTarget::Voicemail(v),
+            _ => {
+                return Err("transfer takes exactly one of targetParticipant, targetCallId, \
+                     targetParticipantVoicemail"
+                    .into())
+            }
+        };
+        Ok(TransferRequest {
+            call_id: w.call_id,
+            target,
+            options: TransferOptions {
+                disable_forwarding_and_unanswered: w.disable_forwarding_and_unanswered,
+                hang_up_on_transferred: w.hang_up_on_transferred.unwrap_or(true),
+            },
+        })
+    }
+}
+
+impl From<TransferRequest> for TransferWire {
+    fn from(r: TransferRequest) -> Self {
+        let (target_participant, target_call_id, target_participant_voicemail) = match r.target {
+            TransferTarget::Participant(p) => (Some(p), None, None),
+            TransferTarget::Call(c) => (None, Some(c), None),
+            TransferTarget::Voicemail(v) => (None, None, Some(v)),
+        };
+        TransferWire {
+            call_id: r.call_id,
+            target_participant,
+            target_call_id,
+            target_participant_voicemail,
+            disable_forwarding_and_unanswered: r.options.disable_forwarding_and_unanswered,
+            hang_up_on_transferred: Some(r.options.hang_up_on_transferred),
+        }
+    }
+}
+
+/// The TypeScript shape of [`TransferRequest`]: the call, exactly one target, the options.
+#[cfg(feature = "specta")]
+mod transfer_shape {
+    #![allow(dead_code)]
+    use serde::Serialize;
+
+    #[derive(Serialize, specta::Type)]
+    #[serde(rename_all = "camelCase")]
+    pub(super) struct TransferRequest {
+        call_id: String,
+        #[serde(flatten)]
+        target: TransferTargetShape,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        disable_forwarding_and_unanswered: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hang_up_on_transferred: Option<bool>,
+    }
+
+    #[derive(Serialize, specta::Type)]
+    #[serde(untagged, rename_all_fields = "camelCase")]
+    enum TransferTargetShape {
+        Participant { target_participant: String },
+        Call { target_call_id: String },
+        Voicemail { target_participant_voicemail: String },
+    }
+}
+
+#[cfg(feature = "specta")]
+impl specta::Type for TransferRequest {
+    fn definition(types: &mut specta::Types) -> specta::datatype::DataType {
+        transfer_shape::TransferRequest::definition(types)
+    }
+}
+
 /// `callerInfo` of an incoming call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "camelCase")]
 pub struct CallerInfo {
     /// The caller's address (`sip:alice@domain`, `tel:+1555...`).
@@ -224,6 +332,7 @@ pub struct CallerInfo {
 
 /// Everything the agent tells its client.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(
     tag = "event",
     rename_all = "camelCase",
@@ -360,7 +469,7 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         request_id: Option<String>,
         /// A stable code (see [`AgentError::code`]).
-        code: String,
+        code: ErrorCode,
         /// A readable explanation.
         message: String,
     },
@@ -407,7 +516,7 @@ pub enum Event {
         device_id: Option<String>,
         /// `device.lost.microphone`, `device.lost.speaker`, `device.lost.ringer`,
         /// `device.none_available`.
-        code: String,
+        code: ErrorCode,
         /// A readable explanation, naming the device now used.
         message: String,
         /// The device used instead.
@@ -431,6 +540,7 @@ pub enum Event {
 
 /// A call as listed in `callsUpdated`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "camelCase")]
 pub struct CallSummary {
     /// Its id.
@@ -446,7 +556,7 @@ impl Event {
     pub fn from_error(request_id: Option<String>, e: &AgentError) -> Event {
         Event::Error {
             request_id,
-            code: e.code().to_owned(),
+            code: e.code(),
             message: e.to_string(),
         }
     }

@@ -11,6 +11,7 @@ use crate::sip::{new_branch, Headers, Method, NameAddr, Request, Response, Uri, 
 
 /// `Call.state` (ACS names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum CallState {
     /// Not started.
     None,
@@ -34,6 +35,7 @@ pub enum CallState {
 
 /// Who started the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "camelCase")]
 pub enum CallDirection {
     /// We called.
@@ -45,6 +47,7 @@ pub enum CallDirection {
 /// `Call.callEndReason`: `code` is the SIP status that ended the call, `sub_code` says which
 /// of our cases it was (see [`sub_code`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "camelCase")]
 pub struct CallEndReason {
     /// The SIP status: 200 for a normal hang-up (the BYE's answer), 487 for a cancelled call,

@@ -32,4 +32,4 @@ pub mod sip;
 pub mod transfer;
 
 pub use agent::{AgentConfig, Call, CallAgent, CallClient, Credential};
-pub use error::{AgentError, CallError};
+pub use error::{AgentError, CallError, ErrorCode};

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 /// `CallAgent.connectionState`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum ConnectionState {
     /// Not registered (yet, or any more).
     Disconnected,
@@ -32,6 +33,7 @@ pub enum ConnectionState {
 
 /// Why the connection state changed (`connectionStateChanged.reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "camelCase")]
 pub enum ConnectionReason {
     /// Registration succeeded (also after a recovery).

@@ -58,6 +58,7 @@ impl Default for TransferOptions {
 
 /// `Transfer.state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum TransferState {
     /// Not started.
     None,
@@ -72,6 +73,7 @@ pub enum TransferState {
 /// `Transfer.error`: `code` is the SIP status that failed it; `sub_code` one of
 /// [`transfer_sub_code`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "camelCase")]
 pub struct TransferError {
     /// The SIP status (the REFER's rejection, or the sipfrag's status).

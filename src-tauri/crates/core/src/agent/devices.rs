@@ -62,8 +62,10 @@ impl Core {
             .cfg
             .devices
             .clone()
-            .ok_or_else(|| AgentError::Device("this agent has no device manager".into()))?;
-        let device_error = |e: crate::audio::DeviceError| AgentError::Device(e.to_string());
+            .ok_or_else(|| AgentError::Device(crate::audio::DeviceError::Unavailable(
+                "this agent has no device manager".into(),
+            )))?;
+        let device_error = AgentError::Device;
         match cmd {
             Command::GetMicrophones {} | Command::GetSpeakers {} => {
                 let (device_type, list, selected) = if matches!(cmd, Command::GetMicrophones {}) {

@@ -27,14 +27,14 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::api::{CallSummary, CallerInfo, Command, CommandEnvelope, Event};
+use crate::api::{CallSummary, CallerInfo, Command, CommandEnvelope, Event, TransferRequest};
 use crate::audio::{AudioSink, AudioSource, DeviceError, DeviceSpec};
 use crate::auth::{self, Challenge, Token};
 use crate::call::{
     has_sdp, sub_code, CallDirection, CallEndReason, CallInput, CallMachine, CallOp, CallState,
     Dialog,
 };
-use crate::error::{AgentError, CallError};
+use crate::error::{AgentError, CallError, ErrorCode};
 use crate::media::{sdp_direction, Direction, MediaConfig, MediaEvent, MediaSession};
 use crate::privacy::redact;
 use crate::registration::{
@@ -259,6 +259,7 @@ impl CallClient {
             deferred: Vec::new(),
             dnd: false,
             mwi: mwi::MwiState::default(),
+            answer_later: None,
         };
         tokio::spawn(core.run(transport_rx, cmd_rx, media_rx));
         Ok(CallAgent {
@@ -275,6 +276,9 @@ struct Snapshot {
 }
 
 type Reply = oneshot::Sender<Result<Option<String>, AgentError>>;
+
+/// A command's answer that work beside the loop will give (DTMF takes ~200 ms a digit).
+type LaterAnswer = tokio::task::JoinHandle<Result<Option<String>, AgentError>>;
 
 /// A signed-in user (ACS `CallAgent`); cheap to clone.
 #[derive(Clone)]
@@ -414,20 +418,12 @@ impl Call {
         target: TransferTarget,
         options: TransferOptions,
     ) -> Result<String, AgentError> {
-        let (target_participant, target_call_id, target_participant_voicemail) = match target {
-            TransferTarget::Participant(p) => (Some(p), None, None),
-            TransferTarget::Call(c) => (None, Some(c), None),
-            TransferTarget::Voicemail(v) => (None, None, Some(v)),
-        };
         self.agent
-            .execute(Command::Transfer {
+            .execute(Command::Transfer(TransferRequest {
                 call_id: self.id.clone(),
-                target_participant,
-                target_call_id,
-                target_participant_voicemail,
-                disable_forwarding_and_unanswered: options.disable_forwarding_and_unanswered,
-                hang_up_on_transferred: Some(options.hang_up_on_transferred),
-            })
+                target,
+                options,
+            }))
             .await?
             .ok_or(AgentError::ShutDown)
     }
@@ -573,6 +569,8 @@ struct Core {
     dnd: bool,
     /// Our message-summary subscription.
     mwi: mwi::MwiState,
+    /// Set by a command whose answer comes once work beside the loop is done.
+    answer_later: Option<LaterAnswer>,
 }
 
 const T1: Duration = Duration::from_millis(500);
@@ -632,7 +630,18 @@ impl Core {
                 cmd = cmd_rx.recv() => match cmd {
                     Some((cmd, reply)) => {
                         let result = self.on_command(cmd).await;
-                        let _ = reply.send(result);
+                        match (result, self.answer_later.take()) {
+                            // Work beside the loop (DTMF) answers the command when it is done.
+                            (Ok(_), Some(later)) => {
+                                tokio::spawn(async move {
+                                    let answer = later.await.unwrap_or(Err(AgentError::ShutDown));
+                                    let _ = reply.send(answer);
+                                });
+                            }
+                            (result, _) => {
+                                let _ = reply.send(result);
+                            }
+                        }
                     }
                     None => self.sign_out().await,
                 },
@@ -993,37 +1002,25 @@ impl Core {
                         tones: tones.clone(),
                     });
                 }
-                tokio::spawn(async move {
-                    if let Err(e) = media.send_dtmf(&tones).await {
-                        tracing::warn!(error = %e, "DTMF failed");
+                // The command succeeds only once the digits were sent (the run loop answers
+                // when this finishes).
+                let id = call_id.clone();
+                self.answer_later = Some(tokio::spawn(async move {
+                    match media.send_dtmf(&tones).await {
+                        Ok(()) => Ok(Some(id)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "DTMF failed");
+                            Err(AgentError::Media(e.to_string()))
+                        }
                     }
-                });
+                }));
                 Ok(Some(call_id))
             }
-            Command::Transfer {
+            Command::Transfer(TransferRequest {
                 call_id,
-                target_participant,
-                target_call_id,
-                target_participant_voicemail,
-                disable_forwarding_and_unanswered,
-                hang_up_on_transferred,
-            } => {
-                let target = match (target_participant, target_call_id, target_participant_voicemail) {
-                    (Some(p), None, None) => TransferTarget::Participant(p),
-                    (None, Some(c), None) => TransferTarget::Call(c),
-                    (None, None, Some(v)) => TransferTarget::Voicemail(v),
-                    _ => {
-                        return Err(AgentError::MalformedCommand(
-                            "transfer takes exactly one of targetParticipant, targetCallId, targetParticipantVoicemail".into(),
-                        ))
-                    }
-                };
-                let options = TransferOptions {
-                    disable_forwarding_and_unanswered,
-                    hang_up_on_transferred: hang_up_on_transferred.unwrap_or(true),
-                };
-                self.transfer(&call_id, target, options).await.map(Some)
-            }
+                target,
+                options,
+            }) => self.transfer(&call_id, target, options).await.map(Some),
             Command::AcceptTransfer {
                 call_id,
                 transfer_id,
@@ -1130,8 +1127,8 @@ impl Core {
         call_id: &str,
     ) -> Result<(Arc<MediaSession>, mpsc::UnboundedReceiver<MediaEvent>), AgentError> {
         let source =
-            (self.cfg.microphone)(call_id).map_err(|e| AgentError::Device(e.to_string()))?;
-        let sink = (self.cfg.speaker)(call_id).map_err(|e| AgentError::Device(e.to_string()))?;
+            (self.cfg.microphone)(call_id).map_err(AgentError::Device)?;
+        let sink = (self.cfg.speaker)(call_id).map_err(AgentError::Device)?;
         let config = MediaConfig {
             bind_ip: self.cfg.bind_ip,
             ..MediaConfig::default()
@@ -1921,11 +1918,10 @@ impl Core {
             self.emit(Event::Error {
                 request_id: None,
                 code: if hold {
-                    "call.hold_failed"
+                    ErrorCode::CallHoldFailed
                 } else {
-                    "call.resume_failed"
-                }
-                .into(),
+                    ErrorCode::CallResumeFailed
+                },
                 message: format!("the far end answered {} {}", resp.status, resp.reason),
             });
             self.deferred.push(transferring::Deferred::HoldSettled {
@@ -2331,14 +2327,14 @@ impl Core {
                 tracing::warn!(call = %redact(call_id), %reason, "media failed");
                 self.emit(Event::Error {
                     request_id: None,
-                    code: "media.failed".into(),
+                    code: ErrorCode::MediaFailed,
                     message: reason,
                 });
                 self.hang_up(call_id, sub_code::MEDIA_FAILED).await;
             }
             MediaEvent::DeviceError(e) => self.emit(Event::Error {
                 request_id: None,
-                code: e.code().into(),
+                code: e.code(),
                 message: e.to_string(),
             }),
             _ => {}

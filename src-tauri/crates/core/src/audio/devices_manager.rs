@@ -28,6 +28,7 @@ pub const VIRTUAL_NULL: &str = "virtual:null";
 
 /// Whether a device captures or plays (ACS `AudioDeviceInfo.deviceType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "camelCase")]
 pub enum DeviceType {
     /// Captures sound.
@@ -38,6 +39,7 @@ pub enum DeviceType {
 
 /// A device as the UI lists it (ACS `AudioDeviceInfo`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "camelCase")]
 pub struct AudioDeviceInfo {
     /// Stable id: `<host>:<name>` for sound cards (`alsa:pulse`), `virtual:...`
@@ -601,7 +603,7 @@ impl DeviceManager {
             let event = Event::AudioDeviceError {
                 device_type: None,
                 device_id: None,
-                code: "device.none_available".into(),
+                code: crate::error::ErrorCode::DeviceNoneAvailable,
                 message: format!(
                     "No usable sound device was found{detail}; calls use virtual devices (silence) until one is plugged in."
                 ),
@@ -752,16 +754,21 @@ impl DeviceManager {
         let fallback_name = fallback
             .as_ref()
             .map_or("nothing".to_owned(), |d| d.name.clone());
-        let (kind, what) = match role {
-            DeviceRole::Microphone => (DeviceType::Microphone, "microphone"),
-            DeviceRole::Speaker => (DeviceType::Speaker, "speaker"),
-            DeviceRole::Ringer => (DeviceType::Speaker, "ringer"),
+        use crate::error::ErrorCode;
+        let (kind, what, code) = match role {
+            DeviceRole::Microphone => (
+                DeviceType::Microphone,
+                "microphone",
+                ErrorCode::DeviceLostMicrophone,
+            ),
+            DeviceRole::Speaker => (DeviceType::Speaker, "speaker", ErrorCode::DeviceLostSpeaker),
+            DeviceRole::Ringer => (DeviceType::Speaker, "ringer", ErrorCode::DeviceLostRinger),
         };
         // First the explanation, then the selection change it explains.
         self.emit(Event::AudioDeviceError {
             device_type: Some(kind),
             device_id: Some(id.to_owned()),
-            code: format!("device.lost.{what}"),
+            code,
             message: format!(
                 "The {what} \"{name}\" stopped working ({error}); now using \"{fallback_name}\"."
             ),

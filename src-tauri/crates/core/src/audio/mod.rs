@@ -126,13 +126,14 @@ pub enum DeviceError {
 
 impl DeviceError {
     /// A stable, dotted error code for the UI and logs, e.g. `device.unavailable`.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> crate::error::ErrorCode {
+        use crate::error::ErrorCode;
         match self {
-            DeviceError::Unavailable(_) => "device.unavailable",
-            DeviceError::Io(_) => "device.io",
-            DeviceError::Format(_) => "device.format",
-            DeviceError::Spec { .. } => "device.spec",
-            DeviceError::Closed => "device.closed",
+            DeviceError::Unavailable(_) => ErrorCode::DeviceUnavailable,
+            DeviceError::Io(_) => ErrorCode::DeviceIo,
+            DeviceError::Format(_) => ErrorCode::DeviceFormat,
+            DeviceError::Spec { .. } => ErrorCode::DeviceSpec,
+            DeviceError::Closed => ErrorCode::DeviceClosed,
         }
     }
 }

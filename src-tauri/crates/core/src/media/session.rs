@@ -792,7 +792,7 @@ impl Shared {
                 frame.fill(0);
                 if !devices.source_failed {
                     devices.source_failed = true;
-                    tracing::warn!(error = %e, code = e.code(), "audio source failed; sending silence");
+                    tracing::warn!(error = %e, code = %e.code(), "audio source failed; sending silence");
                     self.emit(MediaEvent::DeviceError(e));
                 }
             }
@@ -809,7 +809,7 @@ impl Shared {
             if let Err(e) = devices.sink.write_frame(chunk) {
                 if !devices.sink_failed {
                     devices.sink_failed = true;
-                    tracing::warn!(error = %e, code = e.code(), "audio sink failed");
+                    tracing::warn!(error = %e, code = %e.code(), "audio sink failed");
                     self.emit(MediaEvent::DeviceError(e));
                 }
                 return;

@@ -19,6 +19,7 @@ use super::message::{next_stream_frame, Message, StreamFrame};
 
 /// Which transport a message travels on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "lowercase")]
 pub enum TransportKind {
     /// Datagrams.
