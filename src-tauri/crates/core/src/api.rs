@@ -24,6 +24,7 @@
 //! | `playSpeakerTestTone` | | a test tone on the selected speaker |
 //! | `playKeyTone` | `tones` | local DTMF key tones |
 //! | `setRingtone` | `path?` | rings with an audio file (WAV, FLAC, MP3, Ogg Vorbis), or the built-in tone |
+//! | `playAudioFile` / `stopAudioFile` | `path` | plays a recording once on the speaker (voicemail) |
 //! | `getAudioProcessing` | | answered by `audioProcessingChanged` |
 //! | `setAudioProcessing` | `echoCancellation?`, `noiseSuppression?` | voice processing on real microphones (both on by default); remembered |
 //! | `signOut` | | unregisters and stops the agent |
@@ -183,6 +184,15 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         path: Option<String>,
     },
+    /// Play an audio file (WAV, FLAC, MP3, Ogg Vorbis) once on the speaker: a voicemail
+    /// message, a greeting. Replaces a file already playing; a file that cannot be decoded
+    /// is refused with `device.format`.
+    PlayAudioFile {
+        /// The file.
+        path: String,
+    },
+    /// Stop the file `playAudioFile` started.
+    StopAudioFile {},
     /// Report the voice processing in effect; answered by `audioProcessingChanged`.
     GetAudioProcessing {},
     /// Turn echo cancellation and noise suppression on or off (also mid-call);
@@ -251,9 +261,11 @@ impl TryFrom<TransferWire> for TransferRequest {
             (None, Some(c), None) => TransferTarget::Call(c),
             (None, None, Some(v)) => TransferTarget::Voicemail(v),
             _ => {
-                return Err("transfer takes exactly one of targetParticipant, targetCallId, \
+                return Err(
+                    "transfer takes exactly one of targetParticipant, targetCallId, \
                      targetParticipantVoicemail"
-                    .into())
+                        .into(),
+                )
             }
         };
         Ok(TransferRequest {
@@ -306,9 +318,15 @@ mod transfer_shape {
     #[derive(Serialize, specta::Type)]
     #[serde(untagged, rename_all_fields = "camelCase")]
     enum TransferTargetShape {
-        Participant { target_participant: String },
-        Call { target_call_id: String },
-        Voicemail { target_participant_voicemail: String },
+        Participant {
+            target_participant: String,
+        },
+        Call {
+            target_call_id: String,
+        },
+        Voicemail {
+            target_participant_voicemail: String,
+        },
     }
 }
 

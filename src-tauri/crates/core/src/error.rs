@@ -191,7 +191,11 @@ mod tests {
     fn error_codes_serialize_as_their_stable_strings() {
         for code in ErrorCode::ALL {
             let json = serde_json::to_string(code).unwrap();
-            assert_eq!(json, format!("\"{}\"", code.as_str()), "the wire form is the code");
+            assert_eq!(
+                json,
+                format!("\"{}\"", code.as_str()),
+                "the wire form is the code"
+            );
             let back: ErrorCode = serde_json::from_str(&json).unwrap();
             assert_eq!(back, *code, "codes round-trip");
         }

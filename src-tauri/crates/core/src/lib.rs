@@ -25,6 +25,7 @@ pub mod audio;
 pub mod auth;
 pub mod call;
 pub mod error;
+pub mod mailbox;
 pub mod media;
 pub mod privacy;
 pub mod registration;

@@ -58,13 +58,11 @@ pub(super) fn forward_events(config: &AgentConfig, events: &broadcast::Sender<Ev
 impl Core {
     /// Runs one device command (see [`crate::api::Command`]).
     pub(super) fn on_device_command(&mut self, cmd: Command) -> Result<Option<String>, AgentError> {
-        let devices = self
-            .cfg
-            .devices
-            .clone()
-            .ok_or_else(|| AgentError::Device(crate::audio::DeviceError::Unavailable(
+        let devices = self.cfg.devices.clone().ok_or_else(|| {
+            AgentError::Device(crate::audio::DeviceError::Unavailable(
                 "this agent has no device manager".into(),
-            )))?;
+            ))
+        })?;
         let device_error = AgentError::Device;
         match cmd {
             Command::GetMicrophones {} | Command::GetSpeakers {} => {
@@ -103,6 +101,10 @@ impl Core {
             Command::SetRingtone { path } => devices
                 .set_ringtone(path.as_deref().map(std::path::Path::new))
                 .map_err(device_error)?,
+            Command::PlayAudioFile { path } => devices
+                .play_file(std::path::Path::new(&path))
+                .map_err(device_error)?,
+            Command::StopAudioFile {} => devices.stop_file(),
             Command::GetAudioProcessing {} => {
                 let now = devices.audio_processing();
                 self.emit(Event::AudioProcessingChanged {

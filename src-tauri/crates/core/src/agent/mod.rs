@@ -1054,6 +1054,8 @@ impl Core {
             | Command::PlaySpeakerTestTone {}
             | Command::PlayKeyTone { .. }
             | Command::SetRingtone { .. }
+            | Command::PlayAudioFile { .. }
+            | Command::StopAudioFile {}
             | Command::GetAudioProcessing {}
             | Command::SetAudioProcessing { .. }) => self.on_device_command(c),
             Command::SignOut {} => {
@@ -1126,8 +1128,7 @@ impl Core {
         &self,
         call_id: &str,
     ) -> Result<(Arc<MediaSession>, mpsc::UnboundedReceiver<MediaEvent>), AgentError> {
-        let source =
-            (self.cfg.microphone)(call_id).map_err(AgentError::Device)?;
+        let source = (self.cfg.microphone)(call_id).map_err(AgentError::Device)?;
         let sink = (self.cfg.speaker)(call_id).map_err(AgentError::Device)?;
         let config = MediaConfig {
             bind_ip: self.cfg.bind_ip,

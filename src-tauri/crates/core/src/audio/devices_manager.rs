@@ -126,6 +126,8 @@ struct State {
     problems: Vec<Event>,
     tones: HashMap<String, (Tone, u64)>,
     ringtone: Option<RingtoneFile>,
+    /// The audio file playing on the speaker ([`DeviceManager::play_file`]).
+    playback: Option<u64>,
     call_states: HashMap<String, (CallDirection, CallState)>,
     meter_thread: bool,
 }
@@ -253,6 +255,7 @@ impl DeviceManager {
                     problems: Vec::new(),
                     tones: HashMap::new(),
                     ringtone,
+                    playback: None,
                     call_states: HashMap::new(),
                     meter_thread: false,
                 }),
@@ -811,6 +814,24 @@ impl DeviceManager {
             _ => &self.inner.engine.speaker,
         };
         Ok(mixer.add_generator(generator) * 4 + role_code(role))
+    }
+
+    /// Plays an audio file (WAV, FLAC, MP3, Ogg Vorbis) once on the speaker — a voicemail
+    /// message, a greeting — in place of any file already playing. The file is decoded
+    /// before this returns, so a bad file is refused at once ([`DeviceError::Format`]).
+    pub fn play_file(&self, path: &std::path::Path) -> Result<(), DeviceError> {
+        let generator = super::ringtone::playback(path)?;
+        self.stop_file();
+        let id = self.inner.engine.speaker.add_generator(generator);
+        self.state().playback = Some(id);
+        Ok(())
+    }
+
+    /// Stops the file [`play_file`](Self::play_file) started, if it still plays.
+    pub fn stop_file(&self) {
+        if let Some(id) = self.state().playback.take() {
+            self.inner.engine.speaker.remove_generator(id);
+        }
     }
 
     fn tone_role(&self, tone: Tone) -> DeviceRole {

@@ -40,27 +40,9 @@ impl RingtoneFile {
     /// the file cannot be opened and [`DeviceError::Format`] when it is not audio
     /// rodio can decode, or holds no sound.
     pub fn load(path: &Path) -> Result<RingtoneFile, DeviceError> {
-        let file = std::fs::File::open(path)
-            .map_err(|e| DeviceError::Unavailable(format!("{}: {e}", path.display())))?;
-        let decoder = Decoder::try_from(file)
-            .map_err(|e| DeviceError::Format(format!("{}: {e}", path.display())))?;
-        let (mono, rate) = (NonZero::<u16>::MIN, NonZero::new(SAMPLE_RATE));
-        let Some(rate) = rate else {
-            return Err(DeviceError::Format("the engine rate is zero".into()));
-        };
-        let samples: Vec<f32> = UniformSourceIterator::new(decoder, mono, rate)
-            .take(MAX_SECONDS * SAMPLE_RATE as usize)
-            .map(|s| s * GAIN)
-            .collect();
-        if samples.iter().all(|s| s.abs() < 1e-4) {
-            return Err(DeviceError::Format(format!(
-                "{}: no sound in the file",
-                path.display()
-            )));
-        }
         Ok(RingtoneFile {
             path: path.to_owned(),
-            samples: samples.into(),
+            samples: decode(path, MAX_SECONDS, GAIN)?,
         })
     }
 
@@ -80,6 +62,59 @@ impl RingtoneFile {
             samples: Arc::clone(&self.samples),
             pos: 0,
         })
+    }
+}
+
+/// Decodes an audio file to mono 48 kHz, at most `max_seconds` of it, scaled by `gain`.
+/// Fails with [`DeviceError::Unavailable`] when the file cannot be opened and
+/// [`DeviceError::Format`] when it is not audio rodio can decode, or holds no sound.
+fn decode(path: &Path, max_seconds: usize, gain: f32) -> Result<Arc<[f32]>, DeviceError> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| DeviceError::Unavailable(format!("{}: {e}", path.display())))?;
+    let decoder = Decoder::try_from(file)
+        .map_err(|e| DeviceError::Format(format!("{}: {e}", path.display())))?;
+    let (mono, rate) = (NonZero::<u16>::MIN, NonZero::new(SAMPLE_RATE));
+    let Some(rate) = rate else {
+        return Err(DeviceError::Format("the engine rate is zero".into()));
+    };
+    let samples: Vec<f32> = UniformSourceIterator::new(decoder, mono, rate)
+        .take(max_seconds * SAMPLE_RATE as usize)
+        .map(|s| s * gain)
+        .collect();
+    if samples.iter().all(|s| s.abs() < 1e-4) {
+        return Err(DeviceError::Format(format!(
+            "{}: no sound in the file",
+            path.display()
+        )));
+    }
+    Ok(samples.into())
+}
+
+/// The longest recording played back (a voicemail message, a greeting).
+const MAX_PLAYBACK_SECONDS: usize = 600;
+
+/// A generator that plays an audio file once, at its own level, then finishes
+/// (voicemail messages and greetings, on the speaker).
+pub(crate) fn playback(path: &Path) -> Result<Box<dyn Generator>, DeviceError> {
+    Ok(Box::new(FilePlayback {
+        samples: decode(path, MAX_PLAYBACK_SECONDS, 1.0)?,
+        pos: 0,
+    }))
+}
+
+struct FilePlayback {
+    samples: Arc<[f32]>,
+    pos: usize,
+}
+
+impl Generator for FilePlayback {
+    fn add_to(&mut self, out: &mut [f32]) -> bool {
+        let rest = &self.samples[self.pos.min(self.samples.len())..];
+        for (o, s) in out.iter_mut().zip(rest) {
+            *o += s;
+        }
+        self.pos += out.len();
+        self.pos < self.samples.len()
     }
 }
 

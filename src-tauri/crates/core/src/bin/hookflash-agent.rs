@@ -154,9 +154,7 @@ async fn run(args: Args) -> Result<(), AgentError> {
         }
     };
     // Fail early on a bad device rather than on the first call.
-    args.mic
-        .open_source()
-        .map_err(AgentError::Device)?;
+    args.mic.open_source().map_err(AgentError::Device)?;
     let mut config = AgentConfig::new(args.server, &args.domain, credential);
     config.transport = args.transport;
     config.display_name = args.display_name.clone();
