@@ -233,6 +233,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod demo;
 mod engine;
 mod http;
 pub mod mailbox;
@@ -291,6 +292,9 @@ pub enum SwitchboardError {
     /// The voicemail agent could not be started.
     #[error("voicemail: {0}")]
     Voicemail(String),
+    /// A demo contact ([`demo`]) could not be started.
+    #[error("demo directory: {0}")]
+    Demo(String),
 }
 
 impl SwitchboardError {
@@ -305,6 +309,7 @@ impl SwitchboardError {
             SwitchboardError::InvalidGreeting(_) => "switchboard.invalid_greeting",
             SwitchboardError::Io(_) => "switchboard.io",
             SwitchboardError::Voicemail(_) => "switchboard.voicemail",
+            SwitchboardError::Demo(_) => "switchboard.demo",
         }
     }
 }
