@@ -1,0 +1,3 @@
+fn main() {
+    hookflash_app::run()
+}
