@@ -147,7 +147,9 @@ fn texts(language: Language) -> &'static Texts {
     }
 }
 
-fn system_language() -> Language {
+/// The system's language from the process locale (`LC_ALL`, `LC_MESSAGES`, `LANG`):
+/// Korean, Chinese, else English.
+pub fn system_language() -> Language {
     let lang = std::env::var("LC_ALL")
         .ok()
         .filter(|v| !v.is_empty())

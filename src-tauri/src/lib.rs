@@ -22,6 +22,9 @@ pub mod ipc;
 pub mod session;
 pub mod settings;
 
+#[cfg(test)]
+mod ipc_over_the_mock_runtime;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -44,8 +47,8 @@ const SESSION_WAIT: Duration = Duration::from_secs(20);
 enum Slot {
     /// Starting (at launch, or after the account changed).
     Starting,
-    /// Signed in.
-    Running(Session),
+    /// Signed in (boxed: a session is large, the other states small).
+    Running(Box<Session>),
     /// It could not start: the reason, until the settings change.
     Failed(ApiError),
 }
@@ -102,7 +105,7 @@ impl<R: Runtime> AppState<R> {
         let started = start_session(app, &self.store, &self.env).await;
         let result = started.as_ref().map(Session::info).map_err(Clone::clone);
         *slot = match started {
-            Ok(session) => Slot::Running(session),
+            Ok(session) => Slot::Running(Box::new(session)),
             Err(e) => Slot::Failed(e),
         };
         drop(slot);
@@ -192,7 +195,10 @@ fn env_spec(name: &str) -> Option<DeviceSpec> {
     }
 }
 
-fn setup<R: Runtime>(app: &AppHandle<R>) -> Result<(), Box<dyn std::error::Error>> {
+fn setup<R: Runtime>(
+    app: &AppHandle<R>,
+    desktop_integration: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
     let dir = app.path().app_data_dir()?;
     let store = SettingsStore::new(app.clone(), dir)?;
     let preferences = store.preferences();
@@ -214,20 +220,21 @@ fn setup<R: Runtime>(app: &AppHandle<R>) -> Result<(), Box<dyn std::error::Error
         tray: Mutex::new(None),
         language: Mutex::new(preferences.language),
     });
-    match desktop::tray(app, preferences.language) {
-        Ok(tray) => {
+    match desktop_integration.then(|| desktop::tray(app, preferences.language)) {
+        Some(Ok(tray)) => {
             if let Ok(mut t) = app.state::<AppState<R>>().tray.lock() {
                 *t = Some(tray);
             }
         }
-        Err(e) => tracing::info!(error = %e, "no tray icon"),
+        Some(Err(e)) => tracing::info!(error = %e, "no tray icon"),
+        None => {}
     }
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
         let state = app.state::<AppState<R>>();
         let mut slot = state.slot.write().await;
         *slot = match start_session(&app, &state.store, &state.env).await {
-            Ok(session) => Slot::Running(session),
+            Ok(session) => Slot::Running(Box::new(session)),
             Err(e) => {
                 tracing::warn!(code = %e.code, "the session could not start");
                 Slot::Failed(e)
@@ -237,19 +244,27 @@ fn setup<R: Runtime>(app: &AppHandle<R>) -> Result<(), Box<dyn std::error::Error
     Ok(())
 }
 
-/// Builds the app on any runtime (the real one, or Tauri's mock runtime in tests).
-pub fn builder<R: ipc::IpcRuntime>() -> tauri::Builder<R> {
+/// Adds the app to a builder on any runtime: the real one with its desktop integration
+/// (single instance, tray), or Tauri's mock runtime in tests, which has neither.
+pub fn configure<R: ipc::IpcRuntime>(
+    builder: tauri::Builder<R>,
+    desktop_integration: bool,
+) -> tauri::Builder<R> {
     let specta = R::specta();
-    tauri::Builder::<R>::new()
-        .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
+    let builder = if desktop_integration {
+        builder.plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
             desktop::show_window(app);
             desktop::open_link(app, &argv);
         }))
+    } else {
+        builder
+    };
+    builder
         .plugin(tauri_plugin_store::Builder::default().build())
         .invoke_handler(specta.invoke_handler())
         .setup(move |app| {
             specta.mount_events(app);
-            setup(app.handle())
+            setup(app.handle(), desktop_integration)
         })
 }
 
@@ -262,7 +277,7 @@ pub fn run() {
             }),
         )
         .init();
-    let app = builder::<tauri::Wry>()
+    let app = configure(tauri::Builder::<tauri::Wry>::new(), true)
         .build(tauri::generate_context!())
         .unwrap_or_else(|e| {
             eprintln!("hookflash: the window could not be created: {e}");

@@ -174,6 +174,9 @@ pub struct Settings {
     pub account: Option<AccountView>,
     /// The preferences.
     pub preferences: Preferences,
+    /// The system's language, for `language: system` (`en`, `ko` or `zh`; from the
+    /// process locale, which the web view does not always report).
+    pub system_language: Language,
 }
 
 /// How a call in the history ended.
@@ -345,6 +348,7 @@ impl<R: Runtime> SettingsStore<R> {
         Settings {
             account: self.account().map(|a| a.view()),
             preferences: self.preferences(),
+            system_language: crate::desktop::system_language(),
         }
     }
 

@@ -131,7 +131,9 @@ async fn refer_on_a_call_not_connected_is_a_typed_error() {
         "no REFER before the call is connected"
     );
     for json in [
-        format!(r#"{{"command":"transfer","callId":"{a_call}","targetParticipant":"x","targetCallId":"y"}}"#),
+        format!(
+            r#"{{"command":"transfer","callId":"{a_call}","targetParticipant":"x","targetCallId":"y"}}"#
+        ),
         format!(r#"{{"command":"transfer","callId":"{a_call}"}}"#),
     ] {
         assert!(
