@@ -54,14 +54,20 @@ fn commands_reach_the_core_and_its_events_come_back() {
     });
 
     let session = invoke(&window, "session", json!({})).expect("the session starts");
-    assert_eq!(session["server"], "demo", "first run is on the demo switchboard");
+    assert_eq!(
+        session["server"], "demo",
+        "first run is on the demo switchboard"
+    );
     let directory: Vec<&str> = session["directory"]
         .as_array()
         .expect("a directory")
         .iter()
         .filter_map(|c| c["user"].as_str())
         .collect();
-    assert!(directory.contains(&"ada"), "the demo contacts are listed: {directory:?}");
+    assert!(
+        directory.contains(&"ada"),
+        "the demo contacts are listed: {directory:?}"
+    );
 
     let settings = invoke(&window, "settings", json!({})).expect("settings");
     assert!(settings["account"].is_null(), "no account on first run");

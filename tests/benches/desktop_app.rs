@@ -18,36 +18,21 @@ fn release_app() -> PathBuf {
     p
 }
 
-/// PSS (KiB) of every process in the process group, by command name.
+/// PSS (KiB) of the app and its WebKit processes, by command name.
 fn pss_by_process(group: u32) -> Vec<(String, u64)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // pgrp is the 5th field, after "pid (comm) state ppid".
-        let after = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or_default();
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        if fields.get(2).and_then(|g| g.parse::<u32>().ok()) != Some(group) {
-            continue;
-        }
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        let comm = comm.trim().to_owned();
-        if !(comm.starts_with("hookflash") || comm.starts_with("WebKit")) {
-            continue;
-        }
-        let pss = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("Pss:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0);
-        out.push((comm, pss));
-    }
-    out
+    hookflash_tests::desktop::group_processes(group)
+        .into_iter()
+        .filter(|(_, comm)| comm.starts_with("hookflash") || comm.starts_with("WebKit"))
+        .map(|(pid, comm)| {
+            let pss = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| l.strip_prefix("Pss:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0);
+            (comm, pss)
+        })
+        .collect()
 }
 
 fn report_memory(label: &str, group: u32) -> u64 {
@@ -68,7 +53,11 @@ fn report_memory(label: &str, group: u32) -> u64 {
 fn launch(desktop: &Desktop, app: &Path) -> (Window, Duration, Duration) {
     let t0 = Instant::now();
     let window = desktop.open(app);
-    window.wait(&tid("address-input"), Duration::from_secs(30), "interactive");
+    window.wait(
+        &tid("address-input"),
+        Duration::from_secs(30),
+        "interactive",
+    );
     let interactive = t0.elapsed();
     window.wait(
         &format!("{}[data-state=\"connected\"]", tid("connection-banner")),
@@ -110,14 +99,12 @@ fn main() {
         interactive.as_secs_f64() * 1e3,
         signed_in.as_secs_f64() * 1e3
     );
-    drop(window);
-    std::thread::sleep(Duration::from_secs(1));
+    desktop.close_app(window);
     let mut warm = Vec::new();
     for _ in 0..3 {
         let (window, interactive, signed_in) = launch(&desktop, &app);
         warm.push((interactive, signed_in));
-        drop(window);
-        std::thread::sleep(Duration::from_secs(1));
+        desktop.close_app(window);
     }
     for (i, (interactive, signed_in)) in warm.iter().enumerate() {
         println!(
@@ -177,7 +164,9 @@ fn main() {
     }
     times.sort_by(f64::total_cmp);
     if times.is_empty() {
-        println!("command to painted change: no measurement (the mute button shows no aria-pressed)");
+        println!(
+            "command to painted change: no measurement (the mute button shows no aria-pressed)"
+        );
     } else {
         println!(
             "command to painted change ({} runs): median {:.1} ms, p95 {:.1} ms — target ≤ 16 ms p95",

@@ -44,7 +44,9 @@ pub fn app_binary() -> PathBuf {
 fn tauri_driver() -> PathBuf {
     let home = std::env::var("CARGO_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo"));
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
+        });
     let path = home.join("bin/tauri-driver");
     assert!(
         path.exists(),
@@ -153,14 +155,25 @@ impl Desktop {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
         );
-        wait_until("the session bus", Duration::from_secs(10), || bus_path.exists());
+        wait_until("the session bus", Duration::from_secs(10), || {
+            bus_path.exists()
+        });
         let mut env: Vec<(String, String)> = vec![
             ("DISPLAY".into(), display.clone()),
             ("DBUS_SESSION_BUS_ADDRESS".into(), bus.clone()),
             ("HOME".into(), home.display().to_string()),
-            ("XDG_DATA_HOME".into(), home.join(".local/share").display().to_string()),
-            ("XDG_CONFIG_HOME".into(), home.join(".config").display().to_string()),
-            ("XDG_CACHE_HOME".into(), home.join(".cache").display().to_string()),
+            (
+                "XDG_DATA_HOME".into(),
+                home.join(".local/share").display().to_string(),
+            ),
+            (
+                "XDG_CONFIG_HOME".into(),
+                home.join(".config").display().to_string(),
+            ),
+            (
+                "XDG_CACHE_HOME".into(),
+                home.join(".cache").display().to_string(),
+            ),
             ("HOOKFLASH_VIRTUAL_AUDIO".into(), "1".into()),
             ("HOOKFLASH_MIC".into(), format!("tone:{mic_hz}")),
             (
@@ -170,7 +183,10 @@ impl Desktop {
             ("HOOKFLASH_DEMO_VOICES".into(), "tones".into()),
             ("LANG".into(), "en_US.UTF-8".into()),
             ("NO_AT_BRIDGE".into(), "1".into()),
-            ("RUST_LOG".into(), "info,webrtc=error,webrtc_ice=error,webrtc_dtls=error,webrtc_srtp=error".into()),
+            (
+                "RUST_LOG".into(),
+                "info,webrtc=error,webrtc_ice=error,webrtc_dtls=error,webrtc_srtp=error".into(),
+            ),
         ];
         for (k, v) in extra_env {
             env.retain(|(key, _)| key != k);
@@ -225,6 +241,7 @@ impl Desktop {
         let window = Window {
             base: format!("{}/session/{id}", self.driver_url),
             shots: std::env::temp_dir().join("hookflash-screenshots"),
+            display: self.display.clone(),
         };
         let _ = std::fs::create_dir_all(&window.shots);
         eprintln!("app window up in {:?}", started.elapsed());
@@ -304,19 +321,58 @@ impl Desktop {
         lines[lines.len().saturating_sub(60)..].join("\n")
     }
 
+    /// Closes the app's window (ends the WebDriver session) and waits until the app has
+    /// signed out and exited, as it does when its window is closed.
+    pub fn close_app(&self, window: Window) {
+        drop(window);
+        wait_until("the app to exit", Duration::from_secs(20), || {
+            group_processes(self.process_group())
+                .iter()
+                .all(|(_, comm)| comm != "hookflash")
+        });
+    }
+
     /// The process group of the driver (and of the app and WebKit processes it started).
     pub fn process_group(&self) -> u32 {
         self.driver.0.id()
     }
 }
 
+/// The live processes of a process group: pid and command name.
+pub fn group_processes(group: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid pgrp ...": comm may hold spaces, so split after ") ".
+        let Some((head, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.first() == Some(&"Z") {
+            continue;
+        }
+        if fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(group) {
+            let comm = head.split_once(" (").map(|(_, c)| c).unwrap_or_default();
+            out.push((pid, comm.to_owned()));
+        }
+    }
+    out
+}
+
 fn post(url: &str, body: &Value) -> Result<Value, String> {
-    match ureq::post(url).timeout(Duration::from_secs(60)).send_json(body.clone()) {
+    match ureq::post(url)
+        .timeout(Duration::from_secs(60))
+        .send_json(body.clone())
+    {
         Ok(r) => r.into_json().map_err(|e| e.to_string()),
-        Err(ureq::Error::Status(code, r)) => Err(format!(
-            "{code}: {}",
-            r.into_string().unwrap_or_default()
-        )),
+        Err(ureq::Error::Status(code, r)) => {
+            Err(format!("{code}: {}", r.into_string().unwrap_or_default()))
+        }
         Err(e) => Err(e.to_string()),
     }
 }
@@ -324,10 +380,9 @@ fn post(url: &str, body: &Value) -> Result<Value, String> {
 fn get(url: &str) -> Result<Value, String> {
     match ureq::get(url).timeout(Duration::from_secs(30)).call() {
         Ok(r) => r.into_json().map_err(|e| e.to_string()),
-        Err(ureq::Error::Status(code, r)) => Err(format!(
-            "{code}: {}",
-            r.into_string().unwrap_or_default()
-        )),
+        Err(ureq::Error::Status(code, r)) => {
+            Err(format!("{code}: {}", r.into_string().unwrap_or_default()))
+        }
         Err(e) => Err(e.to_string()),
     }
 }
@@ -336,6 +391,7 @@ fn get(url: &str) -> Result<Value, String> {
 pub struct Window {
     base: String,
     shots: PathBuf,
+    display: String,
 }
 
 /// An element of the page.
@@ -401,7 +457,10 @@ impl Window {
             }
             if Instant::now() > deadline {
                 let shot = self.screenshot("timeout");
-                panic!("{why}: no {css} in {timeout:?} (screenshot {})", shot.display());
+                panic!(
+                    "{why}: no {css} in {timeout:?} (screenshot {})",
+                    shot.display()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -418,7 +477,10 @@ impl Window {
         while !self.find_all(css).is_empty() {
             if Instant::now() > deadline {
                 let shot = self.screenshot("timeout");
-                panic!("{why}: {css} still there after {timeout:?} (screenshot {})", shot.display());
+                panic!(
+                    "{why}: {css} still there after {timeout:?} (screenshot {})",
+                    shot.display()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -444,14 +506,32 @@ impl Window {
         .unwrap_or_else(|e| panic!("async script failed: {e}"))
     }
 
-    /// Saves a screenshot of the window as `NAME.png` in the screenshots directory.
+    /// Saves a screenshot of the screen as a person sees it (`NAME.png` in the screenshots
+    /// directory), taken from the X server: WebKitWebDriver's own screenshot can return a
+    /// frame from before the page's first update.
     pub fn screenshot(&self, name: &str) -> PathBuf {
         let path = self.shots.join(format!("{name}.png"));
-        // Let the page paint what the test just waited for.
-        std::thread::sleep(Duration::from_millis(300));
-        if let Ok(v) = get(&format!("{}/screenshot", self.base)) {
-            if let Some(b64) = v["value"].as_str() {
-                if let Ok(png) = base64::engine::general_purpose::STANDARD.decode(b64) {
+        // Let the page paint what the test just waited for: two animation frames.
+        let _ = post(
+            &format!("{}/execute/async", self.base),
+            &json!({"script": "const done = arguments[0]; \
+                requestAnimationFrame(() => requestAnimationFrame(() => done(true))); \
+                setTimeout(() => done(false), 1000);", "args": []}),
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        let taken = Command::new("import")
+            .args(["-display", &self.display, "-window", "root"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !taken {
+            if let Ok(v) = get(&format!("{}/screenshot", self.base)) {
+                if let Some(png) = v["value"]
+                    .as_str()
+                    .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                {
                     let _ = std::fs::write(&path, png);
                 }
             }
@@ -478,8 +558,15 @@ impl Element {
         format!("{}/element/{}/{what}", self.base, self.id)
     }
 
-    /// Clicks it.
+    /// Scrolls it into view (as a user scrolls a list to reach it) and clicks it.
     pub fn click(&self) {
+        let _ = post(
+            &format!("{}/execute/sync", self.base),
+            &json!({
+                "script": "arguments[0].scrollIntoView({block: 'nearest'});",
+                "args": [{ ELEMENT: self.id }]
+            }),
+        );
         post(&self.url("click"), &json!({})).unwrap_or_else(|e| panic!("click: {e}"));
     }
 

@@ -20,6 +20,10 @@ fn the_installed_binary_opens_its_window_and_signs_in() {
         Duration::from_secs(30),
         "the installed app signs in to its embedded switchboard",
     );
-    window.wait(&tid("contact-ada"), Duration::from_secs(5), "with its demo directory");
+    window.wait(
+        &tid("contact-ada"),
+        Duration::from_secs(5),
+        "with its demo directory",
+    );
     window.screenshot("installed-package");
 }
