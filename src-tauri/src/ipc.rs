@@ -191,7 +191,7 @@ pub async fn voicemail<R: Runtime>(
 
     state: State<'_, AppState<R>>,
 ) -> Result<Vec<VoicemailMessage>, ApiError> {
-    let mailbox = state.with_session(|s| s.mailbox().cloned()).await??;
+    let mailbox = state.mailbox().await?;
     Ok(mailbox.messages().await?)
 }
 
@@ -203,7 +203,7 @@ pub async fn play_voicemail<R: Runtime>(
     state: State<'_, AppState<R>>,
     id: String,
 ) -> Result<(), ApiError> {
-    let mailbox = state.with_session(|s| s.mailbox().cloned()).await??;
+    let mailbox = state.mailbox().await?;
     let wav = mailbox.recording(&id).await?;
     let dir = app
         .path()
@@ -253,7 +253,7 @@ pub async fn mark_voicemail_heard<R: Runtime>(
     state: State<'_, AppState<R>>,
     id: String,
 ) -> Result<(), ApiError> {
-    let mailbox = state.with_session(|s| s.mailbox().cloned()).await??;
+    let mailbox = state.mailbox().await?;
     mailbox.mark_heard(&id).await?;
     Ok(())
 }
@@ -267,7 +267,7 @@ pub async fn delete_voicemail<R: Runtime>(
     state: State<'_, AppState<R>>,
     id: String,
 ) -> Result<(), ApiError> {
-    let mailbox = state.with_session(|s| s.mailbox().cloned()).await??;
+    let mailbox = state.mailbox().await?;
     mailbox.delete(&id).await?;
     Ok(())
 }
@@ -280,7 +280,7 @@ pub async fn forwarding_rules<R: Runtime>(
 
     state: State<'_, AppState<R>>,
 ) -> Result<ForwardingRules, ApiError> {
-    let mailbox = state.with_session(|s| s.mailbox().cloned()).await??;
+    let mailbox = state.mailbox().await?;
     Ok(mailbox.rules().await?)
 }
 
@@ -293,7 +293,7 @@ pub async fn set_forwarding_rules<R: Runtime>(
     state: State<'_, AppState<R>>,
     rules: ForwardingRules,
 ) -> Result<ForwardingRules, ApiError> {
-    let mailbox = state.with_session(|s| s.mailbox().cloned()).await??;
+    let mailbox = state.mailbox().await?;
     Ok(mailbox.set_rules(&rules).await?)
 }
 
@@ -313,7 +313,7 @@ pub async fn upload_greeting<R: Runtime>(
     wav_base64: String,
 ) -> Result<(), ApiError> {
     let wav = decode_base64(&wav_base64)?;
-    let mailbox = state.with_session(|s| s.mailbox().cloned()).await??;
+    let mailbox = state.mailbox().await?;
     Ok(mailbox.set_greeting(wav.into()).await?)
 }
 
@@ -324,7 +324,7 @@ pub async fn reset_greeting<R: Runtime>(
     _app: AppHandle<R>,
     state: State<'_, AppState<R>>,
 ) -> Result<(), ApiError> {
-    let mailbox = state.with_session(|s| s.mailbox().cloned()).await??;
+    let mailbox = state.mailbox().await?;
     Ok(mailbox.reset_greeting().await?)
 }
 

@@ -91,6 +91,11 @@ impl<R: Runtime> AppState<R> {
         self.with_session(|s| s.agent().clone()).await
     }
 
+    /// The voicemail service of the session's server.
+    async fn mailbox(&self) -> Result<hookflash_core::mailbox::Mailbox, ApiError> {
+        self.with_session(|s| s.mailbox().cloned()).await?
+    }
+
     /// The link the app was started with, once.
     fn take_pending_dial(&self) -> Option<String> {
         self.pending_dial.lock().ok().and_then(|mut p| p.take())

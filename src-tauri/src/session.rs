@@ -16,7 +16,7 @@ use hookflash_core::mailbox::Mailbox;
 use hookflash_core::registration::ConnectionState;
 use hookflash_core::sip::TransportKind;
 use hookflash_core::ErrorCode;
-use hookflash_switchboard::demo::{DemoDirectory, Voices};
+use hookflash_switchboard::demo::{Contact, DemoDirectory, Voices};
 use hookflash_switchboard::{Config, Switchboard, SwitchboardHandle};
 use serde::{Deserialize, Serialize};
 use specta::Type;
@@ -39,38 +39,6 @@ pub enum ServerKind {
     Demo,
     /// A real server from the settings.
     Remote,
-}
-
-/// What a demo contact does (`talker`, `echo`, …); `person` for anyone else.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type)]
-#[serde(rename_all = "camelCase")]
-pub enum ContactRole {
-    /// Answers and talks.
-    Talker,
-    /// Plays your voice back.
-    Echo,
-    /// Always busy.
-    Busy,
-    /// Never answers; forwards to voicemail.
-    NoAnswer,
-    /// Answers, then transfers you on.
-    Transferrer,
-    /// A voicemail box.
-    Voicemail,
-    /// Someone else.
-    Person,
-}
-
-/// A person in the directory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
-#[serde(rename_all = "camelCase")]
-pub struct Contact {
-    /// The user name to call.
-    pub user: String,
-    /// The name shown.
-    pub display_name: String,
-    /// How they behave.
-    pub role: ContactRole,
 }
 
 /// Who is signed in, where, and whom they can call.
@@ -118,18 +86,6 @@ pub struct Session {
     forward: JoinHandle<()>,
 }
 
-fn contact_role(role: hookflash_switchboard::demo::Role) -> ContactRole {
-    use hookflash_switchboard::demo::Role;
-    match role {
-        Role::Talker => ContactRole::Talker,
-        Role::Echo => ContactRole::Echo,
-        Role::Busy => ContactRole::Busy,
-        Role::NoAnswer => ContactRole::NoAnswer,
-        Role::Transferrer => ContactRole::Transferrer,
-        Role::Voicemail => ContactRole::Voicemail,
-    }
-}
-
 impl Session {
     /// Starts the embedded switchboard and its demo directory on loopback and signs in as
     /// the demo user.
@@ -171,15 +127,7 @@ impl Session {
             domain: switchboard.domain().to_owned(),
             server: ServerKind::Demo,
             connection_state: ConnectionState::Disconnected,
-            directory: directory
-                .contacts()
-                .iter()
-                .map(|c| Contact {
-                    user: c.user.clone(),
-                    display_name: c.display_name.clone(),
-                    role: contact_role(c.role),
-                })
-                .collect(),
+            directory: directory.contacts().to_vec(),
             mailbox: mailbox.is_some(),
         };
         let embedded = Embedded {

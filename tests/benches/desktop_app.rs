@@ -133,47 +133,72 @@ fn main() {
         in_call as f64 / 1024.0
     );
 
-    // Command → core → event → IPC → store → painted frame: mute and unmute, timed in the page
-    // from the invoke to the first animation frame after the call item shows the change.
+    // Command → core → event → IPC → store → DOM → painted frame: mute and unmute, timed in
+    // the page: when the core's `isMutedChanged` reaches the page (a listener of our own on the
+    // same event channel as the UI's), when the UI has changed the call's mute button, and
+    // the next animation frame after that (the frame that shows it).
     let script = r#"
         const [callId, muted, done] = arguments;
+        const tauri = window.__TAURI_INTERNALS__;
         const item = document.querySelector(`[data-testid="call-item"][data-call-id="${callId}"]`);
         const button = item.querySelector('[data-testid="call-mute"]');
         const before = button.getAttribute('aria-pressed');
-        const t0 = performance.now();
-        const observer = new MutationObserver(() => {
-            if (button.getAttribute('aria-pressed') !== before) {
-                observer.disconnect();
-                requestAnimationFrame(() => done(performance.now() - t0));
-            }
+        let tEvent = null, tDom = null;
+        const handler = tauri.transformCallback((e) => {
+            if (tEvent === null && e.payload && e.payload.event === 'isMutedChanged') tEvent = performance.now();
         });
-        observer.observe(item, { attributes: true, subtree: true, childList: true });
-        window.__TAURI_INTERNALS__.invoke('execute',
-            { command: { command: muted ? 'mute' : 'unmute', callId } });
-        setTimeout(() => done(-1), 2000);
+        tauri.invoke('plugin:event|listen', { event: 'core-event', target: { kind: 'Any' }, handler })
+          .then((listenerId) => {
+            const t0 = performance.now();
+            const observer = new MutationObserver(() => {
+                if (tDom === null && button.getAttribute('aria-pressed') !== before) {
+                    tDom = performance.now();
+                    observer.disconnect();
+                    requestAnimationFrame(() => {
+                        const tPaint = performance.now();
+                        tauri.invoke('plugin:event|unlisten', { event: 'core-event', eventId: listenerId });
+                        done([t0, tEvent, tDom, tPaint]);
+                    });
+                }
+            });
+            observer.observe(item, { attributes: true, subtree: true, childList: true });
+            tauri.invoke('execute', { command: { command: muted ? 'mute' : 'unmute', callId } });
+          });
+        setTimeout(() => done(null), 3000);
     "#;
-    let mut times = Vec::new();
+    let (mut command_to_event, mut event_to_dom, mut dom_to_frame, mut event_to_frame) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..60 {
-        let ms = window
-            .script_async(script, json!([call_id, i % 2 == 0]))
-            .as_f64()
-            .unwrap_or(-1.0);
-        if ms >= 0.0 {
-            times.push(ms);
+        let v = window.script_async(script, json!([call_id, i % 2 == 0]));
+        let t: Vec<f64> = v
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+            .unwrap_or_default();
+        if let [t0, te, td, tp] = t[..] {
+            command_to_event.push(te - t0);
+            event_to_dom.push((td - te).max(0.0));
+            dom_to_frame.push(tp - td);
+            event_to_frame.push(tp - te);
         }
     }
-    times.sort_by(f64::total_cmp);
-    if times.is_empty() {
-        println!(
-            "command to painted change: no measurement (the mute button shows no aria-pressed)"
-        );
-    } else {
-        println!(
-            "command to painted change ({} runs): median {:.1} ms, p95 {:.1} ms — target ≤ 16 ms p95",
-            times.len(),
-            percentile(&times, 0.5),
-            percentile(&times, 0.95)
-        );
+    for (label, times) in [
+        ("command to event in the page", &mut command_to_event),
+        ("event to DOM updated", &mut event_to_dom),
+        ("DOM updated to the next frame", &mut dom_to_frame),
+        ("core event to painted frame", &mut event_to_frame),
+    ] {
+        times.sort_by(f64::total_cmp);
+        if times.is_empty() {
+            println!("{label}: no measurement");
+        } else {
+            println!(
+                "{label} ({} runs): median {:.1} ms, p95 {:.1} ms",
+                times.len(),
+                percentile(times, 0.5),
+                percentile(times, 0.95)
+            );
+        }
     }
+    println!("target: core event to updated screen ≤ 16 ms p95");
     drop(window);
 }

@@ -364,6 +364,49 @@ fn a_message_left_in_my_voicemail_can_be_played_and_links_open_the_dialler() {
         "a deleted message goes",
     );
 
+    // Rita puts Ada through to me: an incoming call, "Ada, transferred by Rita".
+    window.find(&tid("nav-calls")).expect("Calls").click();
+    window
+        .find(&tid("call-contact-rita"))
+        .expect("Rita")
+        .click();
+    call_in_state(&window, "rita", "Connected", "Rita answers");
+    let incoming = window.wait(
+        &tid("incoming-call"),
+        SECONDS(30),
+        "after Rita hangs up, Ada calls me through Rita's transfer",
+    );
+    let caller = incoming
+        .find(&tid("incoming-caller"))
+        .map(|e| e.text())
+        .unwrap_or_default();
+    let transferor = incoming
+        .find(&tid("incoming-transferor"))
+        .map(|e| e.text())
+        .unwrap_or_default();
+    assert!(
+        caller.contains("Ada"),
+        "the incoming panel names the caller: {caller:?}"
+    );
+    assert!(
+        transferor.contains("Rita"),
+        "and who transferred the call to me: {transferor:?}"
+    );
+    window.screenshot("en-light-incoming-transferred");
+    incoming
+        .find(&tid("incoming-accept"))
+        .expect("Accept")
+        .click();
+    let ada = call_in_state(&window, "ada", "Connected", "I take Ada's call");
+    std::thread::sleep(SECONDS(2));
+    call_button(&window, &ada, "call-hangup");
+    window.wait_gone(&tid("call-item"), SECONDS(10), "hung up");
+    let heard = desktop.last_heard(SECONDS(10));
+    assert!(
+        hears(tail(&heard, 1.5), ADA_HZ),
+        "the call that came through Rita's transfer is Ada's (660 Hz)"
+    );
+
     // A sip: link opened while the app runs fills the dialler of the running app.
     let status = desktop.launch_again(&["sip:ada@hookflash.local"]);
     assert!(

@@ -107,7 +107,7 @@ describe("start-up and calls view", () => {
       server: "remote",
       connectionState: "Disconnected",
       mailbox: false,
-      directory: [{ user: "zoe", displayName: "Zoe", role: "person" }],
+      directory: [{ user: "zoe", displayName: "Zoe", role: "talker" }],
     });
     await h.flush();
     const s = h.app.store.state;

@@ -334,32 +334,15 @@ export type ConnectionState =
 /**  Registered and reachable. */
 "Connected";
 
-/**  A person in the directory. */
+/**  A person in the demo directory. */
 export type Contact = {
-	/**  The user name to call. */
+	/**  The user name (`sip:USER@DOMAIN`). */
 	user: string,
 	/**  The name shown. */
 	displayName: string,
 	/**  How they behave. */
-	role: ContactRole,
+	role: Role,
 };
-
-/**  What a demo contact does (`talker`, `echo`, …); `person` for anyone else. */
-export type ContactRole = 
-/**  Answers and talks. */
-"talker" | 
-/**  Plays your voice back. */
-"echo" | 
-/**  Always busy. */
-"busy" | 
-/**  Never answers; forwards to voicemail. */
-"noAnswer" | 
-/**  Answers, then transfers you on. */
-"transferrer" | 
-/**  A voicemail box. */
-"voicemail" | 
-/**  Someone else. */
-"person";
 
 /**  Every event of the core, as it happened (`events.coreEvent`). */
 export type CoreEvent = Event;
@@ -681,6 +664,23 @@ export type Preferences = {
 	/**  The transfer dialog's "ring only this person" starts ticked. */
 	ringOnlyTarget?: boolean,
 };
+
+/**  What a demo contact does when called. */
+export type Role = 
+/**  Answers and talks. */
+"talker" | 
+/**  Answers and plays your own voice back to you. */
+"echo" | 
+/**  Always busy. */
+"busy" | 
+/**  Never answers; forwards to voicemail. */
+"noAnswer" | 
+/**  Answers, then transfers you on. */
+"transferrer" | 
+/**  Answers, hangs up, and has Ada call you back by transferring Ada to you. */
+"receptionist" | 
+/**  A voicemail box: every call goes to voicemail. */
+"voicemail";
 
 /**  A credential as the user enters it. */
 export type Secret = 

@@ -148,12 +148,9 @@ export type Action =
   | { type: "notice"; notice: Text | null }
   | { type: "systemDark"; dark: boolean };
 
-export function initialState(init: { now: number; systemDark?: boolean; navigatorLanguage?: string }): State {
+/** What belongs to one session: its calls, transfers and mailbox; a new session starts these afresh. */
+function sessionScoped() {
   return {
-    view: "calls",
-    session: null,
-    settings: null,
-    connection: { state: "Disconnected", reason: null },
     calls: [],
     pendingReplacements: {},
     transferors: {},
@@ -161,12 +158,25 @@ export function initialState(init: { now: number; systemDark?: boolean; navigato
     incoming: {},
     focusedCallId: null,
     keypadCallId: null,
-    address: "",
     completion: null,
     transfer: null,
     transfers: {},
     consents: [],
     messageWaiting: 0,
+    voicemail: null,
+    playing: null,
+    rules: null,
+  } satisfies Partial<State>;
+}
+
+export function initialState(init: { now: number; systemDark?: boolean; navigatorLanguage?: string }): State {
+  return {
+    ...sessionScoped(),
+    view: "calls",
+    session: null,
+    settings: null,
+    connection: { state: "Disconnected", reason: null },
+    address: "",
     dnd: false,
     microphones: [],
     speakers: [],
@@ -176,9 +186,6 @@ export function initialState(init: { now: number; systemDark?: boolean; navigato
     audioProcessing: null,
     micLevel: 0,
     history: [],
-    voicemail: null,
-    playing: null,
-    rules: null,
     live: null,
     notice: null,
     systemDark: init.systemDark ?? false,
@@ -522,23 +529,9 @@ export function apply(s: State, a: Action): State {
       for (const c of s.calls) s = finish(s, c.id, a.at);
       return {
         ...s,
+        ...sessionScoped(),
         session: a.session,
         connection: { state: a.session.connectionState, reason: null },
-        calls: [],
-        pendingReplacements: {},
-        transferors: {},
-        pendingTransferors: {},
-        incoming: {},
-        focusedCallId: null,
-        keypadCallId: null,
-        completion: null,
-        transfer: null,
-        transfers: {},
-        consents: [],
-        messageWaiting: 0,
-        voicemail: null,
-        playing: null,
-        rules: null,
       };
     }
     case "settings":

@@ -33,8 +33,8 @@ export const en = {
   "role.busy": "Always busy",
   "role.noAnswer": "Never answers; forwards to voicemail",
   "role.transferrer": "Answers, then transfers you on",
-  "role.voicemail": "Your voicemail box",
-  "role.person": "Person",
+  "role.voicemail": "Goes straight to voicemail",
+  "role.receptionist": "Answers, then has Ada call you back",
 
   "calls.title": "Calls",
   "calls.empty": "No calls. Dial a number or pick someone from the directory.",

@@ -32,8 +32,8 @@ export const ko: Messages = {
   "role.busy": "항상 통화 중입니다",
   "role.noAnswer": "받지 않고 음성 메일로 넘깁니다",
   "role.transferrer": "전화를 받은 뒤 다른 사람에게 돌려줍니다",
-  "role.voicemail": "내 음성 사서함",
-  "role.person": "사람",
+  "role.voicemail": "바로 음성 사서함으로 연결됩니다",
+  "role.receptionist": "전화를 받은 뒤 Ada가 다시 전화하게 합니다",
 
   "calls.title": "통화",
   "calls.empty": "통화가 없습니다. 번호를 누르거나 주소록에서 사람을 고르세요.",

@@ -32,8 +32,8 @@ export const zh: Messages = {
   "role.busy": "总是占线",
   "role.noAnswer": "从不接听，转到语音信箱",
   "role.transferrer": "接听后将您转接给他人",
-  "role.voicemail": "您的语音信箱",
-  "role.person": "联系人",
+  "role.voicemail": "直接转到语音信箱",
+  "role.receptionist": "接听后让 Ada 给您回电",
 
   "calls.title": "通话",
   "calls.empty": "没有通话。请拨号或从通讯录中选择联系人。",

@@ -12,6 +12,7 @@
 //! | `bob` | [`Role::Busy`] | always busy (do-not-disturb: `486 Busy Here`) |
 //! | `nora` | [`Role::NoAnswer`] | rings, never answers; after a few seconds her rule sends you to her voicemail |
 //! | `theo` | [`Role::Transferrer`] | answers, then transfers you on to Ada (a blind transfer you receive) |
+//! | `rita` | [`Role::Receptionist`] | answers, says she will put Ada through, hangs up, then calls Ada and transfers her to you: an incoming call "Ada, transferred by Rita" |
 //! | `vera` | [`Role::Voicemail`] | every call goes straight to her voicemail box |
 //!
 //! A contact who is the transferee of one of *your* transfers follows it (the core's default
@@ -38,7 +39,6 @@ use hookflash_core::agent::{AgentConfig, CallAgent, CallClient, Credential};
 use hookflash_core::api::{Command, Event};
 use hookflash_core::audio::{AudioSink, AudioSource, DeviceError, DeviceSpec};
 use hookflash_core::call::CallState;
-use hookflash_core::registration::ConnectionState;
 use hookflash_core::sip::TransportKind;
 use hookflash_core::transfer::{TransferOptions, TransferTarget};
 use serde::{Deserialize, Serialize};
@@ -52,7 +52,8 @@ use crate::{SwitchboardError, SwitchboardHandle};
 /// How long a contact you transferred somewhere talks before hanging up (long enough to
 /// leave a message after a voicemail greeting).
 pub const TRANSFERRED_TALK: Duration = Duration::from_secs(8);
-/// How long Theo talks before he transfers you to Ada.
+/// How long Theo talks before he transfers you to Ada (and Rita before she hangs up to
+/// have Ada call you).
 pub const TRANSFERRER_DELAY: Duration = Duration::from_secs(3);
 /// How long Nora's phone rings before her rule sends the caller to her voicemail.
 pub const NO_ANSWER_AFTER_SECS: u32 = 6;
@@ -63,6 +64,7 @@ const TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// What a demo contact does when called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "camelCase")]
 pub enum Role {
     /// Answers and talks.
@@ -75,12 +77,15 @@ pub enum Role {
     NoAnswer,
     /// Answers, then transfers you on.
     Transferrer,
+    /// Answers, hangs up, and has Ada call you back by transferring Ada to you.
+    Receptionist,
     /// A voicemail box: every call goes to voicemail.
     Voicemail,
 }
 
 /// A person in the demo directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "camelCase")]
 pub struct Contact {
     /// The user name (`sip:USER@DOMAIN`).
@@ -147,6 +152,7 @@ fn people() -> Vec<Contact> {
         c("bob", "Bob Busy", Role::Busy),
         c("nora", "Nora Noanswer", Role::NoAnswer),
         c("theo", "Theo Transfer", Role::Transferrer),
+        c("rita", "Rita Reception", Role::Receptionist),
         c("vera", "Vera's Voicemail", Role::Voicemail),
     ]
 }
@@ -209,7 +215,12 @@ impl DemoDirectory {
                 .await
                 .map_err(|e| SwitchboardError::Demo(e.to_string()))?;
             let events = agent.subscribe();
-            wait_registered(&agent).await?;
+            if !agent.wait_connected(Duration::from_secs(5)).await {
+                return Err(SwitchboardError::Demo(format!(
+                    "{} could not sign in",
+                    contact.display_name
+                )));
+            }
             if contact.role == Role::Busy {
                 agent
                     .execute(Command::SetDoNotDisturb { enabled: true })
@@ -240,27 +251,10 @@ impl DemoDirectory {
     }
 }
 
-async fn wait_registered(agent: &CallAgent) -> Result<(), SwitchboardError> {
-    let mut events = agent.subscribe();
-    let registered = tokio::time::timeout(Duration::from_secs(5), async {
-        while agent.connection_state() != ConnectionState::Connected {
-            match events.recv().await {
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => return,
-            }
-        }
-    })
-    .await;
-    match (registered, agent.connection_state()) {
-        (Ok(()), ConnectionState::Connected) => Ok(()),
-        _ => Err(SwitchboardError::Demo(
-            "a demo contact could not sign in".into(),
-        )),
-    }
-}
-
 /// One contact's behaviour: its reactions to its own events.
 async fn behave(agent: CallAgent, role: Role, mut events: broadcast::Receiver<Event>) {
+    // Rita's callers, by call: Ada calls them back.
+    let mut callers: HashMap<String, String> = HashMap::new();
     loop {
         let event = match events.recv().await {
             Ok(event) => event,
@@ -271,8 +265,15 @@ async fn behave(agent: CallAgent, role: Role, mut events: broadcast::Receiver<Ev
             Err(broadcast::error::RecvError::Closed) => return,
         };
         match event {
-            Event::IncomingCall { call_id, .. } if role != Role::NoAnswer => {
-                // Busy contacts never get here: do-not-disturb answers 486 in the core.
+            // Busy contacts never get here: do-not-disturb answers 486 in the core.
+            Event::IncomingCall {
+                call_id,
+                caller_info,
+                ..
+            } if role != Role::NoAnswer => {
+                if role == Role::Receptionist {
+                    callers.insert(call_id.clone(), caller_info.identifier);
+                }
                 let agent = agent.clone();
                 tokio::spawn(async move {
                     // A short ring, as a person would take to pick up.
@@ -287,39 +288,81 @@ async fn behave(agent: CallAgent, role: Role, mut events: broadcast::Receiver<Ev
                 old_state,
                 state: CallState::Connected,
                 ..
-            } if role == Role::Transferrer && old_state != CallState::LocalHold => {
-                let agent = agent.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(TRANSFERRER_DELAY).await;
-                    let call = agent.call(&call_id);
-                    if call.state() != CallState::Connected {
-                        return;
+            } if !matches!(old_state, CallState::LocalHold | CallState::RemoteHold) => {
+                match (role, callers.remove(&call_id)) {
+                    (Role::Transferrer, _) => {
+                        tokio::spawn(transfer_on(agent.clone(), call_id));
                     }
-                    let target = TransferTarget::Participant("ada".into());
-                    if let Err(e) = call.transfer(target, TransferOptions::default()).await {
-                        debug!(error = %e, "demo transfer could not start");
+                    (Role::Receptionist, Some(caller)) => {
+                        tokio::spawn(have_ada_call_back(agent.clone(), call_id, caller));
                     }
-                });
+                    _ => {}
+                }
             }
             Event::TransferAccepted { target_call, .. } => {
                 // Sent somewhere by the user: say something, then hang up.
                 let agent = agent.clone();
                 tokio::spawn(async move {
                     let call = agent.call(&target_call);
-                    let mut waited = Duration::ZERO;
-                    while call.state() != CallState::Connected && waited < Duration::from_secs(40) {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        waited += Duration::from_millis(100);
-                        if call.state() == CallState::Disconnected {
-                            return;
-                        }
+                    if connected(&call, Duration::from_secs(40)).await {
+                        tokio::time::sleep(TRANSFERRED_TALK).await;
+                        let _ = call.hang_up().await;
                     }
-                    tokio::time::sleep(TRANSFERRED_TALK).await;
-                    let _ = call.hang_up().await;
                 });
             }
             _ => {}
         }
+    }
+}
+
+/// Waits until `call` is connected; false if it ends first or `within` passes.
+async fn connected(call: &hookflash_core::Call, within: Duration) -> bool {
+    let step = Duration::from_millis(100);
+    let mut waited = Duration::ZERO;
+    while waited < within {
+        match call.state() {
+            CallState::Connected => return true,
+            CallState::Disconnected => return false,
+            _ => {}
+        }
+        tokio::time::sleep(step).await;
+        waited += step;
+    }
+    false
+}
+
+/// Theo: talks a little, then transfers the caller to Ada.
+async fn transfer_on(agent: CallAgent, call_id: String) {
+    tokio::time::sleep(TRANSFERRER_DELAY).await;
+    let call = agent.call(&call_id);
+    if call.state() != CallState::Connected {
+        return;
+    }
+    let target = TransferTarget::Participant("ada".into());
+    if let Err(e) = call.transfer(target, TransferOptions::default()).await {
+        debug!(error = %e, "demo transfer could not start");
+    }
+}
+
+/// Rita: talks a little, hangs up, calls Ada, and transfers Ada to the caller, so the
+/// caller receives a call from Ada "transferred by Rita".
+async fn have_ada_call_back(agent: CallAgent, call_id: String, caller: String) {
+    tokio::time::sleep(TRANSFERRER_DELAY).await;
+    let _ = agent.call(&call_id).hang_up().await;
+    let ada = match agent.start_call("ada").await {
+        Ok(id) => agent.call(&id),
+        Err(e) => {
+            debug!(error = %e, "Rita could not call Ada");
+            return;
+        }
+    };
+    if !connected(&ada, Duration::from_secs(20)).await {
+        return;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let target = TransferTarget::Participant(caller);
+    if let Err(e) = ada.transfer(target, TransferOptions::default()).await {
+        debug!(error = %e, "Rita could not transfer Ada");
     }
 }
 

@@ -37,7 +37,6 @@ use hookflash_core::audio::{
 use hookflash_core::auth::{unix_now, Token};
 use hookflash_core::call::CallState;
 use hookflash_core::privacy::redact;
-use hookflash_core::registration::ConnectionState;
 use hookflash_core::sip::{unescape, TransportKind, Uri};
 use tokio::sync::{broadcast, mpsc, watch};
 use tracing::{debug, info, warn};
@@ -243,17 +242,9 @@ impl Voicemail {
             .create_call_agent(config)
             .await
             .map_err(|e| SwitchboardError::Voicemail(e.to_string()))?;
-        let mut events = agent.subscribe();
-        let registered = tokio::time::timeout(Duration::from_secs(5), async {
-            while agent.connection_state() != ConnectionState::Connected {
-                match events.recv().await {
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        })
-        .await;
-        if registered.is_err() || agent.connection_state() != ConnectionState::Connected {
+        // Subscribed before waiting, so no call that arrives meanwhile is missed.
+        let events = agent.subscribe();
+        if !agent.wait_connected(Duration::from_secs(5)).await {
             warn!("voicemail agent not registered yet; calls to voicemail get 480 until it is");
         }
         let (alive_tx, alive) = watch::channel(());

@@ -299,6 +299,21 @@ impl CallAgent {
         self.snapshot().connection_state
     }
 
+    /// Waits until the agent is registered (`Connected`), at most `within`; whether it is.
+    pub async fn wait_connected(&self, within: Duration) -> bool {
+        let mut events = self.subscribe();
+        let _ = tokio::time::timeout(within, async {
+            while self.connection_state() != ConnectionState::Connected {
+                match events.recv().await {
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        })
+        .await;
+        self.connection_state() == ConnectionState::Connected
+    }
+
     /// The live calls and their states.
     pub fn calls(&self) -> HashMap<String, CallState> {
         self.snapshot().calls.clone()
