@@ -490,4 +490,34 @@ fn the_app_speaks_korean_and_chinese_in_light_and_dark() {
     );
     assert_eq!(theme, "dark zh-Hans", "preferences persist across restarts");
     window.screenshot("zh-dark-dialpad");
+
+    // Every language in both themes, for a person to look at.
+    for (lang, html_lang) in [("en", "en"), ("ko", "ko"), ("zh", "zh-Hans")] {
+        for theme in ["light", "dark"] {
+            window.find(&tid("nav-settings")).expect("Settings").click();
+            for (select, value) in [("settings-language", lang), ("settings-theme", theme)] {
+                window
+                    .wait(
+                        &format!("{} option[value=\"{value}\"]", tid(select)),
+                        SECONDS(5),
+                        "the setting offers it",
+                    )
+                    .click();
+            }
+            let want = format!("{theme} {html_lang}");
+            let deadline = std::time::Instant::now() + SECONDS(5);
+            while window.script(
+                "return document.documentElement.dataset.theme + ' ' + document.documentElement.lang",
+                serde_json::json!([]),
+            ) != want.as_str()
+            {
+                assert!(std::time::Instant::now() < deadline, "{want} applies at once");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            window.screenshot(&format!("{lang}-{theme}-settings"));
+            window.find(&tid("nav-calls")).expect("Calls").click();
+            window.wait(&tid("contact-ada"), SECONDS(5), "the calls view");
+            window.screenshot(&format!("{lang}-{theme}-calls"));
+        }
+    }
 }
