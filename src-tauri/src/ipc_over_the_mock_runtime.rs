@@ -144,5 +144,80 @@ fn commands_reach_the_core_and_its_events_come_back() {
     )
     .expect_err("the window cannot sign the app out behind the settings' back");
     assert_eq!(refused["code"], "command.malformed", "{refused}");
+
+    // Settings → Account: sign in to a real server (a switchboard of its own here).
+    let server = tauri::async_runtime::block_on(hookflash_switchboard::Switchboard::start(
+        hookflash_switchboard::Config::local("another secret"),
+    ))
+    .expect("a second switchboard");
+    let token = server
+        .issue_token("carol", Duration::from_secs(600))
+        .to_string();
+    let bad = invoke(
+        &window,
+        "save_account",
+        json!({"account": {"server": server.local_addr().to_string(), "domain": server.domain(),
+            "transport": "udp", "user": "carol", "displayName": "Carol", "secret": null}}),
+    )
+    .expect_err("an account without a credential is refused");
+    assert_eq!(bad["code"], "settings.failed", "{bad}");
+    let remote = invoke(
+        &window,
+        "save_account",
+        json!({"account": {"server": server.local_addr().to_string(), "domain": server.domain(),
+            "transport": "tcp", "user": "carol", "displayName": "Carol",
+            "secret": {"kind": "token", "token": token}}}),
+    )
+    .expect("signing in to a real server");
+    assert_eq!(
+        remote["server"], "remote",
+        "the session is on the account's server"
+    );
+    assert_eq!(remote["user"], "carol", "as the account's user");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while invoke(&window, "session", json!({})).expect("session")["connectionState"] != "Connected"
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the account registers with its server"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let settings = invoke(&window, "settings", json!({})).expect("settings");
+    assert_eq!(
+        settings["account"]["hasSecret"], true,
+        "the UI learns a secret is saved"
+    );
+    let file = home.join("data/settings.json");
+    let stored = std::fs::read_to_string(&file).expect("the settings file");
+    assert!(
+        !settings.to_string().contains(&token) && stored.contains(&token),
+        "the token is kept on disk but never handed back to the UI"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(
+        mode, 0o600,
+        "the file holding the secret is readable by the user alone"
+    );
+
+    let demo = invoke(&window, "use_demo", json!({})).expect("back to the demo");
+    assert_eq!(
+        demo["server"], "demo",
+        "Use demo returns to the embedded switchboard"
+    );
+    let settings = invoke(&window, "settings", json!({})).expect("settings");
+    assert!(settings["account"].is_null(), "the account is forgotten");
+    assert!(
+        !std::fs::read_to_string(&file)
+            .unwrap_or_default()
+            .contains(&token),
+        "and its token with it"
+    );
+    tauri::async_runtime::block_on(server.shutdown());
     let _ = std::fs::remove_dir_all(&home);
 }
