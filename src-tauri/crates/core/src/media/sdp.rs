@@ -307,8 +307,14 @@ impl Sdp {
         Self { session, media }
     }
 
+    /// The audio stream in use: the first one with a port, else the first one.
     fn audio_section(&self) -> Option<&MediaSection> {
-        self.media.iter().find(|m| m.is_audio())
+        let active = |m: &&MediaSection| m.m_line.split_whitespace().nth(1) != Some("0");
+        self.media
+            .iter()
+            .filter(|m| m.is_audio())
+            .find(active)
+            .or_else(|| self.media.iter().find(|m| m.is_audio()))
     }
 }
 
@@ -326,6 +332,274 @@ impl fmt::Display for Sdp {
         }
         Ok(())
     }
+}
+
+// ---- the shape of offers and answers with peers that are not webrtc-rs ----------------------
+
+/// What a remote offer looked like, kept so that our answer can be given the same shape
+/// (RFC 3264 §6: one answer m= line per offered m= line, in order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OfferShape {
+    /// Each offered m= line: (m= line, its own a=mid if any).
+    sections: Vec<(String, Option<String>)>,
+    /// The index of the section handed to the engine (the audio stream we take).
+    chosen: usize,
+    /// The mid the engine saw for it (the offered one, or one we made up).
+    engine_mid: String,
+    /// The offer had `a=group:BUNDLE`.
+    bundle: bool,
+    /// The chosen section had `a=rtcp-mux`.
+    rtcp_mux: bool,
+}
+
+/// Session-level attributes that webrtc-rs only reads, or only reads reliably, at media level.
+const TRANSPORT_ATTRS: [&str; 6] = [
+    "a=ice-ufrag:",
+    "a=ice-pwd:",
+    "a=ice-options:",
+    "a=fingerprint:",
+    "a=setup:",
+    "a=candidate:",
+];
+
+/// Prepares a remote *offer* for webrtc-rs 0.14, which answers only media sections that
+/// carry `a=mid` and, without `a=group:BUNDLE`, rejects them with port 0:
+///
+/// * picks the first `m=audio` line with a non-zero port and an RTP/SAVP(F) protocol and
+///   drops every other m= line (they are rejected in [`shape_answer`]);
+/// * gives it `a=mid` (`fallback_mid` if it has none) and writes `a=group:BUNDLE <mid>`;
+/// * copies session-level ICE/DTLS attributes into it, lower-cases the fingerprint hash
+///   name (`SHA-256` → `sha-256`) and keeps only the sha-256 fingerprint;
+/// * drops candidates of component 2 (RTCP): the engine ignores components and could
+///   otherwise pair with the remote's RTCP port.
+///
+/// Then [`normalize_remote`] still runs on the result (directions, static payload types).
+pub(crate) fn prepare_offer(sdp: &str, fallback_mid: &str) -> Result<(String, OfferShape), String> {
+    let parsed = Sdp::parse(sdp);
+    let chosen = parsed
+        .media
+        .iter()
+        .position(|m| {
+            let f: Vec<&str> = m.m_line.split_whitespace().collect();
+            m.is_audio() && f.len() > 3 && f[1] != "0" && f[2].contains("RTP/SAVP")
+        })
+        .ok_or("the offer has no usable audio stream (DTLS-SRTP audio with a port)")?;
+    let bundle = parsed
+        .session
+        .iter()
+        .any(|l| l.starts_with("a=group:BUNDLE"));
+    let section = &parsed.media[chosen];
+    let own_mid = attr(&section.lines, "a=mid:").map(str::to_owned);
+    let engine_mid = own_mid.clone().unwrap_or_else(|| fallback_mid.to_owned());
+    let rtcp_mux = section.lines.iter().any(|l| l == "a=rtcp-mux");
+    let mut lines = transport_lines(&parsed.session, &section.lines);
+    // A bundled offer may carry transport only in the group's first (tagged) section.
+    if !lines.iter().any(|l| l.starts_with("a=candidate:")) && bundle {
+        if let Some(tagged) = parsed
+            .media
+            .iter()
+            .find(|m| m.lines.iter().any(|l| l.starts_with("a=candidate:")))
+        {
+            for l in tagged.lines.iter().filter(|l| is_transport(l)) {
+                if !lines.iter().any(|x| same_key(x, l)) || l.starts_with("a=candidate:") {
+                    lines.push(l.clone());
+                }
+            }
+        }
+    }
+    let lines = fix_transport(lines)?;
+    let mut session: Vec<String> = parsed
+        .session
+        .iter()
+        .filter(|l| !is_transport(l) && !l.starts_with("a=group:"))
+        .cloned()
+        .collect();
+    session.push(format!("a=group:BUNDLE {engine_mid}"));
+    let mut media = MediaSection {
+        m_line: section.m_line.clone(),
+        lines,
+    };
+    if own_mid.is_none() {
+        media.lines.push(format!("a=mid:{engine_mid}"));
+    }
+    let shape = OfferShape {
+        sections: parsed
+            .media
+            .iter()
+            .map(|m| {
+                (
+                    m.m_line.clone(),
+                    attr(&m.lines, "a=mid:").map(str::to_owned),
+                )
+            })
+            .collect(),
+        chosen,
+        engine_mid,
+        bundle,
+        rtcp_mux,
+    };
+    Ok((
+        Sdp {
+            session,
+            media: vec![media],
+        }
+        .to_string(),
+        shape,
+    ))
+}
+
+/// Prepares a remote *answer* to our offer: the same fix-ups, with each m= line's mid taken
+/// by position from our offer (webrtc-rs ignores m= lines without one and then never binds
+/// the remote's declared `a=ssrc` to our transceiver: we would hear nothing).
+pub(crate) fn prepare_answer(sdp: &str, our_offer: &str) -> Result<String, String> {
+    let mut parsed = Sdp::parse(sdp);
+    let ours = Sdp::parse(our_offer);
+    let session_transport: Vec<String> = parsed
+        .session
+        .iter()
+        .filter(|l| is_transport(l))
+        .cloned()
+        .collect();
+    for (i, section) in parsed.media.iter_mut().enumerate() {
+        let lines = transport_lines(&session_transport, &section.lines);
+        section.lines = fix_transport(lines)?;
+        if attr(&section.lines, "a=mid:").is_none() {
+            if let Some(mid) = ours.media.get(i).and_then(|m| attr(&m.lines, "a=mid:")) {
+                section.lines.push(format!("a=mid:{mid}"));
+            }
+        }
+    }
+    parsed.session.retain(|l| !is_transport(l));
+    if let Some(audio) = parsed.audio_section() {
+        if audio.m_line.split_whitespace().nth(1) == Some("0") {
+            return Err("the far end rejected the audio stream (port 0)".into());
+        }
+    } else {
+        return Err("the answer has no audio stream".into());
+    }
+    Ok(parsed.to_string())
+}
+
+/// Gives the engine's answer (one m=audio section) the offer's shape: every offered m= line
+/// in order, the ones we do not take rejected with port 0; `a=mid` and `a=group:BUNDLE` only
+/// if the offer had them; `a=rtcp-mux` only if offered.
+pub(crate) fn shape_answer(engine_answer: &str, shape: &OfferShape) -> String {
+    let parsed = Sdp::parse(engine_answer);
+    let mut session: Vec<String> = parsed
+        .session
+        .iter()
+        .filter(|l| !l.starts_with("a=group:"))
+        .cloned()
+        .collect();
+    let own_mid = shape.sections[shape.chosen].1.clone();
+    if shape.bundle {
+        if let Some(mid) = &own_mid {
+            session.push(format!("a=group:BUNDLE {mid}"));
+        }
+    }
+    let media = shape
+        .sections
+        .iter()
+        .enumerate()
+        .map(|(i, (m_line, mid))| {
+            if i == shape.chosen {
+                if let Some(audio) = parsed.media.iter().find(|m| m.is_audio()) {
+                    let lines = audio
+                        .lines
+                        .iter()
+                        .filter(|l| own_mid.is_some() || !l.starts_with("a=mid:"))
+                        .filter(|l| shape.rtcp_mux || l.as_str() != "a=rtcp-mux")
+                        .cloned()
+                        .collect();
+                    return MediaSection {
+                        m_line: audio.m_line.clone(),
+                        lines,
+                    };
+                }
+            }
+            rejected(m_line, mid.as_deref())
+        })
+        .collect();
+    Sdp { session, media }.to_string()
+}
+
+/// `m=<media> 0 <proto> <first format>` (RFC 3264 §6), keeping the offered mid.
+fn rejected(m_line: &str, mid: Option<&str>) -> MediaSection {
+    let f: Vec<&str> = m_line.split_whitespace().collect();
+    let (media, proto, fmt) = (
+        f.first().copied().unwrap_or("m=audio"),
+        f.get(2).copied().unwrap_or("RTP/AVP"),
+        f.get(3).copied().unwrap_or("0"),
+    );
+    MediaSection {
+        m_line: format!("{media} 0 {proto} {fmt}"),
+        lines: std::iter::once("c=IN IP4 0.0.0.0".to_owned())
+            .chain(mid.map(|m| format!("a=mid:{m}")))
+            .collect(),
+    }
+}
+
+fn attr<'a>(lines: &'a [String], prefix: &str) -> Option<&'a str> {
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix(prefix))
+        .map(str::trim)
+}
+
+fn is_transport(line: &str) -> bool {
+    TRANSPORT_ATTRS.iter().any(|p| line.starts_with(p))
+}
+
+fn same_key(a: &str, b: &str) -> bool {
+    a.split(':').next() == b.split(':').next()
+}
+
+/// The media lines plus any session-level transport attribute the section lacks.
+fn transport_lines(session: &[String], media: &[String]) -> Vec<String> {
+    let mut lines = media.to_vec();
+    for l in session.iter().filter(|l| is_transport(l)) {
+        if !media.iter().any(|m| same_key(m, l)) {
+            lines.push(l.clone());
+        }
+    }
+    lines
+}
+
+/// Lower-cases fingerprint hash names and keeps one sha-256 fingerprint (webrtc-rs compares
+/// the name case-sensitively with "sha-256" and refuses differing fingerprints); drops
+/// component-2 candidates.
+fn fix_transport(lines: Vec<String>) -> Result<Vec<String>, String> {
+    let mut out = Vec::with_capacity(lines.len());
+    let mut fingerprint = None;
+    let mut offered = Vec::new();
+    for l in lines {
+        if let Some(v) = l.strip_prefix("a=fingerprint:") {
+            let mut it = v.split_whitespace();
+            let (hash, value) = (
+                it.next().unwrap_or("").to_ascii_lowercase(),
+                it.next().unwrap_or(""),
+            );
+            if hash == "sha-256" && fingerprint.is_none() {
+                fingerprint = Some(format!("a=fingerprint:sha-256 {value}"));
+            }
+            offered.push(hash);
+        } else if l.starts_with("a=candidate:") && l.split_whitespace().nth(1) != Some("1") {
+            continue;
+        } else {
+            out.push(l);
+        }
+    }
+    match fingerprint {
+        Some(f) => out.push(f),
+        None if offered.is_empty() => {} // has_ice_and_dtls reports this case
+        None => {
+            return Err(format!(
+                "no sha-256 DTLS fingerprint (offered: {})",
+                offered.join(", ")
+            ))
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -421,6 +695,229 @@ mod tests {
         assert_eq!(
             has_ice_and_dtls("a=ice-ufrag:x\r\na=fingerprint:sha-256 AA\r\n"),
             (true, true)
+        );
+    }
+}
+
+#[cfg(test)]
+mod shape_tests {
+    use super::*;
+
+    /// baresip 1.0's offer, byte for byte (session-level ICE/DTLS, no mid, no BUNDLE).
+    const BARESIP_OFFER: &str = "v=0\r\no=- 1148879787 473768185 IN IP4 127.0.0.1\r\ns=-\r\n\
+c=IN IP4 127.0.0.1\r\nt=0 0\r\na=tool:baresip 1.0.0\r\na=ice-ufrag:KpDDDxd\r\n\
+a=ice-pwd:UHa5GdCjPSPlbTM1vNvAlyqtl0SChqW\r\na=setup:actpass\r\n\
+a=fingerprint:SHA-256 BE:C9:79:4D:BC:23:A2:58:A7:C2:D0:9A:BE:1A:15:F4:FA:56:BA:EE:F5:4D:96:B1:60:7B:68:36:0B:21:34:7A\r\n\
+m=audio 9810 UDP/TLS/RTP/SAVPF 96 0 101\r\nc=IN IP4 192.0.2.2\r\na=rtpmap:96 opus/48000/2\r\n\
+a=fmtp:96 stereo=1;sprop-stereo=1\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
+a=fmtp:101 0-15\r\na=sendrecv\r\na=label:1\r\na=rtcp-rsize\r\na=ssrc:3998608937 cname:sip:bob@127.0.0.1:25061\r\n\
+a=rtcp-mux\r\na=minptime:20\r\na=ptime:20\r\n\
+a=candidate:c0000202 1 UDP 2113929471 192.0.2.2 9810 typ host\r\n\
+a=candidate:020000fd 1 UDP 2113929471 fd00::2 9810 typ host\r\n";
+
+    /// What webrtc-rs answers (trimmed): one audio section, mid, BUNDLE, rtcp-mux.
+    const ENGINE_ANSWER: &str = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
+a=fingerprint:sha-256 AA:BB\r\na=group:BUNDLE 0\r\nm=audio 5000 UDP/TLS/RTP/SAVPF 96 0 101\r\n\
+c=IN IP4 127.0.0.1\r\na=setup:active\r\na=mid:0\r\na=ice-ufrag:u\r\na=ice-pwd:p\r\na=rtcp-mux\r\n\
+a=rtcp-rsize\r\na=rtpmap:96 opus/48000/2\r\na=sendrecv\r\n\
+a=candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host\r\n";
+
+    fn media_count(sdp: &str) -> usize {
+        sdp.lines().filter(|l| l.starts_with("m=")).count()
+    }
+
+    #[test]
+    fn offer_without_mid_or_bundle_gets_both_for_the_engine() {
+        let (engine, shape) = prepare_offer(BARESIP_OFFER, "0").unwrap();
+        assert!(
+            engine.contains("a=group:BUNDLE 0\r\n"),
+            "the engine answers only bundled sections: {engine}"
+        );
+        let media = engine.split("m=audio").nth(1).unwrap();
+        assert!(
+            media.contains("a=mid:0\r\n"),
+            "the engine answers only sections with a mid"
+        );
+        assert!(
+            media.contains("a=fingerprint:sha-256 BE:C9"),
+            "hash name lower-cased, at media level"
+        );
+        assert!(
+            media.contains("a=setup:actpass\r\n") && media.contains("a=ice-ufrag:KpDDDxd\r\n"),
+            "session-level ICE and DTLS attributes are moved where the engine reads them"
+        );
+        assert!(
+            !engine.contains("SHA-256"),
+            "hash names compare case-insensitively (RFC 8122)"
+        );
+        assert_eq!(
+            engine.matches("a=fingerprint:").count(),
+            1,
+            "one fingerprint, not two"
+        );
+        assert!(
+            !shape.bundle && shape.rtcp_mux,
+            "the offer's own shape is remembered"
+        );
+    }
+
+    #[test]
+    fn answer_to_a_midless_offer_has_its_shape() {
+        let (_, shape) = prepare_offer(BARESIP_OFFER, "0").unwrap();
+        let out = shape_answer(ENGINE_ANSWER, &shape);
+        assert_eq!(
+            media_count(&out),
+            1,
+            "one answer m= line per offered m= line"
+        );
+        assert!(
+            out.contains("m=audio 5000 UDP/TLS/RTP/SAVPF 96 0 101\r\n"),
+            "the audio stream is accepted: {out}"
+        );
+        assert!(
+            !out.contains("a=mid:") && !out.contains("a=group:"),
+            "no mid or BUNDLE in an answer to an offer that had none: {out}"
+        );
+        assert!(out.contains("a=rtcp-mux\r\n"), "offered, so kept");
+    }
+
+    #[test]
+    fn offer_with_mid_but_no_bundle_is_not_rejected() {
+        let offer = BARESIP_OFFER.replace("a=label:1\r\n", "a=mid:audio\r\n");
+        let (engine, shape) = prepare_offer(&offer, "0").unwrap();
+        assert!(
+            engine.contains("a=group:BUNDLE audio\r\n") && engine.contains("a=mid:audio\r\n"),
+            "the offer's own mid is kept and bundled for the engine"
+        );
+        let out = shape_answer(&ENGINE_ANSWER.replace("mid:0", "mid:audio"), &shape);
+        assert!(out.contains("m=audio 5000 "), "port kept: {out}");
+        assert!(
+            out.contains("a=mid:audio\r\n") && !out.contains("a=group:"),
+            "the answer keeps the mid and adds no BUNDLE the offer did not ask for: {out}"
+        );
+    }
+
+    #[test]
+    fn no_rtcp_mux_offered_none_answered() {
+        let offer = BARESIP_OFFER.replace("a=rtcp-mux\r\n", "").replace(
+            "a=ptime:20\r\n",
+            "a=ptime:20\r\na=candidate:c0000202 2 UDP 2113929470 192.0.2.2 9811 typ host\r\n",
+        );
+        let (engine, shape) = prepare_offer(&offer, "0").unwrap();
+        assert!(
+            !engine.contains(" 9811 "),
+            "RTCP candidates are not given to the engine"
+        );
+        assert!(
+            !shape_answer(ENGINE_ANSWER, &shape).contains("a=rtcp-mux"),
+            "rtcp-mux is not answered when not offered (RFC 5761 §5.1.1)"
+        );
+    }
+
+    #[test]
+    fn several_m_lines_video_rejected_in_order() {
+        let offer = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+a=ice-ufrag:uu\r\na=ice-pwd:pppppppppppppppppppppp\r\na=fingerprint:Sha-256 01:02\r\n\
+m=video 7000 UDP/TLS/RTP/SAVPF 97\r\na=rtpmap:97 VP8/90000\r\na=setup:actpass\r\n\
+a=candidate:1 1 udp 1 192.0.2.1 7000 typ host\r\n\
+m=audio 0 UDP/TLS/RTP/SAVPF 0\r\na=setup:actpass\r\n\
+m=audio 6000 UDP/TLS/RTP/SAVPF 0 8\r\na=setup:actpass\r\na=candidate:1 1 udp 1 192.0.2.1 6000 typ host\r\n";
+        let (engine, shape) = prepare_offer(offer, "0").unwrap();
+        assert_eq!(
+            media_count(&engine),
+            1,
+            "the engine sees only the stream we take"
+        );
+        assert!(
+            engine.contains("m=audio 6000 ") && engine.contains("a=mid:0\r\n"),
+            "the first audio stream with a port is taken"
+        );
+        assert_eq!(
+            shape.chosen, 2,
+            "video and the port-0 audio are passed over"
+        );
+        let out = shape_answer(ENGINE_ANSWER, &shape);
+        let m: Vec<&str> = out.lines().filter(|l| l.starts_with("m=")).collect();
+        assert_eq!(
+            m,
+            [
+                "m=video 0 UDP/TLS/RTP/SAVPF 97",
+                "m=audio 0 UDP/TLS/RTP/SAVPF 0",
+                "m=audio 5000 UDP/TLS/RTP/SAVPF 96 0 101"
+            ],
+            "every offered m= line is answered, in order, the ones not taken with port 0"
+        );
+        assert!(
+            !out.contains("a=mid:"),
+            "no mids were offered, none are answered"
+        );
+    }
+
+    #[test]
+    fn bundled_offer_keeps_only_accepted_mids_in_the_group() {
+        let offer = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE a v\r\n\
+m=audio 6000 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 192.0.2.1\r\na=mid:a\r\na=ice-ufrag:uu\r\n\
+a=ice-pwd:pppppppppppppppppppppp\r\na=fingerprint:sha-256 01:02\r\na=setup:actpass\r\na=rtcp-mux\r\n\
+a=candidate:1 1 udp 1 192.0.2.1 6000 typ host\r\n\
+m=video 6000 UDP/TLS/RTP/SAVPF 97\r\nc=IN IP4 192.0.2.1\r\na=mid:v\r\na=rtpmap:97 VP8/90000\r\n";
+        let (engine, shape) = prepare_offer(offer, "0").unwrap();
+        assert!(
+            engine.contains("a=group:BUNDLE a\r\n"),
+            "only the taken stream is bundled for the engine"
+        );
+        let out = shape_answer(&ENGINE_ANSWER.replace("mid:0", "mid:a"), &shape);
+        assert!(
+            out.contains("a=group:BUNDLE a\r\n"),
+            "the answer's group lists only accepted mids: {out}"
+        );
+        assert!(
+            out.contains("m=video 0 UDP/TLS/RTP/SAVPF 97\r\nc=IN IP4 0.0.0.0\r\na=mid:v\r\n"),
+            "video is rejected with port 0 and keeps its mid: {out}"
+        );
+    }
+
+    #[test]
+    fn an_offer_with_nothing_acceptable_is_refused() {
+        let video_only = "v=0\r\ns=-\r\nt=0 0\r\nm=video 7000 UDP/TLS/RTP/SAVPF 97\r\n";
+        assert!(
+            prepare_offer(video_only, "0").is_err(),
+            "no audio: refused before ringing"
+        );
+        let plain = BARESIP_OFFER.replace("UDP/TLS/RTP/SAVPF", "RTP/AVP");
+        assert!(
+            prepare_offer(&plain, "0").is_err(),
+            "plain RTP is not this profile"
+        );
+        let sha1 = BARESIP_OFFER.replace("SHA-256", "SHA-1");
+        assert!(
+            prepare_offer(&sha1, "0").unwrap_err().contains("sha-256"),
+            "a fingerprint the engine cannot check is refused with a reason"
+        );
+    }
+
+    #[test]
+    fn baresip_answer_gets_our_mid_and_a_lowercase_hash() {
+        let answer = BARESIP_OFFER.replace("a=setup:actpass", "a=setup:active");
+        let ours = ENGINE_ANSWER; // any SDP of ours with a=mid:0 in its audio section
+        let out = prepare_answer(&answer, ours).unwrap();
+        let media = out.split("m=audio").nth(1).unwrap();
+        assert!(
+            media.contains("a=mid:0\r\n") && media.contains("a=setup:active\r\n"),
+            "a midless answer gets our offer's mid, and its setup where the engine reads it"
+        );
+        assert!(
+            media.contains("a=fingerprint:sha-256 "),
+            "hash name lower-cased"
+        );
+        let session = out.split("m=audio").next().unwrap();
+        assert!(
+            !session.contains("a=fingerprint") && !session.contains("a=setup"),
+            "moved, not copied: the engine refuses differing session and media fingerprints"
+        );
+        let rejected = BARESIP_OFFER.replace("m=audio 9810", "m=audio 0");
+        assert!(
+            prepare_answer(&rejected, ours).is_err(),
+            "an answer that rejects our audio ends the call with a reason"
         );
     }
 }

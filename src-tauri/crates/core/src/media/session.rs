@@ -32,8 +32,8 @@ use webrtc::track::track_remote::TrackRemote;
 use super::codec::{telephone_event_parameters, AudioDecoder, AudioEncoder};
 use super::dtmf::{dtmf_event_code, DtmfPlayer, DtmfReceiver, DtmfTick};
 use super::sdp::{
-    audio_codecs, has_ice_and_dtls, normalize_remote, sdp_direction, with_default_candidate,
-    Direction,
+    audio_codecs, has_ice_and_dtls, normalize_remote, prepare_answer, prepare_offer, sdp_direction,
+    shape_answer, with_default_candidate, Direction, OfferShape,
 };
 use super::track::{Binding, RawRtpTrack};
 use super::{Codec, MediaConfig, MediaError, MediaEvent};
@@ -386,7 +386,7 @@ impl MediaSession {
     pub async fn accept_offer(&self, remote_sdp: &str) -> Result<String, MediaError> {
         let _sdp = self.inner.sdp_lock.lock().await;
         self.ensure_open()?;
-        let remote = self.check_remote(remote_sdp)?;
+        let (remote, shape) = self.check_remote(remote_sdp, Remote::Offer)?;
         let desc = RTCSessionDescription::offer(remote.clone())
             .map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
         // The engine pairs an initial remote `sendonly` offer only with a local
@@ -413,7 +413,12 @@ impl MediaSession {
             .create_answer(None)
             .await
             .map_err(engine("creating the answer"))?;
-        let local = self.set_local_and_gather(answer).await?;
+        let engine_answer = self.set_local_and_gather(answer).await?;
+        // The peer gets an answer in its offer's shape (RFC 3264 §6), not the engine's.
+        let local = match &shape {
+            Some(shape) => shape_answer(&engine_answer, shape),
+            None => engine_answer,
+        };
         let mut flow = self.inner.shared.flow();
         flow.remote = sdp_direction(&remote);
         flow.local = sdp_direction(&local);
@@ -433,7 +438,19 @@ impl MediaSession {
                 "there is no outstanding offer to answer".into(),
             ));
         }
-        let remote = self.check_remote(remote_sdp)?;
+        let our_offer = self
+            .inner
+            .pc
+            .pending_local_description()
+            .await
+            .map(|d| d.sdp)
+            .unwrap_or_default();
+        let (remote, _) = self.check_remote(
+            remote_sdp,
+            Remote::Answer {
+                our_offer: &our_offer,
+            },
+        )?;
         let desc = RTCSessionDescription::answer(remote.clone())
             .map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
         self.inner
@@ -674,24 +691,49 @@ impl MediaSession {
         }
     }
 
-    /// Checks and normalises a remote SDP before handing it to the engine.
-    fn check_remote(&self, sdp: &str) -> Result<String, MediaError> {
+    /// Checks and normalises a remote SDP before handing it to the engine: an offer is cut
+    /// to the audio stream we take, with a mid and BUNDLE the engine needs (its shape is
+    /// returned, to answer in it); an answer gets our offer's mids. Both get their ICE and
+    /// DTLS attributes where the engine reads them, and hash names in lower case.
+    fn check_remote(
+        &self,
+        sdp: &str,
+        kind: Remote<'_>,
+    ) -> Result<(String, Option<OfferShape>), MediaError> {
         if sdp.trim().is_empty() {
             return Err(MediaError::InvalidSdp("the SDP is empty".into()));
         }
-        let normalized = normalize_remote(sdp);
-        if !normalized.lines().any(|l| l.starts_with("m=audio ")) {
+        if !sdp.lines().any(|l| l.starts_with("m=audio ")) {
             return Err(MediaError::Incompatible(
                 "the SDP has no audio stream".into(),
             ));
         }
-        let (ice, dtls) = has_ice_and_dtls(&normalized);
+        let (ice, dtls) = has_ice_and_dtls(sdp);
         if !ice || !dtls {
             return Err(MediaError::Incompatible(
                 "the peer offers plain RTP without ICE and DTLS-SRTP; a media gateway is needed"
                     .into(),
             ));
         }
+        let (prepared, shape) = match kind {
+            Remote::Offer => {
+                // A re-offer from a peer without mids keeps the mid our transceiver has.
+                let fallback = self
+                    .inner
+                    .transceiver
+                    .mid()
+                    .map(|m| m.to_string())
+                    .unwrap_or_else(|| "0".into());
+                let (prepared, shape) =
+                    prepare_offer(sdp, &fallback).map_err(MediaError::Incompatible)?;
+                (prepared, Some(shape))
+            }
+            Remote::Answer { our_offer } => (
+                prepare_answer(sdp, our_offer).map_err(MediaError::Incompatible)?,
+                None,
+            ),
+        };
+        let normalized = normalize_remote(&prepared);
         let offered = audio_codecs(&normalized);
         let common = offered.iter().any(|c| {
             Codec::from_sdp(&c.name, c.clock_rate)
@@ -704,7 +746,7 @@ impl MediaSession {
                 names.join(", ")
             )));
         }
-        Ok(normalized)
+        Ok((normalized, shape))
     }
 
     async fn offer_and_gather(&self) -> Result<String, MediaError> {
@@ -739,6 +781,17 @@ impl MediaSession {
         tracing::debug!(elapsed = ?started.elapsed(), "local SDP ready");
         Ok(with_default_candidate(&local.sdp))
     }
+}
+
+/// Which remote description [`MediaSession::check_remote`] prepares.
+enum Remote<'a> {
+    /// An offer: answered in its own shape.
+    Offer,
+    /// The answer to our offer.
+    Answer {
+        /// The offer it answers (its mids name the answer's m= lines).
+        our_offer: &'a str,
+    },
 }
 
 impl fmt::Debug for MediaSession {
