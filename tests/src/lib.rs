@@ -22,6 +22,7 @@ use tokio::sync::broadcast;
 
 pub mod desktop;
 pub mod http;
+pub mod netns;
 pub mod process;
 pub mod pulse;
 

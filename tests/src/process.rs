@@ -22,27 +22,52 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
-/// A switchboard process on a free loopback port.
+/// A switchboard process on a free port.
 pub struct SwitchboardProcess {
     child: Child,
     /// `IP:PORT` it listens on (UDP and TCP).
     pub server: String,
     secret: String,
+    /// The network namespace it runs in (its agents run there too); none: this one.
+    netns: Option<String>,
+}
+
+/// `program` run in `netns` (through `ip netns exec`), or here.
+fn command_in(netns: Option<&str>, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
 }
 
 impl SwitchboardProcess {
-    /// Start `hookflash-switchboard serve` and wait for its listening line.
+    /// Start `hookflash-switchboard serve` on loopback and wait for its listening line.
     pub async fn start(secret: &str, extra: &[&str]) -> SwitchboardProcess {
-        let mut child = Command::new(bin("hookflash-switchboard"))
-            .args([
-                "serve",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--secret",
-                secret,
-            ])
+        Self::start_on(None, "127.0.0.1", secret, extra).await
+    }
+
+    /// Start it on `ip` inside a network namespace (for peers that need a non-loopback
+    /// address); its agents run in the same namespace, bound to `ip`.
+    pub async fn start_in(
+        netns: &crate::netns::Netns,
+        ip: &str,
+        secret: &str,
+    ) -> SwitchboardProcess {
+        Self::start_on(Some(&netns.name), ip, secret, &[]).await
+    }
+
+    async fn start_on(
+        netns: Option<&str>,
+        ip: &str,
+        secret: &str,
+        extra: &[&str],
+    ) -> SwitchboardProcess {
+        let mut child = command_in(netns, bin("hookflash-switchboard"))
+            .args(["serve", "--bind", ip, "--port", "0", "--secret", secret])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -57,7 +82,7 @@ impl SwitchboardProcess {
             .expect("a listening line");
         let server = line
             .split_whitespace()
-            .find(|w| w.starts_with("127.0.0.1:"))
+            .find(|w| w.starts_with(&format!("{ip}:")))
             .unwrap_or_else(|| panic!("listening line names the address: {line}"))
             .to_owned();
         tokio::spawn(async move { while let Ok(Some(_)) = out.next_line().await {} });
@@ -65,6 +90,7 @@ impl SwitchboardProcess {
             child,
             server,
             secret: secret.to_owned(),
+            netns: netns.map(str::to_owned),
         }
     }
 
@@ -97,7 +123,13 @@ impl SwitchboardProcess {
         env: &[(&str, &std::ffi::OsStr)],
     ) -> AgentProcess {
         let token = self.token(user).await;
-        let mut child = Command::new(bin("hookflash-agent"))
+        let mut command = command_in(self.netns.as_deref(), bin("hookflash-agent"));
+        if self.netns.is_some() {
+            // In a namespace the agent binds where its switchboard listens.
+            let ip = self.server.rsplit_once(':').map_or("", |(ip, _)| ip);
+            command.args(["--bind", ip]);
+        }
+        let mut child = command
             .args(["--server", &self.server, "--token", &token])
             .args(extra)
             .envs(env.iter().copied())

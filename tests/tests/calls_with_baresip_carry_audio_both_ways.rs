@@ -1,0 +1,240 @@
+//! Interop with software nobody here wrote: baresip 1.0 (Debian) with WebRTC-style media
+//! (ICE, DTLS-SRTP, Opus; modules `ice`, `dtls_srtp`, `opus`, `g711`; `rtcp_mux yes`),
+//! registered to our switchboard with a user access token, calls a Hookflash agent and is
+//! called by one; each side checks by frequency that it hears the other.
+//!
+//! baresip writes SDP without `a=mid` or BUNDLE, with ICE and DTLS attributes at session
+//! level and the hash name `SHA-256`, and offers only non-loopback ICE candidates: everything
+//! runs in a network namespace of the test's own with two addresses on a veth pair
+//! ([`hookflash_tests::netns`]); baresip is stopped by PID and the namespace removed with
+//! whatever is left in it.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use hookflash_tests::netns::{Netns, HOST_A, HOST_B, IFACE_B};
+use hookflash_tests::process::SwitchboardProcess;
+use hookflash_tests::{hears, tail};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const BARESIP_HZ: f64 = 880.0;
+const HOOKFLASH_HZ: f64 = 440.0;
+
+/// A baresip configuration directory: config, accounts, its voice (a stereo 48 kHz tone, as
+/// its `aufile` source wants for Opus) and where `sndfile` records what it hears.
+fn baresip_dir(root: &Path, token: &str, outbound: &str) -> PathBuf {
+    let dir = root.join("baresip");
+    std::fs::create_dir_all(dir.join("heard")).expect("baresip dir");
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut tone = hound::WavWriter::create(dir.join("voice.wav"), spec).expect("voice.wav");
+    for i in 0..48_000 * 30 {
+        let v = (std::f64::consts::TAU * BARESIP_HZ * f64::from(i) / 48_000.0).sin() * 12_000.0;
+        tone.write_sample(v as i16).expect("sample");
+        tone.write_sample(v as i16).expect("sample");
+    }
+    tone.finalize().expect("voice.wav");
+    let d = dir.display();
+    let config = format!(
+        "poll_method\t\tepoll\n\
+         sip_listen\t\t{HOST_B}:5060\n\
+         net_interface\t\t{IFACE_B}\n\
+         audio_player\t\taufile,{d}/played.wav\n\
+         audio_source\t\taufile,{d}/voice.wav\n\
+         audio_alert\t\taufile,{d}/voice.wav\n\
+         rtcp_mux\t\tyes\n\
+         jitter_buffer_delay\t5-10\n\
+         module_path\t\t/usr/lib/baresip/modules\n\
+         module\t\t\topus.so\n\
+         module\t\t\tg711.so\n\
+         module\t\t\taufile.so\n\
+         module\t\t\tsndfile.so\n\
+         snd_path\t\t{d}/heard\n\
+         module\t\t\tice.so\n\
+         module\t\t\tdtls_srtp.so\n\
+         module_tmp\t\tuuid.so\n\
+         module_tmp\t\taccount.so\n\
+         module_app\t\tmenu.so\n"
+    );
+    std::fs::write(dir.join("config"), config).expect("config");
+    // The token is the digest credential: user `EXPIRY:USER`, password the signature.
+    let (user, signature) = token.rsplit_once(':').expect("EXPIRY:USER:SIGNATURE");
+    let account = format!(
+        "<sip:bob@hookflash.local>;auth_user={user};auth_pass={signature};\
+         outbound=\"sip:{outbound}\";regint=600;answermode=auto;medianat=ice;\
+         mediaenc=dtls_srtp;audio_codecs=opus/48000/2,pcmu\n"
+    );
+    std::fs::write(dir.join("accounts"), account).expect("accounts");
+    dir
+}
+
+/// Runs baresip in the namespace until it prints `until` (or exits); returns the child.
+async fn baresip(ns: &Netns, dir: &Path, args: &[&str], until: &str) -> tokio::process::Child {
+    let mut child = ns
+        .command("baresip")
+        .arg("-f")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("baresip is installed (scripts/deps installs it)");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout")).split(b'\n');
+    let until = until.to_owned();
+    let seen = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Ok(Some(line)) = out.next_segment().await {
+            if String::from_utf8_lossy(&line).contains(&until) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(seen, Ok(true), "baresip prints {until:?}");
+    // Keep draining its output so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = out.next_segment().await {} });
+    child
+}
+
+/// The left channel of the newest recording in `dir` (sndfile's `*-dec.wav`: what baresip
+/// heard), once complete.
+fn baresip_heard(dir: &Path) -> Vec<i16> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("heard"))
+        .expect("sndfile's directory")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with("-dec.wav"))
+        .collect();
+    files.sort();
+    let path = files.pop().expect("baresip recorded the call");
+    let reader = hound::WavReader::open(&path).expect("a complete WAV");
+    reader
+        .into_samples::<i16>()
+        .filter_map(Result::ok)
+        .step_by(2)
+        .collect()
+}
+
+fn wav(path: &Path) -> Vec<i16> {
+    hound::WavReader::open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .into_samples::<i16>()
+        .filter_map(Result::ok)
+        .collect()
+}
+
+fn middle(samples: &[i16]) -> &[i16] {
+    let n = samples.len();
+    &samples[n / 4..n * 3 / 4]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_with_baresip_carry_audio_both_ways() {
+    let root = std::env::temp_dir().join(format!("hookflash-baresip-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).expect("test dir");
+    let ns = Netns::two_hosts("baresip");
+    let sb = SwitchboardProcess::start_in(&ns, HOST_A, "interop secret").await;
+    let dir = baresip_dir(&root, &sb.token("bob").await, &sb.server);
+
+    // Hookflash calls baresip (answers automatically): baresip answers our offer.
+    let mut registered = baresip(&ns, &dir, &[], "200 OK").await;
+    let alice_wav = root.join("alice-out-{call}.wav");
+    let mut alice = sb
+        .agent(
+            "alice",
+            &[
+                "--mic",
+                "tone:440",
+                "--speaker",
+                &format!("wav:{}", alice_wav.display()),
+            ],
+        )
+        .await;
+    let call = alice.start_call("bob").await;
+    alice.state("Connected").await;
+    alice
+        .next("audio from baresip", |v| v["event"] == "remoteAudioStarted")
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    alice.hang_up(&call).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let heard = wav(&root.join(format!("alice-out-{call}.wav")));
+    assert!(
+        hears(middle(&heard), BARESIP_HZ),
+        "Hookflash hears baresip (880 Hz) on a call it placed"
+    );
+    assert!(
+        hears(middle(&baresip_heard(&dir)), HOOKFLASH_HZ),
+        "baresip hears Hookflash (440 Hz) on that call"
+    );
+    alice.sign_out().await;
+    let _ = registered.kill().await;
+    for f in std::fs::read_dir(dir.join("heard")).expect("dir").flatten() {
+        let _ = std::fs::remove_file(f.path());
+    }
+
+    // baresip calls Hookflash (which answers automatically): we answer baresip's offer.
+    let alice_wav = root.join("alice-in-{call}.wav");
+    let mut alice = sb
+        .agent(
+            "alice",
+            &[
+                "--auto-answer",
+                "--mic",
+                "tone:440",
+                "--speaker",
+                &format!("wav:{}", alice_wav.display()),
+            ],
+        )
+        .await;
+    let mut caller = baresip(
+        &ns,
+        &dir,
+        &["-t", "8", "-e", "/dial sip:alice@hookflash.local"],
+        "Call established",
+    )
+    .await;
+    let call = alice.state("Connected").await;
+    alice
+        .next("audio from baresip", |v| v["event"] == "remoteAudioStarted")
+        .await;
+    let status = tokio::time::timeout(Duration::from_secs(15), caller.wait())
+        .await
+        .expect("baresip quits after its -t time")
+        .expect("wait for baresip");
+    let _ = status;
+    let ended = alice
+        .next("baresip hangs up", |v| {
+            v["event"] == "callStateChanged"
+                && v["callId"] == call.as_str()
+                && v["state"] == "Disconnected"
+        })
+        .await;
+    assert_eq!(
+        ended["callEndReason"]["subCode"], 1001,
+        "the far end hung up: {ended}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let heard = wav(&root.join(format!("alice-in-{call}.wav")));
+    assert!(
+        hears(tail(&heard, Duration::from_secs(3)), BARESIP_HZ),
+        "Hookflash hears baresip (880 Hz) on a call baresip placed (an offer without mid or BUNDLE)"
+    );
+    assert!(
+        hears(middle(&baresip_heard(&dir)), HOOKFLASH_HZ),
+        "baresip hears Hookflash (440 Hz) on the call it placed"
+    );
+    alice.send(json!({"command": "signOut"})).await;
+    drop(sb);
+    drop(ns);
+    let _ = std::fs::remove_dir_all(&root);
+}
