@@ -218,6 +218,13 @@ impl AgentProcess {
             .unwrap_or_else(|_| panic!("{user}: no {what} in time"))
     }
 
+    /// Panics if an event already received (and not yet taken) matches `pred`.
+    pub fn assert_no_event(&self, pred: impl Fn(&Value) -> bool, why: &str) {
+        if let Some(v) = self.backlog.iter().find(|v| pred(v)) {
+            panic!("{}: {why}: {v}", self.user);
+        }
+    }
+
     /// The next `callStateChanged` to `state` (for any call); returns its call id.
     pub async fn state(&mut self, state: &str) -> String {
         let v = self

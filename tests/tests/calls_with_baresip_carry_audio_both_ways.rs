@@ -24,8 +24,8 @@ const HOOKFLASH_HZ: f64 = 440.0;
 
 /// A baresip configuration directory: config, accounts, its voice (a stereo 48 kHz tone, as
 /// its `aufile` source wants for Opus) and where `sndfile` records what it hears.
-fn baresip_dir(root: &Path, token: &str, outbound: &str) -> PathBuf {
-    let dir = root.join("baresip");
+fn baresip_dir(root: &Path, token: &str, outbound: &str, media: &str) -> PathBuf {
+    let dir = root.join(format!("baresip-{}", media.len()));
     std::fs::create_dir_all(dir.join("heard")).expect("baresip dir");
     let spec = hound::WavSpec {
         channels: 2,
@@ -67,8 +67,7 @@ fn baresip_dir(root: &Path, token: &str, outbound: &str) -> PathBuf {
     let (user, signature) = token.rsplit_once(':').expect("EXPIRY:USER:SIGNATURE");
     let account = format!(
         "<sip:bob@hookflash.local>;auth_user={user};auth_pass={signature};\
-         outbound=\"sip:{outbound}\";regint=600;answermode=auto;medianat=ice;\
-         mediaenc=dtls_srtp;audio_codecs=opus/48000/2,pcmu\n"
+         outbound=\"sip:{outbound}\";regint=600;answermode=auto;{media}\n"
     );
     std::fs::write(dir.join("accounts"), account).expect("accounts");
     dir
@@ -143,7 +142,8 @@ async fn calls_with_baresip_carry_audio_both_ways() {
     std::fs::create_dir_all(&root).expect("test dir");
     let ns = Netns::two_hosts("baresip");
     let sb = SwitchboardProcess::start_in(&ns, HOST_A, "interop secret").await;
-    let dir = baresip_dir(&root, &sb.token("bob").await, &sb.server);
+    let webrtc_media = "medianat=ice;mediaenc=dtls_srtp;audio_codecs=opus/48000/2,pcmu";
+    let dir = baresip_dir(&root, &sb.token("bob").await, &sb.server, webrtc_media);
 
     // Hookflash calls baresip (answers automatically): baresip answers our offer.
     let mut registered = baresip(&ns, &dir, &[], "200 OK").await;
@@ -232,6 +232,33 @@ async fn calls_with_baresip_carry_audio_both_ways() {
     assert!(
         hears(middle(&baresip_heard(&dir)), HOOKFLASH_HZ),
         "baresip hears Hookflash (440 Hz) on the call it placed"
+    );
+
+    // A peer with plain RTP (RTP/AVP, no ICE, no DTLS), which this profile cannot take: the
+    // call is refused with 488 and a Warning that says why, and nobody is rung.
+    let plain = baresip_dir(
+        &root,
+        &sb.token("bob").await,
+        &sb.server,
+        "audio_codecs=pcmu",
+    );
+    let mut refused = baresip(
+        &ns,
+        &plain,
+        &["-t", "6", "-e", "/dial sip:alice@hookflash.local"],
+        "488",
+    )
+    .await;
+    let _ = refused.kill().await;
+    alice
+        .send(json!({"command": "hangUp", "callId": "none", "requestId": "probe"}))
+        .await;
+    alice
+        .next("the probe's answer", |v| v["requestId"] == "probe")
+        .await;
+    alice.assert_no_event(
+        |v| v["event"] == "incomingCall" && v["callId"] != call.as_str(),
+        "a call refused for its media never rings",
     );
     alice.send(json!({"command": "signOut"})).await;
     drop(sb);

@@ -2131,6 +2131,22 @@ impl Core {
             self.send_response(resp, source, kind).await;
             return;
         }
+        // An offer we could never answer is refused now, with the reason, before the user
+        // is rung (RFC 3261 §21.4.26 488; Warning 305 "incompatible media format").
+        let body = String::from_utf8_lossy(&req.body).into_owned();
+        if let Err(e) = MediaSession::check_offer(&body, &MediaConfig::default().codecs) {
+            tracing::info!(call = %redact(&call_id), reason = %e, "offer refused before ringing");
+            let mut resp = req.response(488, None, Some(&new_tag()));
+            let reason: String = e
+                .to_string()
+                .chars()
+                .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+                .collect();
+            resp.headers
+                .push("Warning", format!("305 hookflash \"{reason}\""));
+            self.send_response(resp, source, kind).await;
+            return;
+        }
         // Replaces (RFC 3891): which of our calls this one takes over, if any.
         let replaces = match req.headers.get("Replaces") {
             None => None,

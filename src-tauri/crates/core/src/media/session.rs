@@ -691,62 +691,27 @@ impl MediaSession {
         }
     }
 
-    /// Checks and normalises a remote SDP before handing it to the engine: an offer is cut
-    /// to the audio stream we take, with a mid and BUNDLE the engine needs (its shape is
-    /// returned, to answer in it); an answer gets our offer's mids. Both get their ICE and
-    /// DTLS attributes where the engine reads them, and hash names in lower case.
+    /// Checks and normalises a remote SDP before handing it to the engine (see
+    /// [`check_sdp`]); a re-offer from a peer without mids keeps the mid our transceiver has.
     fn check_remote(
         &self,
         sdp: &str,
         kind: Remote<'_>,
     ) -> Result<(String, Option<OfferShape>), MediaError> {
-        if sdp.trim().is_empty() {
-            return Err(MediaError::InvalidSdp("the SDP is empty".into()));
-        }
-        if !sdp.lines().any(|l| l.starts_with("m=audio ")) {
-            return Err(MediaError::Incompatible(
-                "the SDP has no audio stream".into(),
-            ));
-        }
-        let (ice, dtls) = has_ice_and_dtls(sdp);
-        if !ice || !dtls {
-            return Err(MediaError::Incompatible(
-                "the peer offers plain RTP without ICE and DTLS-SRTP; a media gateway is needed"
-                    .into(),
-            ));
-        }
-        let (prepared, shape) = match kind {
-            Remote::Offer => {
-                // A re-offer from a peer without mids keeps the mid our transceiver has.
-                let fallback = self
-                    .inner
-                    .transceiver
-                    .mid()
-                    .map(|m| m.to_string())
-                    .unwrap_or_else(|| "0".into());
-                let (prepared, shape) =
-                    prepare_offer(sdp, &fallback).map_err(MediaError::Incompatible)?;
-                (prepared, Some(shape))
-            }
-            Remote::Answer { our_offer } => (
-                prepare_answer(sdp, our_offer).map_err(MediaError::Incompatible)?,
-                None,
-            ),
-        };
-        let normalized = normalize_remote(&prepared);
-        let offered = audio_codecs(&normalized);
-        let common = offered.iter().any(|c| {
-            Codec::from_sdp(&c.name, c.clock_rate)
-                .is_some_and(|codec| self.inner.shared.codecs.contains(&codec))
-        });
-        if !common {
-            let names: Vec<&str> = offered.iter().map(|c| c.name.as_str()).collect();
-            return Err(MediaError::Incompatible(format!(
-                "no common audio codec (remote: {})",
-                names.join(", ")
-            )));
-        }
-        Ok((normalized, shape))
+        let fallback = self
+            .inner
+            .transceiver
+            .mid()
+            .map(|m| m.to_string())
+            .unwrap_or_else(|| "0".into());
+        check_sdp(sdp, kind, &fallback, &self.inner.shared.codecs)
+    }
+
+    /// Whether a remote offer is one a session with these codecs can answer, without
+    /// touching any session: for refusing an incoming call (488) before the user is rung.
+    /// The error says why, in words.
+    pub fn check_offer(sdp: &str, codecs: &[Codec]) -> Result<(), MediaError> {
+        check_sdp(sdp, Remote::Offer, "0", codecs).map(drop)
     }
 
     async fn offer_and_gather(&self) -> Result<String, MediaError> {
@@ -783,7 +748,58 @@ impl MediaSession {
     }
 }
 
-/// Which remote description [`MediaSession::check_remote`] prepares.
+/// Checks a remote SDP and prepares it for the engine: an offer is cut to the audio stream
+/// we take, with a mid and BUNDLE the engine needs (its shape is returned, to answer in it);
+/// an answer gets our offer's mids. Both get their ICE and DTLS attributes where the engine
+/// reads them and hash names in lower case. Refused: empty SDP, no audio, no ICE and
+/// DTLS-SRTP, no sha-256 fingerprint, no codec in common with `codecs`.
+fn check_sdp(
+    sdp: &str,
+    kind: Remote<'_>,
+    fallback_mid: &str,
+    codecs: &[Codec],
+) -> Result<(String, Option<OfferShape>), MediaError> {
+    if sdp.trim().is_empty() {
+        return Err(MediaError::InvalidSdp("the SDP is empty".into()));
+    }
+    if !sdp.lines().any(|l| l.starts_with("m=audio ")) {
+        return Err(MediaError::Incompatible(
+            "the SDP has no audio stream".into(),
+        ));
+    }
+    let (ice, dtls) = has_ice_and_dtls(sdp);
+    if !ice || !dtls {
+        return Err(MediaError::Incompatible(
+            "the peer offers plain RTP without ICE and DTLS-SRTP; a media gateway is needed".into(),
+        ));
+    }
+    let (prepared, shape) = match kind {
+        Remote::Offer => {
+            let (prepared, shape) =
+                prepare_offer(sdp, fallback_mid).map_err(MediaError::Incompatible)?;
+            (prepared, Some(shape))
+        }
+        Remote::Answer { our_offer } => (
+            prepare_answer(sdp, our_offer).map_err(MediaError::Incompatible)?,
+            None,
+        ),
+    };
+    let normalized = normalize_remote(&prepared);
+    let offered = audio_codecs(&normalized);
+    let common = offered.iter().any(|c| {
+        Codec::from_sdp(&c.name, c.clock_rate).is_some_and(|codec| codecs.contains(&codec))
+    });
+    if !common {
+        let names: Vec<&str> = offered.iter().map(|c| c.name.as_str()).collect();
+        return Err(MediaError::Incompatible(format!(
+            "no common audio codec (remote: {})",
+            names.join(", ")
+        )));
+    }
+    Ok((normalized, shape))
+}
+
+/// Which remote description [`check_sdp`] prepares.
 enum Remote<'a> {
     /// An offer: answered in its own shape.
     Offer,
