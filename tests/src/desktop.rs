@@ -232,7 +232,15 @@ impl Desktop {
         let body = json!({"capabilities": {"alwaysMatch": {
             "tauri:options": {"application": binary.display().to_string()}
         }}});
-        let value = post(&format!("{}/session", self.driver_url), &body)
+        let url = format!("{}/session", self.driver_url);
+        // WebKitWebDriver now and then fails to bring a browser up on the first try (seen
+        // once in a full run on a loaded machine); one more try, saying so, before failing.
+        let value = post(&url, &body)
+            .or_else(|e| {
+                eprintln!("the first WebDriver session failed ({e}); trying once more");
+                std::thread::sleep(Duration::from_secs(1));
+                post(&url, &body)
+            })
             .unwrap_or_else(|e| panic!("a WebDriver session on the app: {e}\n{}", self.log()));
         let id = value["value"]["sessionId"]
             .as_str()

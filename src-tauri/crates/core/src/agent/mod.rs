@@ -151,6 +151,9 @@ pub struct AgentConfig {
     pub transfer_policy: TransferPolicy,
     /// How long a transfer may take before it fails with 408.
     pub transfer_timeout: Duration,
+    /// How long after answer the media path (ICE + DTLS-SRTP) may take before the call is
+    /// ended with `media.failed` and a reason, instead of staying Connected and silent.
+    pub media_setup_timeout: Duration,
     /// The account's voicemail URI pattern (`{user}`, `{domain}`); `None` is RFC 4458.
     pub voicemail_pattern: Option<String>,
     /// Subscribe to our mailbox's message-summary (RFC 3842) once registered.
@@ -182,6 +185,7 @@ impl AgentConfig {
             speaker: sink_from_spec(DeviceSpec::Null),
             transfer_policy: TransferPolicy::AcceptFromPeer,
             transfer_timeout: Duration::from_secs(60),
+            media_setup_timeout: Duration::from_secs(8),
             voicemail_pattern: None,
             subscribe_mwi: true,
             accept_only_from_server: true,
@@ -549,6 +553,10 @@ struct CallEntry {
     offer_in_2xx: bool,
     /// Our hold/resume met glare (491): when to try again, and which of the two it was.
     glare_retry: Option<(Instant, bool)>,
+    /// The media path (ICE + DTLS-SRTP) is up.
+    media_up: bool,
+    /// Connected in SIP but no media path yet: when to give up and say so.
+    media_deadline: Option<Instant>,
 }
 
 struct Retransmit {
@@ -1238,6 +1246,8 @@ impl Core {
                 timed_out: false,
                 offer_in_2xx: false,
                 glare_retry: None,
+                media_up: false,
+                media_deadline: None,
             },
         );
         self.emit(Event::CallsUpdated {
@@ -1279,10 +1289,17 @@ impl Core {
     }
 
     fn apply(&mut self, call_id: &str, input: CallInput) {
-        let t = self
-            .calls
-            .get_mut(call_id)
-            .and_then(|c| c.machine.apply(input));
+        let setup = self.cfg.media_setup_timeout;
+        let t = self.calls.get_mut(call_id).and_then(|c| {
+            let t = c.machine.apply(input);
+            if let Some((_, CallState::Connected)) = t {
+                if !c.media_up && c.media_deadline.is_none() {
+                    // Answered in SIP: the media path must follow within seconds.
+                    c.media_deadline = Some(Instant::now() + setup);
+                }
+            }
+            t
+        });
         self.publish_transition(call_id, t);
         if let (Some((_, new)), Some(call)) = (t, self.calls.get(call_id)) {
             if let Some(orig) = call.on_behalf.clone() {
@@ -2213,6 +2230,8 @@ impl Core {
                 timed_out: false,
                 offer_in_2xx: false,
                 glare_retry: None,
+                media_up: false,
+                media_deadline: None,
             },
         );
         if let Some(old) = replaces {
@@ -2351,6 +2370,12 @@ impl Core {
             MediaEvent::FirstAudioFrame => self.emit(Event::RemoteAudioStarted {
                 call_id: call_id.to_owned(),
             }),
+            MediaEvent::Connected => {
+                if let Some(c) = self.calls.get_mut(call_id) {
+                    c.media_up = true;
+                    c.media_deadline = None;
+                }
+            }
             MediaEvent::Dtmf(tone) => self.emit(Event::DtmfReceived {
                 call_id: call_id.to_owned(),
                 tone: tone.to_string(),
@@ -2388,7 +2413,8 @@ impl Core {
         let glare = self
             .calls
             .values()
-            .filter_map(|c| c.glare_retry.map(|(at, _)| at));
+            .filter_map(|c| c.glare_retry.map(|(at, _)| at))
+            .chain(self.calls.values().filter_map(|c| c.media_deadline));
         let transfers: Vec<Instant> = self
             .transfer_deadlines()
             .chain(self.mwi_deadline())
@@ -2409,6 +2435,30 @@ impl Core {
         self.reg.handle_timeout(now.into_std());
         self.on_transfer_timers(now).await;
         self.on_mwi_timer(now).await;
+        // Answered, but no media path came: say so and end the call rather than keep a
+        // silent call on screen as Connected.
+        let silent: Vec<String> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.media_deadline.is_some_and(|at| now >= at))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in silent {
+            if let Some(c) = self.calls.get_mut(&id) {
+                c.media_deadline = None;
+            }
+            let secs = self.cfg.media_setup_timeout.as_secs();
+            tracing::warn!(call = %redact(&id), "no media path after answer");
+            self.emit(Event::Error {
+                request_id: None,
+                code: ErrorCode::MediaFailed,
+                message: format!(
+                    "The call was answered but no audio could flow within {secs} s \
+                     (the network path or encryption to the other side could not be set up)."
+                ),
+            });
+            self.hang_up(&id, sub_code::MEDIA_FAILED).await;
+        }
         let retries: Vec<(String, bool)> = self
             .calls
             .iter()
