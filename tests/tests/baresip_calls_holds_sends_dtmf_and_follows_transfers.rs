@@ -1,7 +1,9 @@
 //! Interop with software nobody here wrote: baresip 1.0 (Debian) with WebRTC-style media
 //! (ICE, DTLS-SRTP, Opus; modules `ice`, `dtls_srtp`, `opus`, `g711`; `rtcp_mux yes`),
 //! registered to our switchboard with a user access token, calls a Hookflash agent and is
-//! called by one; each side checks by frequency that it hears the other.
+//! called by one; each side checks by frequency that it hears the other. On the way: hold
+//! and resume, RFC 4733 DTMF that baresip decodes, baresip following our blind transfer to
+//! a third party (who hears it), and a plain-RTP baresip refused with 488 before ringing.
 //!
 //! baresip writes SDP without `a=mid` or BUNDLE, with ICE and DTLS attributes at session
 //! level and the hash name `SHA-256`, and offers only non-loopback ICE candidates: everything
@@ -73,8 +75,17 @@ fn baresip_dir(root: &Path, token: &str, outbound: &str, media: &str) -> PathBuf
     dir
 }
 
-/// Runs baresip in the namespace until it prints `until` (or exits); returns the child.
-async fn baresip(ns: &Netns, dir: &Path, args: &[&str], until: &str) -> tokio::process::Child {
+/// What baresip printed so far.
+type Output = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Runs baresip in the namespace until it prints `until` (or exits); returns the child and
+/// what it prints.
+async fn baresip(
+    ns: &Netns,
+    dir: &Path,
+    args: &[&str],
+    until: &str,
+) -> (tokio::process::Child, Output) {
     let mut child = ns
         .command("baresip")
         .arg("-f")
@@ -87,10 +98,15 @@ async fn baresip(ns: &Netns, dir: &Path, args: &[&str], until: &str) -> tokio::p
         .spawn()
         .expect("baresip is installed (scripts/deps installs it)");
     let mut out = BufReader::new(child.stdout.take().expect("stdout")).split(b'\n');
+    let printed: Output = Default::default();
     let until = until.to_owned();
+    let keep = printed.clone();
     let seen = tokio::time::timeout(Duration::from_secs(15), async {
         while let Ok(Some(line)) = out.next_segment().await {
-            if String::from_utf8_lossy(&line).contains(&until) {
+            let line = String::from_utf8_lossy(&line).into_owned();
+            let hit = line.contains(&until);
+            keep.lock().unwrap().push(line);
+            if hit {
                 return true;
             }
         }
@@ -98,9 +114,16 @@ async fn baresip(ns: &Netns, dir: &Path, args: &[&str], until: &str) -> tokio::p
     })
     .await;
     assert_eq!(seen, Ok(true), "baresip prints {until:?}");
-    // Keep draining its output so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = out.next_segment().await {} });
-    child
+    // Keep reading its output (so it never blocks on a full pipe), and keep it.
+    let keep = printed.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = out.next_segment().await {
+            keep.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&line).into_owned());
+        }
+    });
+    (child, printed)
 }
 
 /// The left channel of the newest recording in `dir` (sndfile's `*-dec.wav`: what baresip
@@ -122,12 +145,18 @@ fn baresip_heard(dir: &Path) -> Vec<i16> {
         .collect()
 }
 
+/// A call's recording, once the agent has closed it (its header then holds the length).
 fn wav(path: &Path) -> Vec<i16> {
-    hound::WavReader::open(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .into_samples::<i16>()
-        .filter_map(Result::ok)
-        .collect()
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let samples: Vec<i16> = hound::WavReader::open(path)
+            .map(|r| r.into_samples::<i16>().filter_map(Result::ok).collect())
+            .unwrap_or_default();
+        if !samples.is_empty() || std::time::Instant::now() > deadline {
+            return samples;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn middle(samples: &[i16]) -> &[i16] {
@@ -135,8 +164,19 @@ fn middle(samples: &[i16]) -> &[i16] {
     &samples[n / 4..n * 3 / 4]
 }
 
+/// Whether most half-second stretches hold the tone (a hold or a jitter-buffer gap breaks
+/// the phase, which a single long Goertzel window would count against the tone).
+fn mostly_hears(samples: &[i16], hz: f64) -> bool {
+    let chunks: Vec<&[i16]> = samples
+        .chunks(24_000)
+        .filter(|c| c.len() == 24_000)
+        .collect();
+    let with_tone = chunks.iter().filter(|c| hears(c, hz)).count();
+    !chunks.is_empty() && with_tone * 4 >= chunks.len() * 3
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_with_baresip_carry_audio_both_ways() {
+async fn baresip_and_hookflash_call_hold_send_dtmf_and_transfer() {
     let root = std::env::temp_dir().join(format!("hookflash-baresip-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).expect("test dir");
@@ -146,7 +186,7 @@ async fn calls_with_baresip_carry_audio_both_ways() {
     let dir = baresip_dir(&root, &sb.token("bob").await, &sb.server, webrtc_media);
 
     // Hookflash calls baresip (answers automatically): baresip answers our offer.
-    let mut registered = baresip(&ns, &dir, &[], "200 OK").await;
+    let (mut registered, printed) = baresip(&ns, &dir, &[], "200 OK").await;
     let alice_wav = root.join("alice-out-{call}.wav");
     let mut alice = sb
         .agent(
@@ -164,18 +204,99 @@ async fn calls_with_baresip_carry_audio_both_ways() {
     alice
         .next("audio from baresip", |v| v["event"] == "remoteAudioStarted")
         .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Hold and resume: baresip answers our sendonly re-INVITE, then audio flows again.
+    alice.send(json!({"command": "hold", "callId": call})).await;
+    alice.state("LocalHold").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    alice
+        .send(json!({"command": "resume", "callId": call}))
+        .await;
+    alice.state("Connected").await;
+    // DTMF (RFC 4733) that baresip decodes.
+    alice
+        .send(json!({"command": "sendDtmf", "callId": call, "tones": "159", "requestId": "keys"}))
+        .await;
+    let sent = alice
+        .next("the keys are sent", |v| v["requestId"] == "keys")
+        .await;
+    assert_eq!(
+        sent["event"], "commandSucceeded",
+        "sendDtmf succeeds once sent: {sent}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
     alice.hang_up(&call).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
+    // baresip prints each RFC 4733 event it decodes: "received event: '1' (end=1)".
+    let keys: String = printed
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|l| l.split('\r'))
+        .filter_map(|l| l.split("received event: '").nth(1))
+        .filter(|rest| rest.contains("(end=1)"))
+        .filter_map(|rest| rest.chars().next())
+        .collect();
+    assert_eq!(
+        keys, "159",
+        "baresip decoded our DTMF keys once each, in order"
+    );
     let heard = wav(&root.join(format!("alice-out-{call}.wav")));
     assert!(
-        hears(middle(&heard), BARESIP_HZ),
+        mostly_hears(&heard, BARESIP_HZ),
         "Hookflash hears baresip (880 Hz) on a call it placed"
+    );
+    assert!(
+        hears(tail(&heard, Duration::from_secs(1)), BARESIP_HZ),
+        "and again after hold and resume"
     );
     assert!(
         hears(middle(&baresip_heard(&dir)), HOOKFLASH_HZ),
         "baresip hears Hookflash (440 Hz) on that call"
     );
+    // baresip as the transferee of our blind transfer: on the next call Alice sends baresip
+    // to Carol (a Hookflash agent), baresip follows the REFER, and Carol hears it.
+    let carol_wav = root.join("carol-{call}.wav");
+    let mut carol = sb
+        .agent(
+            "carol",
+            &[
+                "--auto-answer",
+                "--mic",
+                "tone:660",
+                "--speaker",
+                &format!("wav:{}", carol_wav.display()),
+            ],
+        )
+        .await;
+    let call = alice.start_call("bob").await;
+    alice.state("Connected").await;
+    alice
+        .send(
+            json!({"command": "transfer", "callId": call, "targetParticipant": "carol",
+            "requestId": "xfer"}),
+        )
+        .await;
+    let done = alice
+        .next("the transfer's outcome", |v| {
+            v["event"] == "transferStateChanged"
+                && matches!(v["state"].as_str(), Some("Transferred" | "Failed"))
+        })
+        .await;
+    assert_eq!(
+        done["state"], "Transferred",
+        "baresip follows our REFER and reports the target's answer: {done}"
+    );
+    let carol_call = carol.state("Connected").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    carol.hang_up(&carol_call).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let heard = wav(&root.join(format!("carol-{carol_call}.wav")));
+    assert!(
+        hears(tail(&heard, Duration::from_secs(1)), BARESIP_HZ),
+        "Carol hears baresip (880 Hz): the transferred call carries audio"
+    );
+    carol.sign_out().await;
     alice.sign_out().await;
     let _ = registered.kill().await;
     for f in std::fs::read_dir(dir.join("heard")).expect("dir").flatten() {
@@ -196,7 +317,7 @@ async fn calls_with_baresip_carry_audio_both_ways() {
             ],
         )
         .await;
-    let mut caller = baresip(
+    let (mut caller, _) = baresip(
         &ns,
         &dir,
         &["-t", "8", "-e", "/dial sip:alice@hookflash.local"],
@@ -242,7 +363,7 @@ async fn calls_with_baresip_carry_audio_both_ways() {
         &sb.server,
         "audio_codecs=pcmu",
     );
-    let mut refused = baresip(
+    let (mut refused, _) = baresip(
         &ns,
         &plain,
         &["-t", "6", "-e", "/dial sip:alice@hookflash.local"],
