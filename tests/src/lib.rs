@@ -20,6 +20,7 @@ use hookflash_core::sip::TransportKind;
 use hookflash_switchboard::{Config, Switchboard, SwitchboardHandle};
 use tokio::sync::broadcast;
 
+pub mod baresip;
 pub mod desktop;
 pub mod http;
 pub mod netns;

@@ -1,0 +1,148 @@
+//! baresip 1.0 (Debian's `baresip-core`) as a peer in tests: a configuration directory
+//! (WebRTC-style or plain media), running it inside a [`Netns`] and reading what it heard.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::netns::{Netns, HOST_B, IFACE_B};
+
+/// The tone baresip talks with.
+pub const BARESIP_HZ: f64 = 880.0;
+
+/// A baresip configuration directory: config, accounts, its voice (a stereo 48 kHz tone, as
+/// its `aufile` source wants for Opus) and where `sndfile` records what it hears.
+pub fn baresip_dir(root: &Path, token: &str, outbound: &str, media: &str) -> PathBuf {
+    let dir = root.join(format!("baresip-{}", media.len()));
+    std::fs::create_dir_all(dir.join("heard")).expect("baresip dir");
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut tone = hound::WavWriter::create(dir.join("voice.wav"), spec).expect("voice.wav");
+    for i in 0..48_000 * 30 {
+        let v = (std::f64::consts::TAU * BARESIP_HZ * f64::from(i) / 48_000.0).sin() * 12_000.0;
+        tone.write_sample(v as i16).expect("sample");
+        tone.write_sample(v as i16).expect("sample");
+    }
+    tone.finalize().expect("voice.wav");
+    let d = dir.display();
+    let config = format!(
+        "poll_method\t\tepoll\n\
+         sip_listen\t\t{HOST_B}:5060\n\
+         net_interface\t\t{IFACE_B}\n\
+         audio_player\t\taufile,{d}/played.wav\n\
+         audio_source\t\taufile,{d}/voice.wav\n\
+         audio_alert\t\taufile,{d}/voice.wav\n\
+         rtcp_mux\t\tyes\n\
+         jitter_buffer_delay\t5-10\n\
+         module_path\t\t/usr/lib/baresip/modules\n\
+         module\t\t\topus.so\n\
+         module\t\t\tg711.so\n\
+         module\t\t\taufile.so\n\
+         module\t\t\tsndfile.so\n\
+         snd_path\t\t{d}/heard\n\
+         module\t\t\tice.so\n\
+         module\t\t\tdtls_srtp.so\n\
+         module_tmp\t\tuuid.so\n\
+         module_tmp\t\taccount.so\n\
+         module_app\t\tmenu.so\n"
+    );
+    std::fs::write(dir.join("config"), config).expect("config");
+    // The token is the digest credential: user `EXPIRY:USER`, password the signature.
+    let (user, signature) = token.rsplit_once(':').expect("EXPIRY:USER:SIGNATURE");
+    let account = format!(
+        "<sip:bob@hookflash.local>;auth_user={user};auth_pass={signature};\
+         outbound=\"sip:{outbound}\";regint=600;answermode=auto;{media}\n"
+    );
+    std::fs::write(dir.join("accounts"), account).expect("accounts");
+    dir
+}
+
+/// What baresip printed so far.
+pub type Output = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Runs baresip in the namespace until it prints `until` (or exits); returns the child and
+/// what it prints.
+pub async fn baresip(
+    ns: &Netns,
+    dir: &Path,
+    args: &[&str],
+    until: &str,
+) -> (tokio::process::Child, Output) {
+    let mut child = ns
+        .command("baresip")
+        .arg("-f")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("baresip is installed (scripts/deps installs it)");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout")).split(b'\n');
+    let printed: Output = Default::default();
+    let until = until.to_owned();
+    let keep = printed.clone();
+    let seen = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Ok(Some(line)) = out.next_segment().await {
+            let line = String::from_utf8_lossy(&line).into_owned();
+            let hit = line.contains(&until);
+            keep.lock().unwrap().push(line);
+            if hit {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(seen, Ok(true), "baresip prints {until:?}");
+    // Keep reading its output (so it never blocks on a full pipe), and keep it.
+    let keep = printed.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = out.next_segment().await {
+            keep.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&line).into_owned());
+        }
+    });
+    (child, printed)
+}
+
+/// The left channel of the newest recording in `dir` (sndfile's `*-dec.wav`: what baresip
+/// heard), once complete.
+pub fn baresip_heard(dir: &Path) -> Vec<i16> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("heard"))
+        .expect("sndfile's directory")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with("-dec.wav"))
+        .collect();
+    files.sort();
+    let path = files.pop().expect("baresip recorded the call");
+    let reader = hound::WavReader::open(&path).expect("a complete WAV");
+    reader
+        .into_samples::<i16>()
+        .filter_map(Result::ok)
+        .step_by(2)
+        .collect()
+}
+
+/// A call's recording, once the agent has closed it (its header then holds the length).
+pub fn wav(path: &Path) -> Vec<i16> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let samples: Vec<i16> = hound::WavReader::open(path)
+            .map(|r| r.into_samples::<i16>().filter_map(Result::ok).collect())
+            .unwrap_or_default();
+        if !samples.is_empty() || std::time::Instant::now() > deadline {
+            return samples;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
