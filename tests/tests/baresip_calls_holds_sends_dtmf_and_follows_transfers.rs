@@ -158,6 +158,42 @@ async fn baresip_and_hookflash_call_hold_send_dtmf_and_transfer() {
         hears(tail(&heard, Duration::from_secs(1)), BARESIP_HZ),
         "Carol hears baresip (880 Hz): the transferred call carries audio"
     );
+
+    // ...and to Carol's voicemail: baresip follows the REFER to the voicemail URI, talks
+    // after the greeting, and Carol's mailbox gets the message (she is told: MWI).
+    let call = alice.start_call("bob").await;
+    alice.state("Connected").await;
+    alice
+        .send(json!({"command": "transfer", "callId": call, "targetParticipantVoicemail": "carol"}))
+        .await;
+    let done = alice
+        .next("the voicemail transfer's outcome", |v| {
+            v["event"] == "transferStateChanged"
+                && matches!(v["state"].as_str(), Some("Transferred" | "Failed"))
+        })
+        .await;
+    assert_eq!(
+        done["state"], "Transferred",
+        "baresip reaches Carol's voicemail through our REFER: {done}"
+    );
+    // The greeting (about 3 s), then baresip talks into the mailbox; then it quits, which
+    // hangs up (SIGTERM: baresip ends its calls with a BYE).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    if let Some(pid) = registered.id() {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), registered.wait()).await;
+    let waiting = carol
+        .next("a message for Carol", |v| {
+            v["event"] == "messageWaiting" && v["newMessages"].as_u64().unwrap_or(0) >= 1
+        })
+        .await;
+    assert_eq!(
+        waiting["newMessages"], 1,
+        "one new message in Carol's mailbox: {waiting}"
+    );
     carol.sign_out().await;
     alice.sign_out().await;
     let _ = registered.kill().await;

@@ -298,8 +298,14 @@ pub fn split_refer_to(refer_to: &Uri) -> (Uri, Vec<(String, String)>) {
     (target, headers)
 }
 
-/// The RFC 4458 voicemail URI for `owner` in `domain`, or the account's own pattern with
-/// `{user}` and `{domain}` placeholders (other PBX styles, e.g. `sip:*98{user}@{domain}`).
+/// The voicemail URI for `owner` in `domain`, or the account's own pattern with `{user}`
+/// and `{domain}` placeholders (other PBX styles, e.g. `sip:*98{user}@{domain}`).
+///
+/// By default it is RFC 4458's `sip:voicemail@DOMAIN;target=…;cause=302`. For an owner in
+/// our own domain whose user name needs no escaping, `target` is the bare user name
+/// (`;target=carol`): clients that mishandle %-escapes in a Refer-To (baresip 1.0 turns
+/// `sip:carol%40domain` into a broken URI) pass it on intact. Anyone else gets RFC 4458's
+/// escaped URI form. [`voicemail_owner`] reads both.
 pub fn voicemail_uri(owner: &Uri, domain: &str, pattern: Option<&str>) -> Option<Uri> {
     let user = owner.user.clone()?;
     match pattern {
@@ -310,11 +316,32 @@ pub fn voicemail_uri(owner: &Uri, domain: &str, pattern: Option<&str>) -> Option
             .ok(),
         None => {
             let mut uri = Uri::sip(Some("voicemail"), domain, None);
-            let target = format!("sip:{}@{}", user, owner.host);
-            uri.set_param("target", Some(&escape_uri_header(&target)));
+            let plain = |c: char| c.is_ascii_alphanumeric() || "-_.!~*'()+$".contains(c);
+            let target = if owner.host.eq_ignore_ascii_case(domain) && user.chars().all(plain) {
+                user
+            } else {
+                escape_uri_header(&format!("sip:{}@{}", user, owner.host))
+            };
+            uri.set_param("target", Some(&target));
             uri.set_param("cause", Some("302"));
             Some(uri)
         }
+    }
+}
+
+/// The mailbox owner a voicemail URI names in its `target` parameter: RFC 4458's escaped
+/// URI (`target=sip:carol%40example.org`), or a bare user name in the URI's own domain
+/// (`target=carol`). `None` without a usable target.
+pub fn voicemail_owner(uri: &Uri) -> Option<Uri> {
+    let target = unescape(uri.param("target")??);
+    let target = target.trim();
+    if target.is_empty() {
+        return None;
+    }
+    if target.contains(':') {
+        target.parse().ok()
+    } else {
+        Some(Uri::sip(Some(target), &uri.host, uri.port))
     }
 }
 
@@ -502,8 +529,25 @@ mod tests {
         let vm = voicemail_uri(&owner, "hookflash.local", None).unwrap();
         assert_eq!(
             vm.to_string(),
-            "sip:voicemail@hookflash.local;target=sip:carol%40hookflash.local;cause=302",
-            "RFC 4458 form with the escaped target"
+            "sip:voicemail@hookflash.local;target=carol;cause=302",
+            "an owner in our domain is named without %-escapes, which some clients mangle"
+        );
+        assert_eq!(
+            voicemail_owner(&vm).map(|u| u.to_string()).as_deref(),
+            Some("sip:carol@hookflash.local"),
+            "and read back as the owner in the URI's domain"
+        );
+        let elsewhere: Uri = "sip:dave@other.example".parse().unwrap();
+        let vm = voicemail_uri(&elsewhere, "hookflash.local", None).unwrap();
+        assert_eq!(
+            vm.to_string(),
+            "sip:voicemail@hookflash.local;target=sip:dave%40other.example;cause=302",
+            "anyone else gets RFC 4458's escaped URI"
+        );
+        assert_eq!(
+            voicemail_owner(&vm).map(|u| u.to_string()).as_deref(),
+            Some("sip:dave@other.example"),
+            "which reads back as that URI"
         );
         let vm = voicemail_uri(&owner, "pbx.example", Some("sip:*98{user}@{domain}")).unwrap();
         assert_eq!(

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use hookflash_core::auth::{ephemeral_password, Challenge, DigestResponse};
 use hookflash_core::privacy::redact;
 use hookflash_core::sip::{
-    escape_uri_header, new_tag, unescape, Message, Method, NameAddr, Request, Response,
-    TransportKind, Uri, Via, BRANCH_COOKIE,
+    escape_uri_header, new_tag, Message, Method, NameAddr, Request, Response, TransportKind, Uri,
+    Via, BRANCH_COOKIE,
 };
 use tracing::{debug, info, warn};
 
@@ -1418,7 +1418,8 @@ impl Engine {
         }
     }
 
-    /// An INVITE to `sip:voicemail@DOMAIN;target=sip:OWNER%40DOMAIN;cause=N` (RFC 4458).
+    /// An INVITE to `sip:voicemail@DOMAIN;target=sip:OWNER%40DOMAIN;cause=N` (RFC 4458), or
+    /// with the bare `target=OWNER` that survives clients which mishandle %-escapes.
     fn route_voicemail_uri(
         &mut self,
         key: &ServerKey,
@@ -1427,12 +1428,7 @@ impl Engine {
         prefix: &str,
         now: Instant,
     ) {
-        let owner = req
-            .uri
-            .param("target")
-            .flatten()
-            .map(unescape)
-            .and_then(|t| t.parse::<Uri>().ok())
+        let owner = hookflash_core::transfer::voicemail_owner(&req.uri)
             .filter(|u| u.scheme == "tel" || self.local.is_local_host(&u.host, u.port))
             .and_then(|u| u.user);
         let owner = owner

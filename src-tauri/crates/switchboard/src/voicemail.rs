@@ -37,7 +37,7 @@ use hookflash_core::audio::{
 use hookflash_core::auth::{unix_now, Token};
 use hookflash_core::call::CallState;
 use hookflash_core::privacy::redact;
-use hookflash_core::sip::{unescape, TransportKind, Uri};
+use hookflash_core::sip::{TransportKind, Uri};
 use tokio::sync::{broadcast, mpsc, watch};
 use tracing::{debug, info, warn};
 
@@ -151,11 +151,13 @@ impl AudioSink for RecordingSink {
     }
 }
 
-/// The mailbox owner named by a voicemail Request-URI (`...;target=sip:OWNER%40DOMAIN`).
+/// The mailbox owner named by a voicemail Request-URI (`...;target=sip:OWNER%40DOMAIN`,
+/// or `...;target=OWNER`; see [`hookflash_core::transfer::voicemail_owner`]).
 pub fn mailbox_owner(called: &str) -> Option<String> {
     let uri: Uri = called.parse().ok()?;
-    let target: Uri = unescape(uri.param("target")??).parse().ok()?;
-    target.user.filter(|u| !u.is_empty())
+    hookflash_core::transfer::voicemail_owner(&uri)?
+        .user
+        .filter(|u| !u.is_empty())
 }
 
 /// `DATA_DIR/greeting-default.wav`: where the default greeting is written at start.
