@@ -9,6 +9,28 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::netns::{Netns, HOST_B, IFACE_B};
 
+/// Where baresip takes commands (`ctrl_tcp`, netstring JSON), on [`HOST_B`].
+pub const CONTROL_PORT: u16 = 4444;
+
+/// Sends baresip one command through `ctrl_tcp` (as a person types it in its menu, without
+/// the slash: `transfer sip:carol@example.org`), from inside the namespace.
+pub async fn control(ns: &Netns, command: &str, params: &str) {
+    let json = serde_json::json!({"command": command, "params": params, "token": "t"}).to_string();
+    let netstring = format!("{}:{json},", json.len());
+    // The test itself is outside the namespace: send from a process inside it.
+    let status = ns
+        .command("bash")
+        .arg("-c")
+        .arg(format!(
+            "exec 3<>/dev/tcp/{HOST_B}/{CONTROL_PORT}; printf '%s' \"$0\" >&3; sleep 1"
+        ))
+        .arg(netstring)
+        .status()
+        .await
+        .expect("run bash in the namespace");
+    assert!(status.success(), "baresip's control port takes {command}");
+}
+
 /// The tone baresip talks with.
 pub const BARESIP_HZ: f64 = 880.0;
 
@@ -50,7 +72,9 @@ pub fn baresip_dir(root: &Path, token: &str, outbound: &str, media: &str) -> Pat
          module\t\t\tdtls_srtp.so\n\
          module_tmp\t\tuuid.so\n\
          module_tmp\t\taccount.so\n\
-         module_app\t\tmenu.so\n"
+         module_app\t\tmenu.so\n\
+         ctrl_tcp_listen\t\t{HOST_B}:{CONTROL_PORT}\n\
+         module_app\t\tctrl_tcp.so\n"
     );
     std::fs::write(dir.join("config"), config).expect("config");
     // The token is the digest credential: user `EXPIRY:USER`, password the signature.

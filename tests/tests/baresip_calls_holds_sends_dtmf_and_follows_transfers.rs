@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use hookflash_tests::baresip::{baresip, baresip_dir, baresip_heard, wav, BARESIP_HZ};
+use hookflash_tests::baresip::{baresip, baresip_dir, baresip_heard, control, wav, BARESIP_HZ};
 use hookflash_tests::netns::{Netns, HOST_A};
 use hookflash_tests::process::SwitchboardProcess;
 use hookflash_tests::{hears, tail};
@@ -252,6 +252,60 @@ async fn baresip_and_hookflash_call_hold_send_dtmf_and_transfer() {
         hears(middle(&baresip_heard(&dir)), HOOKFLASH_HZ),
         "baresip hears Hookflash (440 Hz) on the call it placed"
     );
+
+    // baresip as the transferor: Alice calls baresip, baresip transfers her to Carol (REFER
+    // with no Referred-By, as baresip sends it); Alice follows, says who sent her, and
+    // hears Carol.
+    let carol_wav = root.join("carol-2-{call}.wav");
+    let mut carol = sb
+        .agent(
+            "carol",
+            &[
+                "--auto-answer",
+                "--mic",
+                "tone:660",
+                "--speaker",
+                &format!("wav:{}", carol_wav.display()),
+            ],
+        )
+        .await;
+    let (mut transferor, _) = baresip(&ns, &dir, &[], "200 OK").await;
+    let first = alice.start_call("bob").await;
+    alice.state("Connected").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    control(&ns, "transfer", "sip:carol@hookflash.local").await;
+    let accepted = alice
+        .next("Alice follows baresip's REFER", |v| {
+            v["event"] == "transferAccepted" && v["callId"] == first.as_str()
+        })
+        .await;
+    let to_carol = accepted["targetCall"]
+        .as_str()
+        .expect("the new call")
+        .to_owned();
+    let incoming = carol
+        .next("Carol is called by Alice", |v| v["event"] == "incomingCall")
+        .await;
+    assert_eq!(
+        incoming["transferorInfo"]["identifier"], "sip:bob@hookflash.local",
+        "Carol learns who transferred the call (Alice's Referred-By): {incoming}"
+    );
+    alice
+        .next("the call to Carol connects", |v| {
+            v["event"] == "callStateChanged"
+                && v["callId"] == to_carol.as_str()
+                && v["state"] == "Connected"
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    alice.hang_up(&to_carol).await;
+    let heard = wav(&root.join(format!("alice-in-{to_carol}.wav")));
+    assert!(
+        hears(tail(&heard, Duration::from_secs(1)), 660.0),
+        "after baresip's transfer Alice hears Carol (660 Hz)"
+    );
+    carol.sign_out().await;
+    let _ = transferor.kill().await;
 
     // A peer with plain RTP (RTP/AVP, no ICE, no DTLS), which this profile cannot take: the
     // call is refused with 488 and a Warning that says why, and nobody is rung.

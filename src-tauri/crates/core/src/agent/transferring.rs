@@ -395,7 +395,18 @@ impl Core {
             c.transfer_in = Some(IncomingTransfer {
                 id: id.clone(),
                 refer_to: refer_to.uri.clone(),
-                referred_by: req.headers.get("Referred-By").map(str::to_owned),
+                // RFC 3892: the target learns who referred the call. A REFER without
+                // Referred-By (baresip sends none) is referred by the far end of this call.
+                referred_by: Some(req.headers.get("Referred-By").map_or_else(
+                    || {
+                        let uri = &transferor.uri;
+                        match transferor.display.as_deref().map(|d| d.replace('"', "")) {
+                            Some(d) if !d.is_empty() => format!("\"{d}\" <{uri}>"),
+                            _ => format!("<{uri}>"),
+                        }
+                    },
+                    str::to_owned,
+                )),
                 phase: IncomingPhase::Pending,
                 held_by_transfer: false,
                 resume_when_held: false,
