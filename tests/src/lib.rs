@@ -339,6 +339,18 @@ pub fn hears(samples: &[i16], freq: f64) -> bool {
     audio::tone_present(samples, freq, SAMPLE_RATE)
 }
 
+/// Whether most half-second stretches of `samples` hold the tone: a hold, a re-INVITE or a
+/// jitter-buffer gap breaks the phase, which one long Goertzel window would count against it.
+pub fn mostly_hears(samples: &[i16], freq: f64) -> bool {
+    let half_second = SAMPLE_RATE as usize / 2;
+    let chunks: Vec<&[i16]> = samples
+        .chunks(half_second)
+        .filter(|c| c.len() == half_second)
+        .collect();
+    let with_tone = chunks.iter().filter(|c| hears(c, freq)).count();
+    !chunks.is_empty() && with_tone * 4 >= chunks.len() * 3
+}
+
 /// Audio heard over the last `window` of a call.
 pub fn tail(samples: &[i16], window: Duration) -> &[i16] {
     let n = (window.as_secs_f64() * f64::from(SAMPLE_RATE)) as usize;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use hookflash_core::auth::{unix_now, Token};
 use hookflash_tests::baresip::{baresip, baresip_dir, baresip_heard, wav, BARESIP_HZ};
-use hookflash_tests::hears;
+use hookflash_tests::mostly_hears;
 use hookflash_tests::netns::{Netns, HOST_A};
 use hookflash_tests::process::bin;
 use serde_json::{json, Value};
@@ -170,15 +170,6 @@ async fn next(
     })
     .await
     .unwrap_or_else(|_| panic!("no {what} in time"))
-}
-
-fn mostly_hears(samples: &[i16], hz: f64) -> bool {
-    let chunks: Vec<&[i16]> = samples
-        .chunks(24_000)
-        .filter(|c| c.len() == 24_000)
-        .collect();
-    let with_tone = chunks.iter().filter(|c| hears(c, hz)).count();
-    !chunks.is_empty() && with_tone * 4 >= chunks.len() * 3
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,25 +16,32 @@ use std::time::Duration;
 use hookflash_tests::baresip::{baresip, baresip_dir, baresip_heard, control, wav, BARESIP_HZ};
 use hookflash_tests::netns::{Netns, HOST_A};
 use hookflash_tests::process::SwitchboardProcess;
-use hookflash_tests::{hears, tail};
+use hookflash_tests::{hears, mostly_hears, tail};
 use serde_json::json;
 
 const HOOKFLASH_HZ: f64 = 440.0;
 
+/// An agent whose microphone is a `hz` tone and whose speaker is recorded to `wav` (with
+/// `{call}` for the call id); it answers calls itself when `auto_answer`.
+async fn recorded_agent(
+    sb: &SwitchboardProcess,
+    user: &str,
+    hz: u32,
+    wav: &std::path::Path,
+    auto_answer: bool,
+) -> hookflash_tests::process::AgentProcess {
+    let mic = format!("tone:{hz}");
+    let speaker = format!("wav:{}", wav.display());
+    let mut args = vec!["--mic", mic.as_str(), "--speaker", speaker.as_str()];
+    if auto_answer {
+        args.push("--auto-answer");
+    }
+    sb.agent(user, &args).await
+}
+
 fn middle(samples: &[i16]) -> &[i16] {
     let n = samples.len();
     &samples[n / 4..n * 3 / 4]
-}
-
-/// Whether most half-second stretches hold the tone (a hold or a jitter-buffer gap breaks
-/// the phase, which a single long Goertzel window would count against the tone).
-fn mostly_hears(samples: &[i16], hz: f64) -> bool {
-    let chunks: Vec<&[i16]> = samples
-        .chunks(24_000)
-        .filter(|c| c.len() == 24_000)
-        .collect();
-    let with_tone = chunks.iter().filter(|c| hears(c, hz)).count();
-    !chunks.is_empty() && with_tone * 4 >= chunks.len() * 3
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,18 +56,8 @@ async fn baresip_and_hookflash_call_hold_send_dtmf_and_transfer() {
 
     // Hookflash calls baresip (answers automatically): baresip answers our offer.
     let (mut registered, printed) = baresip(&ns, &dir, &[], "200 OK").await;
-    let alice_wav = root.join("alice-out-{call}.wav");
-    let mut alice = sb
-        .agent(
-            "alice",
-            &[
-                "--mic",
-                "tone:440",
-                "--speaker",
-                &format!("wav:{}", alice_wav.display()),
-            ],
-        )
-        .await;
+    let mut alice =
+        recorded_agent(&sb, "alice", 440, &root.join("alice-out-{call}.wav"), false).await;
     let call = alice.start_call("bob").await;
     alice.state("Connected").await;
     alice
@@ -118,19 +115,7 @@ async fn baresip_and_hookflash_call_hold_send_dtmf_and_transfer() {
     );
     // baresip as the transferee of our blind transfer: on the next call Alice sends baresip
     // to Carol (a Hookflash agent), baresip follows the REFER, and Carol hears it.
-    let carol_wav = root.join("carol-{call}.wav");
-    let mut carol = sb
-        .agent(
-            "carol",
-            &[
-                "--auto-answer",
-                "--mic",
-                "tone:660",
-                "--speaker",
-                &format!("wav:{}", carol_wav.display()),
-            ],
-        )
-        .await;
+    let mut carol = recorded_agent(&sb, "carol", 660, &root.join("carol-{call}.wav"), true).await;
     let call = alice.start_call("bob").await;
     alice.state("Connected").await;
     alice
@@ -202,19 +187,8 @@ async fn baresip_and_hookflash_call_hold_send_dtmf_and_transfer() {
     }
 
     // baresip calls Hookflash (which answers automatically): we answer baresip's offer.
-    let alice_wav = root.join("alice-in-{call}.wav");
-    let mut alice = sb
-        .agent(
-            "alice",
-            &[
-                "--auto-answer",
-                "--mic",
-                "tone:440",
-                "--speaker",
-                &format!("wav:{}", alice_wav.display()),
-            ],
-        )
-        .await;
+    let mut alice =
+        recorded_agent(&sb, "alice", 440, &root.join("alice-in-{call}.wav"), true).await;
     let (mut caller, _) = baresip(
         &ns,
         &dir,
@@ -256,19 +230,7 @@ async fn baresip_and_hookflash_call_hold_send_dtmf_and_transfer() {
     // baresip as the transferor: Alice calls baresip, baresip transfers her to Carol (REFER
     // with no Referred-By, as baresip sends it); Alice follows, says who sent her, and
     // hears Carol.
-    let carol_wav = root.join("carol-2-{call}.wav");
-    let mut carol = sb
-        .agent(
-            "carol",
-            &[
-                "--auto-answer",
-                "--mic",
-                "tone:660",
-                "--speaker",
-                &format!("wav:{}", carol_wav.display()),
-            ],
-        )
-        .await;
+    let mut carol = recorded_agent(&sb, "carol", 660, &root.join("carol-2-{call}.wav"), true).await;
     let (mut transferor, _) = baresip(&ns, &dir, &[], "200 OK").await;
     let first = alice.start_call("bob").await;
     alice.state("Connected").await;
