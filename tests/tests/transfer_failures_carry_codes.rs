@@ -110,6 +110,35 @@ async fn transferee_rejecting_is_603() {
 }
 
 #[tokio::test]
+async fn a_transfer_nobody_acts_on_fails_408_on_the_transferors_timer() {
+    let rig = Rig::start().await;
+    // Alice's transfers need her consent, and she never gives it.
+    let (mut config, ears) = rig.config("alice", 440.0, TransportKind::Udp);
+    config.transfer_policy = TransferPolicy::Ask;
+    let mut a = TestAgent::create("alice", config, ears).await;
+    a.wait_connected().await;
+    let (mut config, ears) = rig.config("bob", 660.0, TransportKind::Udp);
+    config.transfer_timeout = Duration::from_secs(2);
+    let mut b = TestAgent::create("bob", config, ears).await;
+    b.wait_connected().await;
+    let _c = rig.agent("carol", 1000.0).await;
+    let (_a_call, b_call) = connect(&mut a, &mut b).await;
+    b.transfer(&b_call, TransferTarget::Participant("carol".into()))
+        .await;
+    let error = b.transfer_outcome().await.unwrap_err();
+    assert_eq!(
+        (error.code, error.sub_code),
+        (408, transfer_sub_code::TIMEOUT),
+        "a transfer that makes no progress fails on the transferor's own timer"
+    );
+    assert_eq!(
+        b.agent.call(&b_call).state(),
+        CallState::Connected,
+        "and the transferor keeps the original call"
+    );
+}
+
+#[tokio::test]
 async fn refer_on_a_call_not_connected_is_a_typed_error() {
     let rig = Rig::start().await;
     let a = rig.agent("alice", 440.0).await;
