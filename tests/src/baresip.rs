@@ -157,16 +157,22 @@ pub fn baresip_heard(dir: &Path) -> Vec<i16> {
         .collect()
 }
 
-/// A call's recording, once the agent has closed it (its header then holds the length).
+/// A call's recording, once the agent has closed it: the header then holds the length, and
+/// the file stops growing (read twice, 200 ms apart, the same).
 pub fn wav(path: &Path) -> Vec<i16> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let samples: Vec<i16> = hound::WavReader::open(path)
+    let read = || -> Vec<i16> {
+        hound::WavReader::open(path)
             .map(|r| r.into_samples::<i16>().filter_map(Result::ok).collect())
-            .unwrap_or_default();
-        if !samples.is_empty() || std::time::Instant::now() > deadline {
-            return samples;
+            .unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut last = read();
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = read();
+        if (!now.is_empty() && now.len() == last.len()) || std::time::Instant::now() > deadline {
+            return now;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        last = now;
     }
 }

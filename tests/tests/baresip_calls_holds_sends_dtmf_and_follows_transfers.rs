@@ -106,7 +106,7 @@ async fn baresip_and_hookflash_call_hold_send_dtmf_and_transfer() {
         "Hookflash hears baresip (880 Hz) on a call it placed"
     );
     assert!(
-        hears(tail(&heard, Duration::from_secs(1)), BARESIP_HZ),
+        mostly_hears(tail(&heard, Duration::from_secs(2)), BARESIP_HZ),
         "and again after hold and resume"
     );
     assert!(
@@ -135,12 +135,12 @@ async fn baresip_and_hookflash_call_hold_send_dtmf_and_transfer() {
         "baresip follows our REFER and reports the target's answer: {done}"
     );
     let carol_call = carol.state("Connected").await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     carol.hang_up(&carol_call).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let heard = wav(&root.join(format!("carol-{carol_call}.wav")));
     assert!(
-        hears(tail(&heard, Duration::from_secs(1)), BARESIP_HZ),
+        mostly_hears(tail(&heard, Duration::from_secs(2)), BARESIP_HZ),
         "Carol hears baresip (880 Hz): the transferred call carries audio"
     );
 
@@ -219,7 +219,7 @@ async fn baresip_and_hookflash_call_hold_send_dtmf_and_transfer() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let heard = wav(&root.join(format!("alice-in-{call}.wav")));
     assert!(
-        hears(tail(&heard, Duration::from_secs(3)), BARESIP_HZ),
+        mostly_hears(tail(&heard, Duration::from_secs(2)), BARESIP_HZ),
         "Hookflash hears baresip (880 Hz) on a call baresip placed (an offer without mid or BUNDLE)"
     );
     assert!(
@@ -259,11 +259,11 @@ async fn baresip_and_hookflash_call_hold_send_dtmf_and_transfer() {
                 && v["state"] == "Connected"
         })
         .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     alice.hang_up(&to_carol).await;
     let heard = wav(&root.join(format!("alice-in-{to_carol}.wav")));
     assert!(
-        hears(tail(&heard, Duration::from_secs(1)), 660.0),
+        mostly_hears(tail(&heard, Duration::from_secs(2)), 660.0),
         "after baresip's transfer Alice hears Carol (660 Hz)"
     );
     carol.sign_out().await;
