@@ -458,20 +458,26 @@ impl Window {
         why: &str,
         mut ok: impl FnMut(&Element) -> bool,
     ) -> Element {
+        let mut found = None;
+        self.poll(timeout, || {
+            found = self.find_all(css).into_iter().find(|e| ok(e));
+            found.is_some()
+        })
+        .unwrap_or_else(|shot| panic!("{why}: no {css} in {timeout:?} (screenshot {shot})"));
+        found.expect("found when the poll succeeded")
+    }
+
+    /// Checks `done` every 100 ms until it holds; on timeout, screenshots the window and
+    /// returns the screenshot's path.
+    fn poll(&self, timeout: Duration, mut done: impl FnMut() -> bool) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(e) = self.find_all(css).into_iter().find(|e| ok(e)) {
-                return e;
-            }
+        while !done() {
             if Instant::now() > deadline {
-                let shot = self.screenshot("timeout");
-                panic!(
-                    "{why}: no {css} in {timeout:?} (screenshot {})",
-                    shot.display()
-                );
+                return Err(self.screenshot("timeout").display().to_string());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+        Ok(())
     }
 
     /// Waits for an element matching `css` to exist.
@@ -481,17 +487,10 @@ impl Window {
 
     /// Waits until nothing matches `css`.
     pub fn wait_gone(&self, css: &str, timeout: Duration, why: &str) {
-        let deadline = Instant::now() + timeout;
-        while !self.find_all(css).is_empty() {
-            if Instant::now() > deadline {
-                let shot = self.screenshot("timeout");
-                panic!(
-                    "{why}: {css} still there after {timeout:?} (screenshot {})",
-                    shot.display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.poll(timeout, || self.find_all(css).is_empty())
+            .unwrap_or_else(|shot| {
+                panic!("{why}: {css} still there after {timeout:?} (screenshot {shot})")
+            });
     }
 
     /// Runs a script in the page and returns its value.

@@ -351,6 +351,18 @@ pub fn mostly_hears(samples: &[i16], freq: f64) -> bool {
     !chunks.is_empty() && with_tone * 4 >= chunks.len() * 3
 }
 
+/// Debian's Kamailio module directory, whatever the architecture
+/// (`/usr/lib/<triplet>/kamailio/modules`), if Kamailio and its `auth_ephemeral` module are
+/// installed.
+pub fn kamailio_module_dir() -> Option<String> {
+    std::fs::read_dir("/usr/lib")
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("kamailio/modules"))
+        .find(|p| p.join("auth_ephemeral.so").exists())
+        .map(|p| p.display().to_string())
+}
+
 /// Audio heard over the last `window` of a call.
 pub fn tail(samples: &[i16], window: Duration) -> &[i16] {
     let n = (window.as_secs_f64() * f64::from(SAMPLE_RATE)) as usize;

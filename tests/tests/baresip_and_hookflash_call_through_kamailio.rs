@@ -109,14 +109,8 @@ request_route {{
     )
 }
 
-/// Debian's module directory, whatever the architecture (`/usr/lib/<triplet>/kamailio/modules`).
 fn module_dir() -> String {
-    std::fs::read_dir("/usr/lib")
-        .expect("/usr/lib")
-        .filter_map(Result::ok)
-        .map(|e| e.path().join("kamailio/modules"))
-        .find(|p| p.join("auth_ephemeral.so").exists())
-        .map(|p| p.display().to_string())
+    hookflash_tests::kamailio_module_dir()
         .expect("kamailio and kamailio-autheph-modules are installed (scripts/deps does)")
 }
 

@@ -55,16 +55,6 @@ request_route {{
     )
 }
 
-/// Debian's module directory, whatever the architecture (`/usr/lib/<triplet>/kamailio/modules`).
-fn module_dir() -> Option<String> {
-    std::fs::read_dir("/usr/lib")
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|e| e.path().join("kamailio/modules"))
-        .find(|p| p.join("auth_ephemeral.so").exists())
-        .map(|p| p.display().to_string())
-}
-
 fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
@@ -92,7 +82,7 @@ async fn a_switchboard_token_signs_in_to_kamailio() {
     let kamailio = ["/usr/sbin/kamailio", "/usr/local/sbin/kamailio"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists());
-    let (Some(kamailio), Some(modules)) = (kamailio, module_dir()) else {
+    let (Some(kamailio), Some(modules)) = (kamailio, hookflash_tests::kamailio_module_dir()) else {
         eprintln!(
             "\n*** SKIPPED: kamailio is not installed (scripts/deps and .ci/run install it) ***\n"
         );
