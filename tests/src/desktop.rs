@@ -395,6 +395,17 @@ fn get(url: &str) -> Result<Value, String> {
     }
 }
 
+/// The first element matching `css` that a find request to `url` (the page's, or an
+/// element's) returns, in the session at `base`.
+fn find_from(base: &str, url: &str, css: &str) -> Option<Element> {
+    let v = post(url, &json!({"using": "css selector", "value": css})).ok()?;
+    let id = v["value"][ELEMENT].as_str()?.to_owned();
+    Some(Element {
+        base: base.to_owned(),
+        id,
+    })
+}
+
 /// A WebDriver session on the app's window.
 pub struct Window {
     base: String,
@@ -417,16 +428,7 @@ pub fn tid(id: &str) -> String {
 impl Window {
     /// The first element matching a CSS selector, if there is one now.
     pub fn find(&self, css: &str) -> Option<Element> {
-        let v = post(
-            &format!("{}/element", self.base),
-            &json!({"using": "css selector", "value": css}),
-        )
-        .ok()?;
-        let id = v["value"][ELEMENT].as_str()?.to_owned();
-        Some(Element {
-            base: self.base.clone(),
-            id,
-        })
+        find_from(&self.base, &format!("{}/element", self.base), css)
     }
 
     /// Every element matching a CSS selector now.
@@ -611,15 +613,6 @@ impl Element {
 
     /// An element inside it.
     pub fn find(&self, css: &str) -> Option<Element> {
-        let v = post(
-            &self.url("element"),
-            &json!({"using": "css selector", "value": css}),
-        )
-        .ok()?;
-        let id = v["value"][ELEMENT].as_str()?.to_owned();
-        Some(Element {
-            base: self.base.clone(),
-            id,
-        })
+        find_from(&self.base, &self.url("element"), css)
     }
 }

@@ -363,6 +363,23 @@ pub fn kamailio_module_dir() -> Option<String> {
         .map(|p| p.display().to_string())
 }
 
+/// Puts Kamailio's arguments on `command`: configuration `cfg`, in the foreground with
+/// logs to stderr (`-DD -E`), working directory and PID file in `dir`.
+pub fn kamailio_args<'a>(
+    command: &'a mut tokio::process::Command,
+    cfg: &std::path::Path,
+    dir: &std::path::Path,
+) -> &'a mut tokio::process::Command {
+    command
+        .arg("-f")
+        .arg(cfg)
+        .args(["-DD", "-E", "-w"])
+        .arg(dir)
+        .arg("-P")
+        .arg(dir.join("kamailio.pid"))
+        .kill_on_drop(true)
+}
+
 /// Audio heard over the last `window` of a call.
 pub fn tail(samples: &[i16], window: Duration) -> &[i16] {
     let n = (window.as_secs_f64() * f64::from(SAMPLE_RATE)) as usize;

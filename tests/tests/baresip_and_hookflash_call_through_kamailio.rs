@@ -174,17 +174,9 @@ async fn baresip_and_hookflash_call_each_other_through_kamailio() {
     let ns = Netns::two_hosts("kamailio");
     let cfg = root.join("kamailio.cfg");
     std::fs::write(&cfg, config(&module_dir())).expect("kamailio.cfg");
-    let mut kamailio = ns
-        .command("kamailio")
-        .arg("-f")
-        .arg(&cfg)
-        .args(["-DD", "-E", "-w"])
-        .arg(&root)
-        .arg("-P")
-        .arg(root.join("kamailio.pid"))
+    let mut kamailio = hookflash_tests::kamailio_args(&mut ns.command("kamailio"), &cfg, &root)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .expect("kamailio is installed (scripts/deps installs it)");
     tokio::time::sleep(Duration::from_millis(800)).await;

@@ -93,18 +93,12 @@ async fn a_switchboard_token_signs_in_to_kamailio() {
     let port = free_udp_port();
     let cfg = dir.join("kamailio.cfg");
     std::fs::write(&cfg, config(port, &modules)).unwrap();
-    let mut child = tokio::process::Command::new(kamailio)
-        .arg("-f")
-        .arg(&cfg)
-        .args(["-DD", "-E", "-w"])
-        .arg(&dir)
-        .arg("-P")
-        .arg(dir.join("kamailio.pid"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start kamailio");
+    let mut child =
+        hookflash_tests::kamailio_args(&mut tokio::process::Command::new(kamailio), &cfg, &dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start kamailio");
     let stderr = child.stderr.take().unwrap();
     let log = tokio::spawn(async move {
         use tokio::io::AsyncReadExt;
