@@ -166,7 +166,7 @@ fn commands_reach_the_core_and_its_events_come_back() {
         "save_account",
         json!({"account": {"server": server.local_addr().to_string(), "domain": server.domain(),
             "transport": "tcp", "user": "carol", "displayName": "Carol",
-            "secret": {"kind": "token", "token": token}}}),
+            "secret": {"kind": "token", "token": token}, "mediaProfiles": ["sdes", "webrtc"]}}),
     )
     .expect("signing in to a real server");
     assert_eq!(
@@ -187,6 +187,11 @@ fn commands_reach_the_core_and_its_events_come_back() {
     assert_eq!(
         settings["account"]["hasSecret"], true,
         "the UI learns a secret is saved"
+    );
+    assert_eq!(
+        settings["account"]["mediaProfiles"],
+        json!(["webrtc", "sdes"]),
+        "the media policy is kept, most protected first"
     );
     let file = home.join("data/settings.json");
     let stored = std::fs::read_to_string(&file).expect("the settings file");

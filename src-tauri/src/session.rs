@@ -162,6 +162,7 @@ impl Session {
             Transport::Tcp => TransportKind::Tcp,
         };
         config.display_name = account.display_name.clone();
+        config.media_profiles = account.media_profiles.clone();
         if !server.ip().is_loopback() {
             // Bind where the route to the server leaves, not loopback.
             config.bind_ip = local_ip_towards(server).unwrap_or(config.bind_ip);

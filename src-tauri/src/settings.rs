@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+use hookflash_core::media::MediaProfile;
 use hookflash_core::ErrorCode;
 use serde::{Deserialize, Serialize};
 use specta::Type;
@@ -76,6 +77,15 @@ pub struct StoredAccount {
     pub display_name: Option<String>,
     /// The credential.
     pub secret: Secret,
+    /// The media profiles calls may use, in order (accounts saved before there was a
+    /// choice get the default).
+    #[serde(default = "default_media_profiles")]
+    pub media_profiles: Vec<MediaProfile>,
+}
+
+/// The default media policy: WebRTC first, then SDES-SRTP, then plain RTP.
+pub fn default_media_profiles() -> Vec<MediaProfile> {
+    MediaProfile::ALL.to_vec()
 }
 
 /// The account as the UI sees it: everything but the secret.
@@ -96,6 +106,8 @@ pub struct AccountView {
     pub credential: CredentialKind,
     /// Whether a credential is saved.
     pub has_secret: bool,
+    /// The media profiles calls may use, in order.
+    pub media_profiles: Vec<MediaProfile>,
 }
 
 /// Which kind of credential an account uses.
@@ -124,6 +136,10 @@ pub struct AccountInput {
     pub display_name: Option<String>,
     /// A new credential, or none to keep the saved one.
     pub secret: Option<Secret>,
+    /// The media profiles calls may use; kept in the order of [`MediaProfile::ALL`]. A form
+    /// that does not send them keeps the default.
+    #[serde(default = "default_media_profiles")]
+    pub media_profiles: Vec<MediaProfile>,
 }
 
 /// The UI language.
@@ -237,6 +253,7 @@ impl StoredAccount {
                 Secret::Password { .. } => CredentialKind::Password,
             },
             has_secret: true,
+            media_profiles: self.media_profiles.clone(),
         }
     }
 
@@ -269,7 +286,17 @@ impl StoredAccount {
                 .map(|n| n.trim().to_owned())
                 .filter(|n| !n.is_empty()),
             secret,
+            // Most protected first, each once, whatever order the form sent.
+            media_profiles: MediaProfile::ALL
+                .into_iter()
+                .filter(|p| input.media_profiles.contains(p))
+                .collect(),
         };
+        if account.media_profiles.is_empty() {
+            return Err(bad(
+                "Allow at least one way for call audio to travel (WebRTC, SRTP or plain RTP).",
+            ));
+        }
         if account.server.is_empty() || account.domain.is_empty() || account.user.is_empty() {
             return Err(bad("Server, domain and user name are all needed."));
         }
@@ -400,7 +427,36 @@ mod tests {
             user: "alice".into(),
             display_name: Some("  ".into()),
             secret,
+            media_profiles: vec![MediaProfile::Rtp, MediaProfile::WebRtc],
         }
+    }
+
+    #[test]
+    fn the_media_policy_is_kept_most_protected_first_and_never_empty() {
+        let password = || {
+            Some(Secret::Password {
+                password: "pw".into(),
+            })
+        };
+        let account = StoredAccount::from_input(input(password()), None).expect("complete");
+        assert_eq!(
+            account.media_profiles,
+            vec![MediaProfile::WebRtc, MediaProfile::Rtp],
+            "offers try the most protected allowed profile first"
+        );
+        let mut none = input(password());
+        none.media_profiles.clear();
+        assert!(
+            StoredAccount::from_input(none, None).is_err(),
+            "an account whose calls could carry no audio is refused"
+        );
+        let old = r#"{"server":"s:5060","domain":"d","transport":"udp","user":"u","displayName":null,"secret":{"kind":"password","password":"p"}}"#;
+        let old: StoredAccount = serde_json::from_str(old).expect("an account saved before");
+        assert_eq!(
+            old.media_profiles,
+            default_media_profiles(),
+            "gets the default"
+        );
     }
 
     #[test]

@@ -78,7 +78,7 @@ describe("start-up and calls view", () => {
 
   it("says why sign-in could not start and opens Settings, where Use demo recovers", async () => {
     h = await setup((f) => {
-      f.settingsValue.account = { server: "nowhere.invalid:5060", domain: "nowhere.invalid", transport: "udp", user: "ann", displayName: null, credential: "password", hasSecret: true };
+      f.settingsValue.account = { server: "nowhere.invalid:5060", domain: "nowhere.invalid", transport: "udp", user: "ann", displayName: null, credential: "password", hasSecret: true, mediaProfiles: ["webrtc", "sdes", "rtp"] };
       f.sessionError = { code: "transport.failed", message: 'The server "nowhere.invalid:5060" could not be found: check its name and port.' };
     });
     await h.flush();
@@ -173,7 +173,7 @@ describe("voicemail and settings", () => {
 
   it("never prefills the secret and keeps the stored one when left empty", async () => {
     h = await setup((f) => {
-      f.settingsValue.account = { server: "sip.example.com:5060", domain: "example.com", transport: "tcp", user: "ann", displayName: null, credential: "password", hasSecret: true };
+      f.settingsValue.account = { server: "sip.example.com:5060", domain: "example.com", transport: "tcp", user: "ann", displayName: null, credential: "password", hasSecret: true, mediaProfiles: ["webrtc", "sdes", "rtp"] };
     });
     await h.click("nav-settings");
     const secret = h.$("settings-secret") as HTMLInputElement;
@@ -181,6 +181,20 @@ describe("voicemail and settings", () => {
     expect(secret.placeholder, "but the user sees one is saved").toBe("saved");
     await h.click("settings-save-account");
     const saved = h.fake.calls.find((c) => c.name === "saveAccount")?.args[0];
-    expect(saved, "an empty secret is sent as null (keep)").toEqual({ server: "sip.example.com:5060", domain: "example.com", transport: "tcp", user: "ann", displayName: null, secret: null });
+    expect(saved, "an empty secret is sent as null (keep)").toEqual({ server: "sip.example.com:5060", domain: "example.com", transport: "tcp", user: "ann", displayName: null, secret: null, mediaProfiles: ["webrtc", "sdes", "rtp"] });
+  });
+
+  it("lets the user choose how call audio travels, and keeps the order most protected first", async () => {
+    h = await setup((f) => {
+      f.settingsValue.account = { server: "pbx.example.com:5060", domain: "example.com", transport: "udp", user: "ann", displayName: null, credential: "password", hasSecret: true, mediaProfiles: ["webrtc", "rtp"] };
+    });
+    await h.click("nav-settings");
+    const box = (p: string) => h.$(`settings-media-${p}`) as HTMLInputElement;
+    expect([box("webrtc").checked, box("sdes").checked, box("rtp").checked], "the saved policy is shown").toEqual([true, false, true]);
+    box("webrtc").checked = false;
+    box("sdes").checked = true;
+    await h.click("settings-save-account");
+    const saved = h.fake.calls.find((c) => c.name === "saveAccount")?.args[0] as { mediaProfiles: string[] };
+    expect(saved.mediaProfiles, "an encrypted desk-phone setup: SRTP first, plain RTP as the fallback").toEqual(["sdes", "rtp"]);
   });
 });

@@ -72,6 +72,11 @@ export type AccountInput = {
 	displayName: string | null,
 	/**  A new credential, or none to keep the saved one. */
 	secret: Secret | null,
+	/**
+	 *  The media profiles calls may use; kept in the order of [`MediaProfile::ALL`]. A form
+	 *  that does not send them keeps the default.
+	 */
+	mediaProfiles?: MediaProfile[],
 };
 
 /**  The account as the UI sees it: everything but the secret. */
@@ -90,6 +95,8 @@ export type AccountView = {
 	credential: CredentialKind,
 	/**  Whether a credential is saved. */
 	hasSecret: boolean,
+	/**  The media profiles calls may use, in order. */
+	mediaProfiles: MediaProfile[],
 };
 
 /**  A command that failed: a stable code and words for the user. */
@@ -397,6 +404,8 @@ export type ErrorCode =
 "dtmf.invalid" | 
 /**  Media could not be set up or failed. */
 "media.failed" | 
+/**  The other side takes none of the media profiles or codecs this account allows. */
+"media.incompatible" | 
 /**  A socket could not be opened or used. */
 "transport.failed" | 
 /**  The agent has shut down. */
@@ -654,6 +663,21 @@ export type Language =
 "ko" | 
 /**  Simplified Chinese. */
 "zh";
+
+/**
+ *  How a call's audio travels. A per-account policy lists the allowed ones in order: offers
+ *  start with the first, and a call refused for its media (488) is tried again with the next.
+ */
+export type MediaProfile = 
+/**  ICE and DTLS-SRTP (`UDP/TLS/RTP/SAVPF`), as browsers and the switchboard use. */
+"webrtc" | 
+/**
+ *  RTP/SAVP with keys exchanged in the SDP (SDES, RFC 4568), as most desk phones that
+ *  encrypt do. Only as safe as the signalling: use it over TLS.
+ */
+"sdes" | 
+/**  Plain RTP/AVP, unencrypted: what every SIP phone, PBX and trunk can do. */
+"rtp";
 
 /**  The user's preferences. */
 export type Preferences = {

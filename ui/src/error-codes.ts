@@ -17,6 +17,7 @@ const KNOWN = {
   "command.malformed": true,
   "dtmf.invalid": true,
   "media.failed": true,
+  "media.incompatible": true,
   "transport.failed": true,
   "agent.shut_down": true,
   "device.unavailable": true,

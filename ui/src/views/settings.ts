@@ -1,10 +1,13 @@
 import { html, nothing } from "lit-html";
-import type { AccountInput, AudioDeviceInfo, Language, Theme, Transport } from "../bindings";
+import type { AccountInput, AudioDeviceInfo, Language, MediaProfile, Theme, Transport } from "../bindings";
 import type { Controller } from "../controller";
 import { languageNames, type Translator } from "../i18n";
 import type { State } from "../store";
 import { levelMeter } from "./calls";
 import { icons } from "./icons";
+
+/** The media profiles, most protected first: the order calls try them in. */
+export const MEDIA_PROFILES: readonly MediaProfile[] = ["webrtc", "sdes", "rtp"];
 
 /** Reads the account form; an empty secret keeps the stored one. */
 export function readAccount(form: HTMLFormElement): AccountInput {
@@ -19,6 +22,7 @@ export function readAccount(form: HTMLFormElement): AccountInput {
     user: get("user"),
     displayName: get("displayName") || null,
     secret: secret ? (kind === "password" ? { kind, password: secret } : { kind, token: secret }) : null,
+    mediaProfiles: MEDIA_PROFILES.filter((p) => f.getAll("media").includes(p)),
   };
 }
 
@@ -73,6 +77,15 @@ export function settingsView(s: State, c: Controller, t: Translator) {
         <span class="field-with-hint">
           <input class="input" id="settings-secret" name="secret" type="password" autocomplete="current-password" data-testid="settings-secret" ?required=${!acc?.hasSecret} placeholder=${acc?.hasSecret ? t("settings.secretSaved") : ""} />
           ${acc?.hasSecret ? html`<span class="hint" data-testid="settings-secret-saved">${t("settings.secretSavedHint")}</span>` : nothing}
+        </span>
+        <span class="field-label" id="settings-media-label">${t("settings.media")}</span>
+        <span class="field-with-hint">
+          <span class="checks" role="group" aria-labelledby="settings-media-label">
+            ${MEDIA_PROFILES.map(
+              (p) => html`<label class="check"><input type="checkbox" name="media" value=${p} data-testid=${`settings-media-${p}`} .checked=${(acc?.mediaProfiles ?? MEDIA_PROFILES).includes(p)} /><span>${t(`settings.media.${p}`)}</span></label>`,
+            )}
+          </span>
+          <span class="hint">${t("settings.mediaHint")}</span>
         </span>
         <div class="form-actions">
           <button type="button" class="btn" data-testid="settings-use-demo" ?disabled=${session?.server === "demo"} @click=${() => void c.useDemo()}>${t("settings.useDemo")}</button>

@@ -135,6 +135,8 @@ error_codes! {
     DtmfInvalid = "dtmf.invalid",
     /// Media could not be set up or failed.
     MediaFailed = "media.failed",
+    /// The other side takes none of the media profiles or codecs this account allows.
+    MediaIncompatible = "media.incompatible",
     /// A socket could not be opened or used.
     TransportFailed = "transport.failed",
     /// The agent has shut down.

@@ -25,7 +25,8 @@ async fn bad_sdp_is_an_error_not_a_panic() {
     assert_eq!(
         err.code(),
         "media.incompatible",
-        "plain RTP/AVP without ICE/DTLS needs a gateway and must be refused (488): {err}"
+        "a WebRTC session cannot answer plain RTP/AVP (the agent picks a classic session for \
+         such offers; a session of the wrong profile refuses with 488): {err}"
     );
     assert_eq!(
         alice

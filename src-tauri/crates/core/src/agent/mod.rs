@@ -35,7 +35,7 @@ use crate::call::{
     Dialog,
 };
 use crate::error::{AgentError, CallError, ErrorCode};
-use crate::media::{sdp_direction, Direction, MediaConfig, MediaEvent, MediaSession};
+use crate::media::{sdp_direction, Direction, MediaConfig, MediaEvent, MediaProfile, MediaSession};
 use crate::privacy::redact;
 use crate::registration::{
     ConnectionState, RegisterOutcome, Registration, RegistrationAction, RegistrationPolicy,
@@ -154,6 +154,11 @@ pub struct AgentConfig {
     /// How long after answer the media path (ICE + DTLS-SRTP) may take before the call is
     /// ended with `media.failed` and a reason, instead of staying Connected and silent.
     pub media_setup_timeout: Duration,
+    /// The account's media policy: the profiles it may use, in order. Calls are offered with
+    /// the first; a call refused for its media (488, 606) is tried again with the next, each
+    /// once. Incoming offers in any listed profile are answered; others are refused with
+    /// 488 before the user is rung. Default: WebRTC, SDES-SRTP, plain RTP.
+    pub media_profiles: Vec<MediaProfile>,
     /// The account's voicemail URI pattern (`{user}`, `{domain}`); `None` is RFC 4458.
     pub voicemail_pattern: Option<String>,
     /// Subscribe to our mailbox's message-summary (RFC 3842) once registered.
@@ -186,6 +191,7 @@ impl AgentConfig {
             transfer_policy: TransferPolicy::AcceptFromPeer,
             transfer_timeout: Duration::from_secs(60),
             media_setup_timeout: Duration::from_secs(8),
+            media_profiles: MediaProfile::ALL.to_vec(),
             voicemail_pattern: None,
             subscribe_mwi: true,
             accept_only_from_server: true,
@@ -557,6 +563,10 @@ struct CallEntry {
     media_up: bool,
     /// Connected in SIP but no media path yet: when to give up and say so.
     media_deadline: Option<Instant>,
+    /// The media profile of this call's session (outgoing: the one being tried).
+    media_profile: MediaProfile,
+    /// Outgoing: the profiles still to try if the far end refuses this one (488).
+    profiles_left: Vec<MediaProfile>,
 }
 
 struct Retransmit {
@@ -1150,11 +1160,13 @@ impl Core {
     async fn new_media(
         &self,
         call_id: &str,
+        profile: MediaProfile,
     ) -> Result<(Arc<MediaSession>, mpsc::UnboundedReceiver<MediaEvent>), AgentError> {
         let source = (self.cfg.microphone)(call_id).map_err(AgentError::Device)?;
         let sink = (self.cfg.speaker)(call_id).map_err(AgentError::Device)?;
         let config = MediaConfig {
             bind_ip: self.cfg.bind_ip,
+            profile,
             ..MediaConfig::default()
         };
         let (session, rx) = MediaSession::new(config, source, sink)
@@ -1192,7 +1204,13 @@ impl Core {
             return Err(AgentError::NotConnected);
         }
         let call_id = new_call_id();
-        let (media, rx) = self.new_media(&call_id).await?;
+        let Some((&profile, rest)) = self.cfg.media_profiles.split_first() else {
+            return Err(AgentError::Media(
+                "this account allows no media profile; choose one in its settings".into(),
+            ));
+        };
+        let profiles_left = rest.to_vec();
+        let (media, rx) = self.new_media(&call_id, profile).await?;
         let offer = match media.create_offer().await {
             Ok(o) => o,
             Err(e) => {
@@ -1248,6 +1266,8 @@ impl Core {
                 glare_retry: None,
                 media_up: false,
                 media_deadline: None,
+                media_profile: profile,
+                profiles_left,
             },
         );
         self.emit(Event::CallsUpdated {
@@ -1337,17 +1357,17 @@ impl Core {
 
     /// Answer an incoming INVITE with our media: 200 with the SDP answer.
     async fn answer(&mut self, call_id: &str) -> Result<(), AgentError> {
-        let (invite, source) = {
+        let (invite, source, profile) = {
             let c = self
                 .calls
                 .get(call_id)
                 .ok_or_else(|| CallError::NotFound(call_id.to_owned()))?;
-            (c.invite.clone(), c.invite_source)
+            (c.invite.clone(), c.invite_source, c.media_profile)
         };
         let Some((source, kind)) = source else {
             return Err(CallError::Protocol("incoming call without source".into()).into());
         };
-        let (media, rx) = match self.new_media(call_id).await {
+        let (media, rx) = match self.new_media(call_id, profile).await {
             Ok(m) => m,
             Err(e) => {
                 self.answer_incoming_with(call_id, 500, sub_code::MEDIA_FAILED)
@@ -1773,6 +1793,96 @@ impl Core {
         ack
     }
 
+    /// The far end refused our offer's media (488/606): offer the account's next media
+    /// profile in a new INVITE of the same call (a new CSeq, RFC 3261 §8.1.3.5 as for a
+    /// challenge). `false` if no new offer could be made; the call then ends as refused.
+    async fn retry_with_next_profile(&mut self, call_id: &str, txn: &ClientTxn) -> bool {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return false;
+        };
+        let refused = call.media_profile;
+        let next = call.profiles_left.remove(0);
+        let (media, rx) = match self.new_media(call_id, next).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "no media session for the next profile");
+                return false;
+            }
+        };
+        let offer = match media.create_offer().await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "no offer for the next profile");
+                media.close().await;
+                return false;
+            }
+        };
+        tracing::info!(call = %redact(call_id), %refused, %next, "media refused; offering the next profile");
+        self.forward_media_events(call_id, rx);
+        let mut req = txn.request.clone();
+        let seq = req.cseq().map(|c| c.seq).unwrap_or(1) + 1;
+        req.headers.set("CSeq", format!("{seq} INVITE"));
+        let mut via = self.via();
+        via.set_param("branch", Some(&new_branch()));
+        req.headers.set("Via", via.to_string());
+        // A new challenge, if any, is answered afresh.
+        req.headers.remove("Authorization");
+        req.headers.remove("Proxy-Authorization");
+        req.body = offer.into_bytes();
+        let old = self.calls.get_mut(call_id).and_then(|c| {
+            c.invite = req.clone();
+            c.auth_sent = false;
+            c.provisional_seen = false;
+            c.media_profile = next;
+            c.media.replace(media)
+        });
+        if let Some(old) = old {
+            old.close().await;
+        }
+        self.send_request(
+            Purpose::Invite {
+                call_id: call_id.to_owned(),
+            },
+            req,
+            txn.dest,
+            txn.kind,
+        )
+        .await;
+        true
+    }
+
+    /// Tells the user, in words, that the far end took none of the media we could offer.
+    fn report_refused_media(&self, call_id: &str, resp: &Response) {
+        let Some(call) = self.calls.get(call_id) else {
+            return;
+        };
+        let tried: Vec<String> = self
+            .cfg
+            .media_profiles
+            .iter()
+            .take_while(|p| **p != call.media_profile)
+            .chain(std::iter::once(&call.media_profile))
+            .map(ToString::to_string)
+            .collect();
+        // RFC 3261 §20.43: `Warning: code agent "text"`; the text is what a person can read.
+        let why = resp
+            .headers
+            .get("Warning")
+            .and_then(|w| w.split_once('"'))
+            .map(|(_, text)| text.trim_end_matches('"').to_owned())
+            .filter(|t| !t.is_empty());
+        self.emit(Event::Error {
+            request_id: None,
+            code: ErrorCode::MediaIncompatible,
+            message: format!(
+                "The other side cannot take this call's audio in any way this account allows \
+                 (tried: {}){}.",
+                tried.join(", "),
+                why.map(|w| format!("; it says: {w}")).unwrap_or_default()
+            ),
+        });
+    }
+
     async fn on_invite_final(
         &mut self,
         key: &str,
@@ -1836,6 +1946,15 @@ impl Core {
                     )
                     .await;
                     return;
+                }
+            }
+            if matches!(resp.status, 488 | 606) && !call.answer_applied {
+                if !call.profiles_left.is_empty() {
+                    if self.retry_with_next_profile(call_id, &txn).await {
+                        return;
+                    }
+                } else {
+                    self.report_refused_media(call_id, &resp);
                 }
             }
             let reason = CallEndReason {
@@ -2151,19 +2270,26 @@ impl Core {
         // An offer we could never answer is refused now, with the reason, before the user
         // is rung (RFC 3261 §21.4.26 488; Warning 305 "incompatible media format").
         let body = String::from_utf8_lossy(&req.body).into_owned();
-        if let Err(e) = MediaSession::check_offer(&body, &MediaConfig::default().codecs) {
-            tracing::info!(call = %redact(&call_id), reason = %e, "offer refused before ringing");
-            let mut resp = req.response(488, None, Some(&new_tag()));
-            let reason: String = e
-                .to_string()
-                .chars()
-                .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
-                .collect();
-            resp.headers
-                .push("Warning", format!("305 hookflash \"{reason}\""));
-            self.send_response(resp, source, kind).await;
-            return;
-        }
+        let offer_profile = match MediaSession::check_offer(
+            &body,
+            &MediaConfig::default().codecs,
+            &self.cfg.media_profiles,
+        ) {
+            Ok(profile) => profile,
+            Err(e) => {
+                tracing::info!(call = %redact(&call_id), reason = %e, "offer refused before ringing");
+                let mut resp = req.response(488, None, Some(&new_tag()));
+                let reason: String = e
+                    .to_string()
+                    .chars()
+                    .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+                    .collect();
+                resp.headers
+                    .push("Warning", format!("305 hookflash \"{reason}\""));
+                self.send_response(resp, source, kind).await;
+                return;
+            }
+        };
         // Replaces (RFC 3891): which of our calls this one takes over, if any.
         let replaces = match req.headers.get("Replaces") {
             None => None,
@@ -2232,6 +2358,8 @@ impl Core {
                 glare_retry: None,
                 media_up: false,
                 media_deadline: None,
+                media_profile: offer_profile,
+                profiles_left: Vec::new(),
             },
         );
         if let Some(old) = replaces {

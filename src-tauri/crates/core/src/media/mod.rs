@@ -1,5 +1,11 @@
-//! Real-time media for calls: ICE, DTLS-SRTP, Opus/PCMU audio and RFC 4733 DTMF,
-//! on top of the `webrtc` crate (webrtc-rs 0.14, the classic async API).
+//! Real-time media for calls: Opus, G.722, PCMU and PCMA audio with RFC 4733 DTMF, over one
+//! of two transports behind one pipeline (codecs, jitter buffer, DTMF, hold, devices):
+//!
+//! * the **WebRTC profile** ([`MediaProfile::WebRtc`]): ICE and DTLS-SRTP on the `webrtc`
+//!   crate (webrtc-rs 0.14, the classic async API), what the switchboard and browsers use;
+//! * the **classic profile**: RTP/AVP ([`MediaProfile::Rtp`]) or RTP/SAVP with SDES keys
+//!   ([`MediaProfile::Sdes`], RFC 4568), no ICE, symmetric RTP (RFC 4961) and RTCP, what desk
+//!   phones, PBXes and SIP trunks use.
 //!
 //! # Driving a session
 //!
@@ -46,10 +52,9 @@
 //! * **Send**: every 20 ms the pump reads one frame from the [`AudioSource`],
 //!   encodes it with the negotiated codec and writes one RTP packet. DTMF digits
 //!   replace audio with RFC 4733 packets on the same SSRC and timestamp clock.
-//! * **Receive**: each RTP packet is decoded (a gap in sequence numbers is
-//!   concealed first: Opus PLC/FEC, silence for PCMU) and written to the
-//!   [`AudioSink`]; telephone-event packets become [`MediaEvent::Dtmf`].
-//!   There is no jitter buffer yet: frames go to the sink as packets arrive.
+//! * **Receive**: RTP packets wait in an adaptive jitter buffer; every 20 ms one
+//!   is decoded (a gap is concealed: Opus PLC/FEC, silence for the others) and
+//!   written to the [`AudioSink`]; telephone-event packets become [`MediaEvent::Dtmf`].
 //! * **Direction** is taken from the SDP in both directions *and* enforced in the
 //!   pipeline; see [`MediaSession::create_reoffer`].
 //!
@@ -58,10 +63,10 @@
 
 mod codec;
 mod dtmf;
-pub mod g711;
 mod opus_codec;
-pub mod resample;
+mod profile;
 pub mod sdp;
+mod sdp_classic;
 mod session;
 mod track;
 
@@ -70,6 +75,7 @@ use std::net::{IpAddr, Ipv4Addr};
 pub use codec::{Codec, TELEPHONE_EVENT_PAYLOAD_TYPE};
 pub use dtmf::{dtmf_digit, dtmf_event_code, TelephoneEvent};
 pub use opus_codec::{OpusDecoder, OpusEncoder};
+pub use profile::MediaProfile;
 pub use sdp::{sdp_direction, Direction};
 pub use session::MediaSession;
 
@@ -84,16 +90,20 @@ pub struct MediaConfig {
     /// every non-loopback interface of that family; any other address gathers on
     /// exactly that address.
     pub bind_ip: IpAddr,
-    /// The audio codecs to offer or accept, in order of preference. Default:
-    /// `[Opus, Pcmu]`. `telephone-event` is always added for DTMF.
+    /// The audio codecs to offer or accept, in order of preference. Default: all of them,
+    /// wideband first (Opus, G.722, PCMU, PCMA). `telephone-event` is always added for DTMF.
     pub codecs: Vec<Codec>,
+    /// The transport: what an offer from this session uses, and what an offer it answers
+    /// must use ([`MediaSession::check_offer`] says which profile an offer needs).
+    pub profile: MediaProfile,
 }
 
 impl Default for MediaConfig {
     fn default() -> Self {
         Self {
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            codecs: vec![Codec::Opus, Codec::Pcmu],
+            codecs: Codec::all().to_vec(),
+            profile: MediaProfile::WebRtc,
         }
     }
 }
@@ -103,7 +113,9 @@ impl Default for MediaConfig {
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub enum MediaEvent {
-    /// ICE and DTLS are up: media can flow. May repeat after a `Disconnected`.
+    /// The media path is up: ICE and DTLS for the WebRTC profile; for the classic profile,
+    /// the first valid (authenticated, with SRTP) packet from the peer, or the answer when the
+    /// peer does not send. May repeat after a `Disconnected`.
     Connected,
     /// Connectivity was lost; ICE may still recover (then `Connected` again).
     Disconnected,
@@ -131,7 +143,7 @@ pub enum MediaError {
     #[error("invalid SDP: {0}")]
     InvalidSdp(String),
     /// The remote SDP is valid but cannot be served: no audio stream, no common
-    /// codec, or plain RTP without ICE/DTLS-SRTP (SIP: 488 Not Acceptable Here).
+    /// codec, or a media profile the policy does not allow (SIP: 488 Not Acceptable Here).
     #[error("incompatible media: {0}")]
     Incompatible(String),
     /// The call is not in a state where this operation makes sense (for example

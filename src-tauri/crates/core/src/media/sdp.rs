@@ -105,9 +105,14 @@ pub struct SdpCodec {
 /// RFC 3551; unknown dynamic ones are skipped.
 pub fn audio_codecs(sdp: &str) -> Vec<SdpCodec> {
     let parsed = Sdp::parse(sdp);
-    let Some(section) = parsed.audio_section() else {
-        return Vec::new();
-    };
+    parsed
+        .audio_section()
+        .map(section_codecs)
+        .unwrap_or_default()
+}
+
+/// The codecs of one media section, as [`audio_codecs`] reads them.
+pub(super) fn section_codecs(section: &MediaSection) -> Vec<SdpCodec> {
     section
         .formats()
         .into_iter()
@@ -203,14 +208,14 @@ fn rtp_candidate(line: &str) -> Option<(String, u16)> {
     Some((fields[4].to_owned(), fields[5].parse().ok()?))
 }
 
-fn direction_in(lines: &[String]) -> Option<Direction> {
+pub(super) fn direction_in(lines: &[String]) -> Option<Direction> {
     lines
         .iter()
         .filter_map(|l| l.strip_prefix("a="))
         .find_map(Direction::from_attribute)
 }
 
-fn rtpmap(lines: &[String], pt: u8) -> Option<(String, u32)> {
+pub(super) fn rtpmap(lines: &[String], pt: u8) -> Option<(String, u32)> {
     let prefix = format!("a=rtpmap:{pt} ");
     lines.iter().find_map(|l| {
         let value = l.strip_prefix(&prefix)?;
@@ -222,7 +227,7 @@ fn rtpmap(lines: &[String], pt: u8) -> Option<(String, u32)> {
 }
 
 /// RFC 3551 static audio payload types that peers commonly send without rtpmap.
-fn static_payload_type(pt: u8) -> Option<(&'static str, u32)> {
+pub(super) fn static_payload_type(pt: u8) -> Option<(&'static str, u32)> {
     Some(match pt {
         0 => ("PCMU", 8000),
         3 => ("GSM", 8000),
@@ -237,25 +242,25 @@ fn static_payload_type(pt: u8) -> Option<(&'static str, u32)> {
 
 /// An SDP split into session lines and media sections, one line per entry
 /// (without line endings).
-struct Sdp {
-    session: Vec<String>,
-    media: Vec<MediaSection>,
+pub(super) struct Sdp {
+    pub(super) session: Vec<String>,
+    pub(super) media: Vec<MediaSection>,
 }
 
-struct MediaSection {
+pub(super) struct MediaSection {
     /// The `m=` line.
-    m_line: String,
+    pub(super) m_line: String,
     /// The lines after it, up to the next `m=`.
-    lines: Vec<String>,
+    pub(super) lines: Vec<String>,
 }
 
 impl MediaSection {
-    fn is_audio(&self) -> bool {
+    pub(super) fn is_audio(&self) -> bool {
         self.m_line.starts_with("m=audio ")
     }
 
     /// The payload types of the `m=` line (`m=<media> <port> <proto> <fmt>...`).
-    fn formats(&self) -> Vec<u8> {
+    pub(super) fn formats(&self) -> Vec<u8> {
         self.m_line
             .split_whitespace()
             .skip(3)
@@ -289,7 +294,7 @@ impl MediaSection {
 }
 
 impl Sdp {
-    fn parse(sdp: &str) -> Self {
+    pub(super) fn parse(sdp: &str) -> Self {
         let mut session = Vec::new();
         let mut media: Vec<MediaSection> = Vec::new();
         for line in sdp.lines().map(str::trim).filter(|l| !l.is_empty()) {
@@ -305,6 +310,27 @@ impl Sdp {
             }
         }
         Self { session, media }
+    }
+
+    /// The media profiles the audio streams with a port ask for, in order, each once.
+    pub(super) fn audio_profiles(&self) -> Vec<super::MediaProfile> {
+        let session_fingerprint = self.session.iter().any(|l| l.starts_with("a=fingerprint:"));
+        let mut profiles = Vec::new();
+        for m in self.media.iter().filter(|m| m.is_audio()) {
+            let fields: Vec<&str> = m.m_line.split_whitespace().collect();
+            if fields.len() < 4 || fields[1] == "0" {
+                continue;
+            }
+            let fingerprint =
+                session_fingerprint || m.lines.iter().any(|l| l.starts_with("a=fingerprint:"));
+            let crypto = m.lines.iter().any(|l| l.starts_with("a=crypto:"));
+            if let Some(p) = super::MediaProfile::of_section(fields[2], fingerprint, crypto) {
+                if !profiles.contains(&p) {
+                    profiles.push(p);
+                }
+            }
+        }
+        profiles
     }
 
     /// The audio stream in use: the first one with a port, else the first one.
@@ -524,7 +550,7 @@ pub(crate) fn shape_answer(engine_answer: &str, shape: &OfferShape) -> String {
 }
 
 /// `m=<media> 0 <proto> <first format>` (RFC 3264 §6), keeping the offered mid.
-fn rejected(m_line: &str, mid: Option<&str>) -> MediaSection {
+pub(super) fn rejected(m_line: &str, mid: Option<&str>) -> MediaSection {
     let f: Vec<&str> = m_line.split_whitespace().collect();
     let (media, proto, fmt) = (
         f.first().copied().unwrap_or("m=audio"),
@@ -539,7 +565,7 @@ fn rejected(m_line: &str, mid: Option<&str>) -> MediaSection {
     }
 }
 
-fn attr<'a>(lines: &'a [String], prefix: &str) -> Option<&'a str> {
+pub(super) fn attr<'a>(lines: &'a [String], prefix: &str) -> Option<&'a str> {
     lines
         .iter()
         .find_map(|l| l.strip_prefix(prefix))

@@ -17,7 +17,10 @@ use tokio::sync::watch;
 use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecParameters, RTPCodecType};
 use webrtc::track::track_local::{TrackLocal, TrackLocalContext, TrackLocalWriter};
 
-use super::codec::{is_telephone_event, Codec};
+use webrtc::rtp::packet::Packet;
+
+use super::codec::Codec;
+use super::sdp::SdpCodec;
 
 /// The audio codec chosen for sending, with the negotiated payload type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,17 +36,57 @@ pub(crate) struct EventCodec {
     pub(crate) clock_rate: u32,
 }
 
-/// What a bind gives us: where and how to write.
+/// Where the media pump's packets go: the WebRTC engine's track (which encrypts and sends
+/// them over ICE), or the classic profile's socket.
+pub(crate) trait RtpOut: Send + Sync {
+    /// Sends one complete RTP packet.
+    fn send<'a>(&'a self, packet: &'a Packet) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// The engine's write stream from `bind()`.
+struct EngineOut(Arc<dyn TrackLocalWriter + Send + Sync>);
+
+impl RtpOut for EngineOut {
+    fn send<'a>(&'a self, packet: &'a Packet) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.0
+                .write_rtp(packet)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// What negotiation gives the pump: where and how to write.
 pub(crate) struct Binding {
     id: String,
     pub(crate) ssrc: u32,
-    pub(crate) writer: Arc<dyn TrackLocalWriter + Send + Sync>,
+    pub(crate) writer: Arc<dyn RtpOut>,
     paused: Box<dyn Fn() -> bool + Send + Sync>,
     pub(crate) audio: SendCodec,
     pub(crate) telephone_event: Option<EventCodec>,
 }
 
 impl Binding {
+    /// A binding for a transport that never pauses by itself (the classic profile: the
+    /// negotiated directions alone decide what is sent).
+    pub(crate) fn new(
+        ssrc: u32,
+        writer: Arc<dyn RtpOut>,
+        audio: SendCodec,
+        telephone_event: Option<EventCodec>,
+    ) -> Self {
+        Self {
+            id: "classic".to_owned(),
+            ssrc,
+            writer,
+            paused: Box::new(|| false),
+            audio,
+            telephone_event,
+        }
+    }
+
     /// Whether the engine has paused the sender (negotiated direction without send).
     /// Packets must then not be written, so that sequence numbers do not advance.
     pub(crate) fn is_paused(&self) -> bool {
@@ -59,6 +102,43 @@ impl std::fmt::Debug for Binding {
             .field("telephone_event", &self.telephone_event)
             .finish()
     }
+}
+
+/// What to send with, from the receiver's formats (its SDP, or the engine's negotiated
+/// list): its first audio codec that is also one of `ours` (the remote's order is the
+/// negotiated preference, RFC 3264 §6.1) with its payload type, and the telephone-event
+/// whose clock matches that codec's (RFC 4733 §2.1), else its first.
+pub(crate) fn choose_send(
+    remote: &[SdpCodec],
+    ours: &[Codec],
+) -> Option<(SendCodec, Option<EventCodec>)> {
+    let (codec, payload_type) = remote.iter().find_map(|c| {
+        let codec = Codec::from_sdp(&c.name, c.clock_rate)?;
+        ours.contains(&codec).then_some((codec, c.payload_type))
+    })?;
+    let events: Vec<&SdpCodec> = remote
+        .iter()
+        .filter(|c| c.name.eq_ignore_ascii_case("telephone-event"))
+        .collect();
+    let telephone_event = events
+        .iter()
+        .find(|c| c.clock_rate == codec.clock_rate())
+        .or_else(|| events.first())
+        .map(|c| EventCodec {
+            payload_type: c.payload_type,
+            clock_rate: if c.clock_rate == 0 {
+                8000
+            } else {
+                c.clock_rate
+            },
+        });
+    Some((
+        SendCodec {
+            codec,
+            payload_type,
+        },
+        telephone_event,
+    ))
 }
 
 /// The outgoing audio track of a media session.
@@ -98,43 +178,32 @@ impl RawRtpTrack {
 
     fn do_bind(&self, t: &TrackLocalContext) -> webrtc::error::Result<RTCRtpCodecParameters> {
         let negotiated = t.codec_parameters();
-        // The remote's order is the negotiated preference (RFC 3264 §6.1); among
-        // those, only codecs we were configured with.
-        let audio = negotiated
+        let formats: Vec<SdpCodec> = negotiated
             .iter()
-            .find_map(|p| {
-                let codec = Codec::from_mime(&p.capability.mime_type)?;
-                self.codecs.contains(&codec).then_some((codec, p))
-            })
-            .ok_or(webrtc::Error::ErrUnsupportedCodec)?;
-        let (codec, params) = audio;
-        let events: Vec<&RTCRtpCodecParameters> = negotiated
-            .iter()
-            .filter(|p| is_telephone_event(&p.capability.mime_type))
-            .collect();
-        // Prefer the telephone-event whose clock matches the audio clock (RFC 4733 §2.1).
-        let telephone_event = events
-            .iter()
-            .find(|p| p.capability.clock_rate == codec.clock_rate())
-            .or_else(|| events.first())
-            .map(|p| EventCodec {
+            .map(|p| SdpCodec {
                 payload_type: p.payload_type,
-                clock_rate: if p.capability.clock_rate == 0 {
-                    8000
-                } else {
-                    p.capability.clock_rate
-                },
-            });
+                name: p
+                    .capability
+                    .mime_type
+                    .split_once('/')
+                    .map_or(p.capability.mime_type.as_str(), |(_, name)| name)
+                    .to_owned(),
+                clock_rate: p.capability.clock_rate,
+            })
+            .collect();
+        let (audio, telephone_event) =
+            choose_send(&formats, &self.codecs).ok_or(webrtc::Error::ErrUnsupportedCodec)?;
+        let params = negotiated
+            .iter()
+            .find(|p| p.payload_type == audio.payload_type)
+            .ok_or(webrtc::Error::ErrUnsupportedCodec)?;
         let paused = t.paused();
         let binding = Binding {
             id: t.id(),
             ssrc: t.ssrc(),
-            writer: t.write_stream(),
+            writer: Arc::new(EngineOut(t.write_stream())),
             paused: Box::new(move || paused.load(Ordering::SeqCst)),
-            audio: SendCodec {
-                codec,
-                payload_type: params.payload_type,
-            },
+            audio,
             telephone_event,
         };
         tracing::debug!(?binding, "media track bound");
@@ -153,7 +222,7 @@ impl RawRtpTrack {
     }
 }
 
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 // `TrackLocal` is an `#[async_trait]` trait; these are its desugared signatures
 // (bind and unbind complete synchronously, so they return ready futures).

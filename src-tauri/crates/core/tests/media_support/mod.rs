@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hookflash_core::audio::{CaptureSink, ToneSource, SAMPLE_RATE};
-use hookflash_core::media::{Codec, MediaConfig, MediaEvent, MediaSession};
+use hookflash_core::media::{Codec, MediaConfig, MediaEvent, MediaProfile, MediaSession};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Alice's tone.
@@ -33,12 +33,24 @@ pub fn init_tracing() {
 }
 
 impl Peer {
+    /// A peer on the WebRTC profile.
     pub async fn new(name: &'static str, tone_hz: f64, codecs: Vec<Codec>) -> Peer {
+        Self::with_profile(name, tone_hz, codecs, MediaProfile::WebRtc).await
+    }
+
+    /// A peer on the given media profile.
+    pub async fn with_profile(
+        name: &'static str,
+        tone_hz: f64,
+        codecs: Vec<Codec>,
+        profile: MediaProfile,
+    ) -> Peer {
         init_tracing();
         let sink = CaptureSink::new();
         let heard = sink.buffer();
         let config = MediaConfig {
             codecs,
+            profile,
             ..MediaConfig::default()
         };
         let (session, events) =
@@ -136,7 +148,7 @@ async fn milestones(peer: &mut Peer, start: Instant) -> (Duration, Duration) {
         }
     }
     let connected =
-        connected.unwrap_or_else(|| panic!("{} must connect (ICE + DTLS on loopback)", peer.name));
+        connected.unwrap_or_else(|| panic!("{} must see its media path up on loopback", peer.name));
     let first_audio = first_audio
         .unwrap_or_else(|| panic!("{} must decode audio from the other side", peer.name));
     (connected, first_audio)

@@ -1,4 +1,8 @@
-//! [`MediaSession`]: one call's audio over an `RTCPeerConnection`.
+//! [`MediaSession`]: one call's audio, over the WebRTC profile's peer connection or the
+//! classic profile's RTP sockets, through one pipeline.
+
+mod classic;
+mod webrtc_transport;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -9,33 +13,20 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, MissedTickBehavior};
-use webrtc::api::interceptor_registry::configure_rtcp_reports;
-use webrtc::api::media_engine::MediaEngine;
-use webrtc::api::setting_engine::SettingEngine;
-use webrtc::api::APIBuilder;
-use webrtc::ice::mdns::MulticastDnsMode;
-use webrtc::ice::network_type::NetworkType;
-use webrtc::interceptor::registry::Registry;
-use webrtc::peer_connection::configuration::RTCConfiguration;
-use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
-use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
-use webrtc::peer_connection::signaling_state::RTCSignalingState;
-use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtp::header::Header;
 use webrtc::rtp::packet::Packet;
-use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
-use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
-use webrtc::rtp_transceiver::{RTCRtpTransceiver, RTCRtpTransceiverInit};
-use webrtc::track::track_local::TrackLocal;
-use webrtc::track::track_remote::TrackRemote;
 
-use super::codec::{telephone_event_parameters, AudioDecoder, AudioEncoder};
+use self::classic::ClassicTransport;
+use self::webrtc_transport::WebRtcTransport;
+use super::codec::{AudioDecoder, AudioEncoder};
 use super::dtmf::{dtmf_event_code, DtmfPlayer, DtmfReceiver, DtmfTick};
+use super::profile::MediaProfile;
 use super::sdp::{
     audio_codecs, has_ice_and_dtls, normalize_remote, prepare_answer, prepare_offer, sdp_direction,
-    shape_answer, with_default_candidate, Direction, OfferShape,
+    Direction, OfferShape, Sdp,
 };
-use super::track::{Binding, RawRtpTrack};
+use super::sdp_classic::read_remote;
+use super::track::Binding;
 use super::{Codec, MediaConfig, MediaError, MediaEvent};
 use crate::audio::{
     AudioSink, AudioSource, JitterBuffer, JitterConfig, JitterStats, NullSink, Playout,
@@ -47,16 +38,12 @@ const FRAME: Duration = Duration::from_millis(FRAME_MS as u64);
 /// If the pump falls further behind than this (a stalled runtime, a suspended
 /// process), it skips ahead instead of bursting out the backlog.
 const MAX_LAG: Duration = Duration::from_millis(200);
-/// Upper bound for ICE candidate gathering (host candidates take milliseconds).
-const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
 /// At most this many missing packets are concealed; a longer gap is a pause
 /// (hold, a restarted sender), not loss.
 const MAX_CONCEAL: u32 = 5;
-/// Consecutive recoverable read errors tolerated before the receiver gives up.
-const MAX_READ_ERRORS: u32 = 50;
 
-/// One call's audio stream: a WebRTC peer connection with one audio
-/// transceiver, a send pump and a receive task.
+/// One call's audio stream: a transport ([`MediaProfile`]) feeding one pipeline (send
+/// pump, jitter buffer and playout, DTMF, hold, devices).
 ///
 /// `MediaSession` is a cheap handle: clones share the same session (it wraps an
 /// `Arc`). The session stops when [`close`](MediaSession::close) is called or
@@ -71,9 +58,8 @@ pub struct MediaSession {
 }
 
 struct Inner {
-    pc: Arc<RTCPeerConnection>,
-    transceiver: Arc<RTCRtpTransceiver>,
-    track: Arc<RawRtpTrack>,
+    transport: Transport,
+    profile: MediaProfile,
     shared: Arc<Shared>,
     /// Serialises offer/answer operations.
     sdp_lock: tokio::sync::Mutex<()>,
@@ -81,15 +67,84 @@ struct Inner {
     pending_offer: Mutex<Option<PendingOffer>>,
 }
 
+/// The two transports behind the one pipeline.
+enum Transport {
+    WebRtc(WebRtcTransport),
+    Classic(ClassicTransport),
+}
+
+impl Transport {
+    fn bindings(&self) -> watch::Receiver<Option<Arc<Binding>>> {
+        match self {
+            Transport::WebRtc(t) => t.bindings(),
+            Transport::Classic(t) => t.bindings(),
+        }
+    }
+
+    fn binding(&self) -> Option<Arc<Binding>> {
+        match self {
+            Transport::WebRtc(t) => t.binding(),
+            Transport::Classic(t) => t.binding(),
+        }
+    }
+
+    fn direction(&self) -> Direction {
+        match self {
+            Transport::WebRtc(t) => t.direction(),
+            Transport::Classic(t) => t.direction(),
+        }
+    }
+
+    fn has_outstanding_offer(&self) -> bool {
+        match self {
+            Transport::WebRtc(t) => t.has_outstanding_offer(),
+            Transport::Classic(t) => t.has_outstanding_offer(),
+        }
+    }
+
+    async fn offer(&self, direction: Direction) -> Result<String, MediaError> {
+        match self {
+            Transport::WebRtc(t) => t.offer(direction).await,
+            Transport::Classic(t) => t.offer(direction),
+        }
+    }
+
+    async fn answer(&self, remote: &str) -> Result<(String, String), MediaError> {
+        match self {
+            Transport::WebRtc(t) => t.answer(remote).await,
+            Transport::Classic(t) => t.answer(remote),
+        }
+    }
+
+    async fn apply_answer(&self, remote: &str) -> Result<(String, String), MediaError> {
+        match self {
+            Transport::WebRtc(t) => t.apply_answer(remote).await,
+            Transport::Classic(t) => t.apply_answer(remote),
+        }
+    }
+
+    async fn rollback(&self, direction: Direction) -> Result<(), MediaError> {
+        match self {
+            Transport::WebRtc(t) => t.rollback(direction).await,
+            Transport::Classic(t) => t.rollback(direction),
+        }
+    }
+
+    async fn close(&self) {
+        if let Transport::WebRtc(t) = self {
+            t.close().await;
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct PendingOffer {
-    transceiver_direction: RTCRtpTransceiverDirection,
+    direction: Direction,
     flow: Flow,
 }
 
 /// State shared by the handle, the pump and the receiver.
 struct Shared {
-    codecs: Vec<Codec>,
     devices: Mutex<Devices>,
     flow: Mutex<Flow>,
     events: mpsc::UnboundedSender<MediaEvent>,
@@ -102,8 +157,8 @@ struct Shared {
     jitter: Mutex<JitterBuffer<RxPacket>>,
     /// Wakes the playout task when a talkspurt starts, to align its phase.
     playout_wake: tokio::sync::Notify,
-    /// Wakes the send pump when DTLS-SRTP is up: frames sent before that are lost, so the
-    /// pump re-phases to send its first frame at once instead of up to 20 ms later.
+    /// Wakes the send pump when the media path is up: frames sent before that are lost, so
+    /// the pump re-phases to send its first frame at once instead of up to 20 ms later.
     connected_wake: tokio::sync::Notify,
 }
 
@@ -194,24 +249,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn engine(context: &str) -> impl FnOnce(webrtc::Error) -> MediaError + '_ {
-    move |e| MediaError::Engine(format!("{context}: {e}"))
-}
-
-/// Maps an error from applying a remote description.
-fn remote_description_error(e: webrtc::Error) -> MediaError {
-    use webrtc::Error as E;
-    match e {
-        E::ErrConnectionClosed => MediaError::Closed,
-        E::ErrSignalingStateProposedTransitionInvalid { .. }
-        | E::ErrSignalingStateCannotRollback
-        | E::ErrIncorrectSignalingState => {
-            MediaError::InvalidState(format!("unexpected SDP at this point: {e}"))
-        }
-        other => MediaError::InvalidSdp(other.to_string()),
-    }
-}
-
 impl MediaSession {
     /// Creates a session with its devices. Nothing is sent until an offer/answer
     /// exchange completes. Returns the session and its event channel.
@@ -221,9 +258,9 @@ impl MediaSession {
         sink: Box<dyn AudioSink>,
     ) -> Result<(Self, mpsc::UnboundedReceiver<MediaEvent>), MediaError> {
         let mut codecs: Vec<Codec> = Vec::new();
-        for codec in config.codecs {
-            if !codecs.contains(&codec) {
-                codecs.push(codec);
+        for codec in &config.codecs {
+            if !codecs.contains(codec) {
+                codecs.push(*codec);
             }
         }
         if codecs.is_empty() {
@@ -232,66 +269,9 @@ impl MediaSession {
             ));
         }
 
-        let mut media_engine = MediaEngine::default();
-        for codec in &codecs {
-            media_engine
-                .register_codec(codec.parameters(), RTPCodecType::Audio)
-                .map_err(engine("registering a codec"))?;
-        }
-        media_engine
-            .register_codec(telephone_event_parameters(), RTPCodecType::Audio)
-            .map_err(engine("registering telephone-event"))?;
-        let registry = configure_rtcp_reports(Registry::new());
-
-        let mut settings = SettingEngine::default();
-        let bind_ip = config.bind_ip;
-        settings.set_network_types(vec![if bind_ip.is_ipv4() {
-            NetworkType::Udp4
-        } else {
-            NetworkType::Udp6
-        }]);
-        settings.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
-        // The remote's first connectivity check often arrives before its SDP
-        // candidates are applied, so its address is first learnt as peer-reflexive;
-        // the default 1 s wait before nominating such a pair then delays about one
-        // call in ten by a second. Candidates come complete in the SDP here, so
-        // there is nothing better to wait for.
-        settings.set_prflx_acceptance_min_wait(Some(Duration::ZERO));
-        settings.set_include_loopback_candidate(bind_ip.is_loopback());
-        if !bind_ip.is_unspecified() {
-            settings.set_ip_filter(Box::new(move |ip| ip == bind_ip));
-        }
-
-        let api = APIBuilder::new()
-            .with_media_engine(media_engine)
-            .with_interceptor_registry(registry)
-            .with_setting_engine(settings)
-            .build();
-        let pc = Arc::new(
-            api.new_peer_connection(RTCConfiguration::default())
-                .await
-                .map_err(engine("creating the peer connection"))?,
-        );
-
-        let track = Arc::new(RawRtpTrack::new(
-            codecs.clone(),
-            format!("hookflash-{:08x}", rand::random::<u32>()),
-        ));
-        let transceiver = pc
-            .add_transceiver_from_track(
-                Arc::clone(&track) as Arc<dyn TrackLocal + Send + Sync>,
-                Some(RTCRtpTransceiverInit {
-                    direction: RTCRtpTransceiverDirection::Sendrecv,
-                    send_encodings: vec![],
-                }),
-            )
-            .await
-            .map_err(engine("adding the audio transceiver"))?;
-
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (dtmf_tx, dtmf_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
-            codecs,
             devices: Mutex::new(Devices {
                 source,
                 sink,
@@ -318,41 +298,23 @@ impl MediaSession {
             connected_wake: tokio::sync::Notify::new(),
         });
 
-        let state_shared = Arc::clone(&shared);
-        pc.on_peer_connection_state_change(Box::new(move |state| {
-            tracing::debug!(%state, "media connection state");
-            match state {
-                RTCPeerConnectionState::Connected => {
-                    state_shared.connected_wake.notify_one();
-                    state_shared.emit(MediaEvent::Connected)
-                }
-                RTCPeerConnectionState::Disconnected => state_shared.emit(MediaEvent::Disconnected),
-                RTCPeerConnectionState::Failed => state_shared.emit(MediaEvent::Failed(
-                    "the ICE/DTLS connection failed".to_owned(),
-                )),
-                _ => {}
+        let transport = match config.profile {
+            MediaProfile::WebRtc => {
+                Transport::WebRtc(WebRtcTransport::new(&config, codecs, &shared).await?)
             }
-            Box::pin(async {})
-        }));
-
-        let track_shared = Arc::clone(&shared);
-        pc.on_track(Box::new(move |remote, _receiver, _transceiver| {
-            if remote.kind() == RTPCodecType::Audio {
-                tracing::debug!(ssrc = remote.ssrc(), "remote audio track");
-                tokio::spawn(run_receiver(Arc::clone(&track_shared), remote));
+            MediaProfile::Sdes | MediaProfile::Rtp => {
+                Transport::Classic(ClassicTransport::new(&config, codecs, &shared).await?)
             }
-            Box::pin(async {})
-        }));
-
-        tokio::spawn(run_pump(Arc::clone(&shared), Arc::clone(&track), dtmf_rx));
+        };
+        // A transport that failed above has started nothing of the pipeline; from here on
+        // the tasks end with the session's shutdown signal.
+        tokio::spawn(run_pump(Arc::clone(&shared), transport.bindings(), dtmf_rx));
         tokio::spawn(run_playout(Arc::clone(&shared)));
-        tokio::spawn(drain_rtcp(Arc::clone(&shared), Arc::clone(&transceiver)));
 
         let session = MediaSession {
             inner: Arc::new(Inner {
-                pc,
-                transceiver,
-                track,
+                transport,
+                profile: config.profile,
                 shared,
                 sdp_lock: tokio::sync::Mutex::new(()),
                 pending_offer: Mutex::new(None),
@@ -361,13 +323,18 @@ impl MediaSession {
         Ok((session, events_rx))
     }
 
-    /// Creates the initial offer: a complete SDP (all candidates gathered) for an
-    /// INVITE body or a 200 OK to an offerless INVITE.
+    /// The media profile of this session.
+    pub fn profile(&self) -> MediaProfile {
+        self.inner.profile
+    }
+
+    /// Creates the initial offer: a complete SDP (for the WebRTC profile with all candidates
+    /// gathered) for an INVITE body or a 200 OK to an offerless INVITE.
     pub async fn create_offer(&self) -> Result<String, MediaError> {
         let _sdp = self.inner.sdp_lock.lock().await;
         self.ensure_open()?;
         let previous = self.pending_snapshot();
-        let sdp = self.offer_and_gather().await?;
+        let sdp = self.inner.transport.offer(Direction::SendRecv).await?;
         let mut flow = self.inner.shared.flow();
         flow.local = sdp_direction(&sdp);
         self.inner.shared.set_flow(flow);
@@ -381,44 +348,15 @@ impl MediaSession {
     /// The answer's direction follows RFC 3264: a `sendonly` offer (we are put on
     /// hold) is answered `recvonly`, so we stop sending; `sendrecv` resumes.
     /// Fails with [`MediaError::Incompatible`] when there is no common codec or the
-    /// peer does not speak ICE/DTLS-SRTP, and [`MediaError::InvalidSdp`] for
-    /// malformed SDP; the session is unchanged in both cases.
+    /// offer needs another media profile than this session's, and
+    /// [`MediaError::InvalidSdp`] for malformed SDP; the session is unchanged in both cases.
     pub async fn accept_offer(&self, remote_sdp: &str) -> Result<String, MediaError> {
         let _sdp = self.inner.sdp_lock.lock().await;
         self.ensure_open()?;
-        let (remote, shape) = self.check_remote(remote_sdp, Remote::Offer)?;
-        let desc = RTCSessionDescription::offer(remote.clone())
-            .map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
-        // The engine pairs an initial remote `sendonly` offer only with a local
-        // `recvonly` transceiver (otherwise it adds a second, trackless one and
-        // ours would never be used). Present ours as recvonly for the pairing; the
-        // answer is then recvonly either way (offer reversed ∩ sendrecv).
-        let transceiver = &self.inner.transceiver;
-        let pair_as_recvonly =
-            transceiver.mid().is_none() && sdp_direction(&remote) == Direction::SendOnly;
-        let previous = transceiver.direction();
-        if pair_as_recvonly {
-            transceiver
-                .set_direction(RTCRtpTransceiverDirection::Recvonly)
-                .await;
+        if remote_sdp.trim().is_empty() {
+            return Err(MediaError::InvalidSdp("the SDP is empty".into()));
         }
-        let applied = self.inner.pc.set_remote_description(desc).await;
-        if pair_as_recvonly {
-            transceiver.set_direction(previous).await;
-        }
-        applied.map_err(remote_description_error)?;
-        let answer = self
-            .inner
-            .pc
-            .create_answer(None)
-            .await
-            .map_err(engine("creating the answer"))?;
-        let engine_answer = self.set_local_and_gather(answer).await?;
-        // The peer gets an answer in its offer's shape (RFC 3264 §6), not the engine's.
-        let local = match &shape {
-            Some(shape) => shape_answer(&engine_answer, shape),
-            None => engine_answer,
-        };
+        let (local, remote) = self.inner.transport.answer(remote_sdp).await?;
         let mut flow = self.inner.shared.flow();
         flow.remote = sdp_direction(&remote);
         flow.local = sdp_direction(&local);
@@ -433,39 +371,21 @@ impl MediaSession {
     pub async fn accept_answer(&self, remote_sdp: &str) -> Result<(), MediaError> {
         let _sdp = self.inner.sdp_lock.lock().await;
         self.ensure_open()?;
-        if self.inner.pc.signaling_state() != RTCSignalingState::HaveLocalOffer {
+        if !self.inner.transport.has_outstanding_offer() {
             return Err(MediaError::InvalidState(
                 "there is no outstanding offer to answer".into(),
             ));
         }
-        let our_offer = self
-            .inner
-            .pc
-            .pending_local_description()
-            .await
-            .map(|d| d.sdp)
-            .unwrap_or_default();
-        let (remote, _) = self.check_remote(
-            remote_sdp,
-            Remote::Answer {
-                our_offer: &our_offer,
-            },
-        )?;
-        let desc = RTCSessionDescription::answer(remote.clone())
-            .map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
-        self.inner
-            .pc
-            .set_remote_description(desc)
-            .await
-            .map_err(remote_description_error)?;
+        if remote_sdp.trim().is_empty() {
+            return Err(MediaError::InvalidSdp("the SDP is empty".into()));
+        }
+        let (local, remote) = self.inner.transport.apply_answer(remote_sdp).await?;
         let mut flow = self.inner.shared.flow();
         flow.remote = sdp_direction(&remote);
         flow.negotiated = true;
         self.inner.shared.set_flow(flow);
         *lock(&self.inner.pending_offer) = None;
-        let local = self.inner.pc.local_description().await.map(|d| d.sdp);
-        *lock(&self.inner.shared.rx_formats) =
-            rx_format_map(local.as_deref().unwrap_or_default(), &remote);
+        *lock(&self.inner.shared.rx_formats) = rx_format_map(&local, &remote);
         tracing::debug!(local = %flow.local, remote = %flow.remote, "applied an answer");
         Ok(())
     }
@@ -488,61 +408,31 @@ impl MediaSession {
             ));
         }
         let previous = self.pending_snapshot();
-        self.inner
-            .transceiver
-            .set_direction(direction.to_rtc())
-            .await;
-        match self.offer_and_gather().await {
-            Ok(sdp) => {
-                let mut flow = self.inner.shared.flow();
-                flow.local = sdp_direction(&sdp);
-                flow.holding = matches!(direction, Direction::SendOnly | Direction::Inactive);
-                self.inner.shared.set_flow(flow);
-                *lock(&self.inner.pending_offer) = Some(previous);
-                tracing::debug!(%direction, "created a re-offer");
-                Ok(sdp)
-            }
-            Err(e) => {
-                self.inner
-                    .transceiver
-                    .set_direction(previous.transceiver_direction)
-                    .await;
-                Err(e)
-            }
-        }
+        let sdp = self.inner.transport.offer(direction).await?;
+        let mut flow = self.inner.shared.flow();
+        flow.local = sdp_direction(&sdp);
+        flow.holding = matches!(direction, Direction::SendOnly | Direction::Inactive);
+        self.inner.shared.set_flow(flow);
+        *lock(&self.inner.pending_offer) = Some(previous);
+        tracing::debug!(%direction, "created a re-offer");
+        Ok(sdp)
     }
 
     /// Withdraws our outstanding re-offer (for example after a 488 or 491 to a
     /// re-INVITE): the session returns to the last negotiated state, including
     /// the hold state and direction it had before the offer.
-    ///
-    /// webrtc 0.14 cannot apply an SDP rollback from `have-local-offer`, so the
-    /// previously negotiated remote description is applied again as the answer
-    /// to the withdrawn offer, which re-establishes exactly the old directions.
     /// An initial offer cannot be rolled back (there is nothing to return to):
     /// close the session instead.
     pub async fn rollback_offer(&self) -> Result<(), MediaError> {
         let _sdp = self.inner.sdp_lock.lock().await;
         self.ensure_open()?;
-        let pc = &self.inner.pc;
-        let previous_remote = pc.current_remote_description().await;
         let pending = *lock(&self.inner.pending_offer);
-        let (Some(pending), Some(previous_remote), RTCSignalingState::HaveLocalOffer) =
-            (pending, previous_remote, pc.signaling_state())
-        else {
+        let (Some(pending), true) = (pending, pending.is_some_and(|p| p.flow.negotiated)) else {
             return Err(MediaError::InvalidState(
                 "there is no outstanding re-offer to roll back".into(),
             ));
         };
-        self.inner
-            .transceiver
-            .set_direction(pending.transceiver_direction)
-            .await;
-        let answer = RTCSessionDescription::answer(previous_remote.sdp)
-            .map_err(engine("re-reading the negotiated description"))?;
-        pc.set_remote_description(answer)
-            .await
-            .map_err(engine("restoring the negotiated description"))?;
+        self.inner.transport.rollback(pending.direction).await?;
         *lock(&self.inner.pending_offer) = None;
         self.inner.shared.set_flow(pending.flow);
         tracing::debug!("rolled back a re-offer");
@@ -566,7 +456,7 @@ impl MediaSession {
 
     /// The audio codec we send with, once negotiated.
     pub fn negotiated_codec(&self) -> Option<Codec> {
-        self.inner.track.binding().map(|b| b.audio.codec)
+        self.inner.transport.binding().map(|b| b.audio.codec)
     }
 
     /// Mutes or unmutes the source. While muted, encoded silence is sent in its
@@ -606,7 +496,7 @@ impl MediaSession {
         }
         let binding = self
             .inner
-            .track
+            .transport
             .binding()
             .ok_or_else(|| MediaError::InvalidState("media is not negotiated yet".into()))?;
         let event_codec = binding.telephone_event.ok_or(MediaError::DtmfUnsupported)?;
@@ -658,9 +548,7 @@ impl MediaSession {
         if self.inner.shared.shutdown.send_replace(true) {
             return;
         }
-        if let Err(e) = self.inner.pc.close().await {
-            tracing::debug!(error = %e, "closing the peer connection");
-        }
+        self.inner.transport.close().await;
         let (source, sink) = {
             let mut devices = lock(&self.inner.shared.devices);
             (
@@ -686,74 +574,64 @@ impl MediaSession {
 
     fn pending_snapshot(&self) -> PendingOffer {
         PendingOffer {
-            transceiver_direction: self.inner.transceiver.direction(),
+            direction: self.inner.transport.direction(),
             flow: self.inner.shared.flow(),
         }
     }
 
-    /// Checks and normalises a remote SDP before handing it to the engine (see
-    /// [`check_sdp`]); a re-offer from a peer without mids keeps the mid our transceiver has.
-    fn check_remote(
-        &self,
+    /// Which media profile a remote offer needs, if `allowed` has it and a session with
+    /// `codecs` can answer it; checked without touching any session, for refusing an
+    /// incoming call (488) before the user is rung. Where an offer has several audio
+    /// streams (SRTP and plain RTP, say), the first one that can be served wins, as RFC 3264
+    /// has the offerer list its preference first. The error says why, in words.
+    pub fn check_offer(
         sdp: &str,
-        kind: Remote<'_>,
-    ) -> Result<(String, Option<OfferShape>), MediaError> {
-        let fallback = self
-            .inner
-            .transceiver
-            .mid()
-            .map(|m| m.to_string())
-            .unwrap_or_else(|| "0".into());
-        check_sdp(sdp, kind, &fallback, &self.inner.shared.codecs)
-    }
-
-    /// Whether a remote offer is one a session with these codecs can answer, without
-    /// touching any session: for refusing an incoming call (488) before the user is rung.
-    /// The error says why, in words.
-    pub fn check_offer(sdp: &str, codecs: &[Codec]) -> Result<(), MediaError> {
-        check_sdp(sdp, Remote::Offer, "0", codecs).map(drop)
-    }
-
-    async fn offer_and_gather(&self) -> Result<String, MediaError> {
-        let offer = self
-            .inner
-            .pc
-            .create_offer(None)
-            .await
-            .map_err(engine("creating the offer"))?;
-        self.set_local_and_gather(offer).await
-    }
-
-    /// Applies a local description and returns it once ICE gathering is complete
-    /// (no trickle: SIP needs every candidate in the one body).
-    async fn set_local_and_gather(
-        &self,
-        desc: RTCSessionDescription,
-    ) -> Result<String, MediaError> {
-        let started = Instant::now();
-        let pc = &self.inner.pc;
-        let mut gathered = pc.gathering_complete_promise().await;
-        pc.set_local_description(desc)
-            .await
-            .map_err(engine("applying the local description"))?;
-        tokio::time::timeout(GATHER_TIMEOUT, gathered.recv())
-            .await
-            .map_err(|_| MediaError::Timeout("ICE candidate gathering".into()))?;
-        let local = pc
-            .local_description()
-            .await
-            .ok_or_else(|| MediaError::Engine("no local description after gathering".into()))?;
-        tracing::debug!(elapsed = ?started.elapsed(), "local SDP ready");
-        Ok(with_default_candidate(&local.sdp))
+        codecs: &[Codec],
+        allowed: &[MediaProfile],
+    ) -> Result<MediaProfile, MediaError> {
+        if sdp.trim().is_empty() {
+            return Err(MediaError::InvalidSdp("the SDP is empty".into()));
+        }
+        let classic: Vec<MediaProfile> =
+            allowed.iter().copied().filter(|p| p.is_classic()).collect();
+        let offered = Sdp::parse(sdp).audio_profiles();
+        if offered.is_empty() {
+            return Err(MediaError::Incompatible(
+                "the SDP has no audio stream".into(),
+            ));
+        }
+        let mut why = None;
+        for profile in offered {
+            if !allowed.contains(&profile) {
+                why.get_or_insert(MediaError::Incompatible(format!(
+                    "the caller offers {profile}, which this account's media settings do not allow"
+                )));
+                continue;
+            }
+            let result = if profile.is_classic() {
+                read_remote(sdp, &classic, codecs)
+                    .map(|remote| remote.profile)
+                    .map_err(MediaError::Incompatible)
+            } else {
+                check_webrtc_sdp(sdp, Remote::Offer, "0", codecs).map(|_| MediaProfile::WebRtc)
+            };
+            match result {
+                Ok(profile) => return Ok(profile),
+                Err(e) => {
+                    why.get_or_insert(e);
+                }
+            }
+        }
+        Err(why.unwrap_or_else(|| MediaError::Incompatible("no usable audio stream".into())))
     }
 }
 
-/// Checks a remote SDP and prepares it for the engine: an offer is cut to the audio stream
-/// we take, with a mid and BUNDLE the engine needs (its shape is returned, to answer in it);
-/// an answer gets our offer's mids. Both get their ICE and DTLS attributes where the engine
-/// reads them and hash names in lower case. Refused: empty SDP, no audio, no ICE and
-/// DTLS-SRTP, no sha-256 fingerprint, no codec in common with `codecs`.
-fn check_sdp(
+/// Checks a remote SDP for the WebRTC profile and prepares it for the engine: an offer is cut
+/// to the audio stream we take, with a mid and BUNDLE the engine needs (its shape is
+/// returned, to answer in it); an answer gets our offer's mids. Both get their ICE and DTLS
+/// attributes where the engine reads them and hash names in lower case. Refused: empty SDP,
+/// no audio, no ICE and DTLS-SRTP, no sha-256 fingerprint, no codec in common with `codecs`.
+fn check_webrtc_sdp(
     sdp: &str,
     kind: Remote<'_>,
     fallback_mid: &str,
@@ -770,7 +648,7 @@ fn check_sdp(
     let (ice, dtls) = has_ice_and_dtls(sdp);
     if !ice || !dtls {
         return Err(MediaError::Incompatible(
-            "the peer offers plain RTP without ICE and DTLS-SRTP; a media gateway is needed".into(),
+            "the peer's DTLS-SRTP stream has no ICE; WebRTC media needs both".into(),
         ));
     }
     let (prepared, shape) = match kind {
@@ -799,7 +677,7 @@ fn check_sdp(
     Ok((normalized, shape))
 }
 
-/// Which remote description [`check_sdp`] prepares.
+/// Which remote description [`check_webrtc_sdp`] prepares.
 enum Remote<'a> {
     /// An offer: answered in its own shape.
     Offer,
@@ -813,6 +691,7 @@ enum Remote<'a> {
 impl fmt::Debug for MediaSession {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MediaSession")
+            .field("profile", &self.inner.profile)
             .field("flow", &self.inner.shared.flow())
             .field("codec", &self.negotiated_codec())
             .field("closed", &self.is_closed())
@@ -825,15 +704,10 @@ impl Drop for Inner {
         if self.shared.shutdown.send_replace(true) {
             return;
         }
-        // Dropped without close(): stop the tasks and close the connection in the
-        // background if a runtime is still around.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let pc = Arc::clone(&self.pc);
-            runtime.spawn(async move {
-                if let Err(e) = pc.close().await {
-                    tracing::debug!(error = %e, "closing a dropped media session");
-                }
-            });
+        // Dropped without close(): the tasks stop with the shutdown signal; the peer
+        // connection closes in the background if a runtime is still around.
+        if let Transport::WebRtc(t) = &self.transport {
+            t.close_later();
         }
     }
 }
@@ -845,6 +719,12 @@ impl Shared {
 
     fn set_flow(&self, flow: Flow) {
         *lock(&self.flow) = flow;
+    }
+
+    /// The media path is up: wake the pump to send at once, and say so.
+    fn path_up(&self) {
+        self.connected_wake.notify_one();
+        self.emit(MediaEvent::Connected);
     }
 
     fn emit(&self, event: MediaEvent) {
@@ -908,11 +788,10 @@ struct RtpClock {
 /// instead: the timestamp jumps forward and the next packet gets the marker bit.
 async fn run_pump(
     shared: Arc<Shared>,
-    track: Arc<RawRtpTrack>,
+    mut bindings: watch::Receiver<Option<Arc<Binding>>>,
     mut dtmf_rx: mpsc::UnboundedReceiver<DtmfRequest>,
 ) {
     let mut shutdown = shared.shutdown.subscribe();
-    let mut bindings = track.subscribe();
     let bound = tokio::select! {
         _ = stopped(&mut shutdown) => return,
         bound = bindings.wait_for(Option::is_some) => bound.ok().and_then(|b| b.clone()),
@@ -1050,7 +929,7 @@ impl PacketWriter {
             payload,
         };
         clock.seq = clock.seq.wrapping_add(1);
-        match self.binding.writer.write_rtp(&packet).await {
+        match self.binding.writer.send(&packet).await {
             Ok(_) => self.failing = false,
             Err(e) => {
                 if !self.failing {
@@ -1067,42 +946,28 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|&stop| stop).await;
 }
 
-/// Whether a read error on the remote track is worth continuing after.
-fn recoverable(e: &webrtc::Error) -> bool {
-    matches!(e, webrtc::Error::ErrCodecNotFound | webrtc::Error::Rtp(_))
+/// The receive side both transports feed: RTP into the jitter buffer, telephone events
+/// into DTMF digits. Decoding happens at playout time ([`run_playout`]).
+struct RtpReceiver {
+    shared: Arc<Shared>,
+    last_seq: Option<u16>,
+    dtmf: DtmfReceiver,
 }
 
-/// The receive side: RTP from the remote track into the jitter buffer, and DTMF
-/// events. Decoding happens at playout time ([`run_playout`]).
-async fn run_receiver(shared: Arc<Shared>, track: Arc<TrackRemote>) {
-    let mut shutdown = shared.shutdown.subscribe();
-    let mut last_seq: Option<u16> = None;
-    let mut dtmf = DtmfReceiver::default();
-    let mut errors = 0u32;
-    loop {
-        let read = tokio::select! {
-            _ = stopped(&mut shutdown) => break,
-            read = track.read_rtp() => read,
-        };
-        let packet = match read {
-            Ok((packet, _)) => {
-                errors = 0;
-                packet
-            }
-            Err(e) if recoverable(&e) && errors < MAX_READ_ERRORS => {
-                errors += 1;
-                tracing::debug!(error = %e, "skipping an unreadable RTP packet");
-                continue;
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "remote audio track ended");
-                break;
-            }
-        };
-        let arrival = std::time::Instant::now();
+impl RtpReceiver {
+    fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            last_seq: None,
+            dtmf: DtmfReceiver::default(),
+        }
+    }
 
+    /// Takes one received packet.
+    fn on_packet(&mut self, packet: Packet, arrival: std::time::Instant) {
+        let shared = &self.shared;
         let seq = packet.header.sequence_number;
-        let in_order = match last_seq {
+        let in_order = match self.last_seq {
             Some(prev) => {
                 let step = seq.wrapping_sub(prev);
                 step != 0 && step < 0x8000
@@ -1110,7 +975,7 @@ async fn run_receiver(shared: Arc<Shared>, track: Arc<TrackRemote>) {
             None => true,
         };
         if in_order {
-            last_seq = Some(seq);
+            self.last_seq = Some(seq);
         }
 
         let format = lock(&shared.rx_formats)
@@ -1121,20 +986,23 @@ async fn run_receiver(shared: Arc<Shared>, track: Arc<TrackRemote>) {
             Some(RxFormat::Audio(codec)) => codec,
             Some(RxFormat::TelephoneEvent) => {
                 if !in_order {
-                    continue; // duplicate or late: its slot has passed
+                    return; // duplicate or late: its slot has passed
                 }
-                if let Some(digit) = dtmf.on_packet(packet.header.timestamp, &packet.payload) {
+                if let Some(digit) = self
+                    .dtmf
+                    .on_packet(packet.header.timestamp, &packet.payload)
+                {
                     if flow.can_play() {
                         tracing::debug!("DTMF received");
                         shared.emit(MediaEvent::Dtmf(digit));
                     }
                 }
-                continue;
+                return;
             }
-            None => continue,
+            None => return,
         };
         if !flow.can_play() {
-            continue; // held: drop, do not even play silence
+            return; // held: drop, do not even play silence
         }
         let outcome = lock(&shared.jitter).push(
             seq,
@@ -1217,19 +1085,5 @@ async fn run_playout(shared: Arc<Shared>) {
             }
         };
         shared.play(&samples);
-    }
-}
-
-/// Reads (and so lets the interceptors process) the RTCP sent back to our sender.
-async fn drain_rtcp(shared: Arc<Shared>, transceiver: Arc<RTCRtpTransceiver>) {
-    let sender = transceiver.sender().await;
-    drop(transceiver);
-    let mut shutdown = shared.shutdown.subscribe();
-    drop(shared);
-    loop {
-        tokio::select! {
-            _ = stopped(&mut shutdown) => break,
-            read = sender.read_rtcp() => if read.is_err() { break },
-        }
     }
 }
