@@ -37,19 +37,41 @@ pub const BARESIP_HZ: f64 = 880.0;
 /// A baresip configuration directory: config, accounts, its voice (a stereo 48 kHz tone, as
 /// its `aufile` source wants for Opus) and where `sndfile` records what it hears.
 pub fn baresip_dir(root: &Path, token: &str, outbound: &str, media: &str) -> PathBuf {
-    let dir = root.join(format!("baresip-{}", media.len()));
+    // One directory per media setting, with a short name: baresip 1.0's sndfile cuts the
+    // paths of its recordings at about 100 characters.
+    let name = media.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let dir = root.join(format!("baresip-{:08x}", name as u32));
     std::fs::create_dir_all(dir.join("heard")).expect("baresip dir");
+    // baresip 1.0's aufile source does not resample: its file must have the rate and channels
+    // of the codec in use, so each configuration names one codec first and the voice follows.
+    let first_codec = media
+        .split(';')
+        .find_map(|p| p.strip_prefix("audio_codecs="))
+        .and_then(|list| list.split(',').next())
+        .unwrap_or("opus")
+        .to_ascii_lowercase();
+    let (sample_rate, channels) = if first_codec.starts_with("opus") {
+        (48_000, 2)
+    } else if first_codec.starts_with("g722") {
+        (16_000, 1)
+    } else {
+        (8_000, 1)
+    };
     let spec = hound::WavSpec {
-        channels: 2,
-        sample_rate: 48_000,
+        channels,
+        sample_rate,
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
     };
     let mut tone = hound::WavWriter::create(dir.join("voice.wav"), spec).expect("voice.wav");
-    for i in 0..48_000 * 30 {
-        let v = (std::f64::consts::TAU * BARESIP_HZ * f64::from(i) / 48_000.0).sin() * 12_000.0;
-        tone.write_sample(v as i16).expect("sample");
-        tone.write_sample(v as i16).expect("sample");
+    for i in 0..sample_rate * 30 {
+        let v = (std::f64::consts::TAU * BARESIP_HZ * f64::from(i) / f64::from(sample_rate)).sin()
+            * 12_000.0;
+        for _ in 0..channels {
+            tone.write_sample(v as i16).expect("sample");
+        }
     }
     tone.finalize().expect("voice.wav");
     let d = dir.display();
@@ -65,11 +87,13 @@ pub fn baresip_dir(root: &Path, token: &str, outbound: &str, media: &str) -> Pat
          module_path\t\t/usr/lib/baresip/modules\n\
          module\t\t\topus.so\n\
          module\t\t\tg711.so\n\
+         module\t\t\tg722.so\n\
          module\t\t\taufile.so\n\
          module\t\t\tsndfile.so\n\
          snd_path\t\t{d}/heard\n\
          module\t\t\tice.so\n\
          module\t\t\tdtls_srtp.so\n\
+         module\t\t\tsrtp.so\n\
          module_tmp\t\tuuid.so\n\
          module_tmp\t\taccount.so\n\
          module_app\t\tmenu.so\n\
@@ -138,8 +162,9 @@ pub async fn baresip(
     (child, printed)
 }
 
-/// The left channel of the newest recording in `dir` (sndfile's `*-dec.wav`: what baresip
-/// heard), once complete.
+/// The first channel of the newest recording in `dir` (sndfile's `*-dec.wav`: what baresip
+/// heard, at the codec's rate), held to 48 kHz so that the tone checks read it as they read
+/// ours (a sample-and-hold keeps every tone where it was).
 pub fn baresip_heard(dir: &Path) -> Vec<i16> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("heard"))
         .expect("sndfile's directory")
@@ -150,10 +175,13 @@ pub fn baresip_heard(dir: &Path) -> Vec<i16> {
     files.sort();
     let path = files.pop().expect("baresip recorded the call");
     let reader = hound::WavReader::open(&path).expect("a complete WAV");
+    let spec = reader.spec();
+    let hold = (48_000 / spec.sample_rate.max(1)).max(1) as usize;
     reader
         .into_samples::<i16>()
         .filter_map(Result::ok)
-        .step_by(2)
+        .step_by(usize::from(spec.channels.max(1)))
+        .flat_map(|s| std::iter::repeat_n(s, hold))
         .collect()
 }
 
@@ -174,5 +202,22 @@ pub fn wav(path: &Path) -> Vec<i16> {
             return now;
         }
         last = now;
+    }
+}
+
+/// Stops baresip the way a user quits it (SIGTERM: it ends its calls with a BYE and removes
+/// its registration, so that no stale binding is left for the next test), by PID; killed if
+/// it has not exited within 5 s.
+pub async fn quit(mut child: tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+    }
+    if tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
     }
 }

@@ -98,6 +98,20 @@ impl Rig {
         self.agent_on(user, tone_hz, TransportKind::Udp).await
     }
 
+    /// Like [`Rig::agent`] with a media policy: the profiles it may use, in order.
+    pub async fn agent_with_media(
+        &self,
+        user: &str,
+        tone_hz: f64,
+        profiles: &[hookflash_core::media::MediaProfile],
+    ) -> TestAgent {
+        let (mut config, ears) = self.config(user, tone_hz, TransportKind::Udp);
+        config.media_profiles = profiles.to_vec();
+        let mut a = TestAgent::create(user, config, ears).await;
+        a.wait_connected().await;
+        a
+    }
+
     /// Like [`Rig::agent`] over a chosen transport.
     pub async fn agent_on(&self, user: &str, tone_hz: f64, transport: TransportKind) -> TestAgent {
         let (config, ears) = self.config(user, tone_hz, transport);
@@ -275,6 +289,16 @@ pub fn end_reason(e: &Event) -> Option<hookflash_core::call::CallEndReason> {
             call_end_reason, ..
         } => *call_end_reason,
         _ => None,
+    }
+}
+
+impl TestAgent {
+    /// Fails if an incoming call is announced among the events not yet read: `why` says
+    /// what that would mean.
+    pub fn assert_no_further_incoming(&mut self, why: &str) {
+        while let Ok(e) = self.events.try_recv() {
+            assert!(!matches!(e, Event::IncomingCall { .. }), "{why}: {e:?}");
+        }
     }
 }
 

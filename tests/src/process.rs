@@ -213,9 +213,17 @@ impl AgentProcess {
                 backlog.push(v);
             }
         };
-        tokio::time::timeout(Duration::from_secs(15), fut)
-            .await
-            .unwrap_or_else(|_| panic!("{user}: no {what} in time"))
+        match tokio::time::timeout(Duration::from_secs(15), fut).await {
+            Ok(v) => v,
+            Err(_) => {
+                // What did come instead is the first thing anyone debugging this wants.
+                let seen: Vec<String> = self.backlog.iter().map(Value::to_string).collect();
+                panic!(
+                    "{user}: no {what} in time; events not yet taken:\n{}",
+                    seen.join("\n")
+                )
+            }
+        }
     }
 
     /// Panics if an event already received (and not yet taken) matches `pred`.

@@ -1,7 +1,8 @@
 //! Kamailio as the server at scale, with software nobody here wrote on both ends of the
 //! wire: Kamailio 5.6 (registrar and stateful proxy, `auth_ephemeral` with the switchboard's
-//! token scheme) between a Hookflash agent and baresip 1.0 (WebRTC-style media), both
-//! signed in with user access tokens; calls both ways, each side hearing the other.
+//! token scheme) between a Hookflash agent and baresip 1.0, both signed in with user access
+//! tokens; calls both ways, each side hearing the other, once with WebRTC-style media and
+//! once with plain RTP (which Hookflash reaches after baresip refuses its first offers).
 //!
 //! All of it runs in a network namespace of the test's own (baresip offers no loopback ICE
 //! candidates); Kamailio, the agent and baresip are stopped by PID, and the namespace goes
@@ -11,7 +12,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use hookflash_core::auth::{unix_now, Token};
-use hookflash_tests::baresip::{baresip, baresip_dir, baresip_heard, wav, BARESIP_HZ};
+use hookflash_tests::baresip::{baresip, baresip_dir, baresip_heard, quit, wav, BARESIP_HZ};
 use hookflash_tests::mostly_hears;
 use hookflash_tests::netns::{Netns, HOST_A};
 use hookflash_tests::process::bin;
@@ -166,30 +167,17 @@ async fn next(
     .unwrap_or_else(|_| panic!("no {what} in time"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn baresip_and_hookflash_call_each_other_through_kamailio() {
-    let root = std::env::temp_dir().join(format!("hookflash-kam-bs-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&root).expect("test dir");
-    let ns = Netns::two_hosts("kamailio");
-    let cfg = root.join("kamailio.cfg");
-    std::fs::write(&cfg, config(&module_dir())).expect("kamailio.cfg");
-    let mut kamailio = hookflash_tests::kamailio_args(&mut ns.command("kamailio"), &cfg, &root)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("kamailio is installed (scripts/deps installs it)");
-    tokio::time::sleep(Duration::from_millis(800)).await;
-
+/// Hookflash calls baresip (with `media` in its account) through Kamailio and baresip calls
+/// Hookflash; each hears the other.
+async fn calls_both_ways(ns: &Netns, root: &std::path::Path, name: &str, media: &str) {
     let token = Token::issue(SECRET, "bob", Duration::from_secs(3600), unix_now()).to_string();
-    let media = "medianat=ice;mediaenc=dtls_srtp;audio_codecs=opus/48000/2,pcmu";
-    let dir = baresip_dir(&root, &token, &format!("{HOST_A}:{PORT}"), media);
-    let (mut bob, _) = baresip(&ns, &dir, &[], "200 OK").await;
+    let dir = baresip_dir(root, &token, &format!("{HOST_A}:{PORT}"), media);
+    let (bob, _) = baresip(ns, &dir, &[], "200 OK").await;
 
     // Hookflash calls baresip through Kamailio.
-    let out = root.join("alice-out-{call}.wav");
+    let out = root.join(format!("alice-out-{name}-{{call}}.wav"));
     let (mut alice, mut events) = agent(
-        &ns,
+        ns,
         "alice",
         &[
             "--mic",
@@ -225,25 +213,25 @@ async fn baresip_and_hookflash_call_each_other_through_kamailio() {
     .await;
     assert!(
         mostly_hears(
-            &wav(&root.join(format!("alice-out-{call}.wav"))),
+            &wav(&root.join(format!("alice-out-{name}-{call}.wav"))),
             BARESIP_HZ
         ),
-        "Hookflash hears baresip (880 Hz) through Kamailio"
+        "{name}: Hookflash hears baresip (880 Hz) through Kamailio"
     );
     assert!(
         mostly_hears(&baresip_heard(&dir), HOOKFLASH_HZ),
-        "baresip hears Hookflash (440 Hz) through Kamailio"
+        "{name}: baresip hears Hookflash (440 Hz) through Kamailio"
     );
-    let _ = bob.kill().await;
+    quit(bob).await;
     let _ = alice.kill().await;
     for f in std::fs::read_dir(dir.join("heard")).expect("dir").flatten() {
         let _ = std::fs::remove_file(f.path());
     }
 
     // baresip calls Hookflash through Kamailio.
-    let inbound = root.join("alice-in-{call}.wav");
-    let (_alice, mut events) = agent(
-        &ns,
+    let inbound = root.join(format!("alice-in-{name}-{{call}}.wav"));
+    let (mut answerer, mut events) = agent(
+        ns,
         "alice",
         &[
             "--auto-answer",
@@ -255,7 +243,7 @@ async fn baresip_and_hookflash_call_each_other_through_kamailio() {
     )
     .await;
     let (mut caller, _) = baresip(
-        &ns,
+        ns,
         &dir,
         &["-t", "8", "-e", "/dial sip:alice@hookflash.local"],
         "Call established",
@@ -272,13 +260,45 @@ async fn baresip_and_hookflash_call_each_other_through_kamailio() {
     })
     .await;
     assert!(
-        mostly_hears(&wav(&root.join(format!("alice-in-{call}.wav"))), BARESIP_HZ),
-        "Hookflash hears baresip on the call baresip placed through Kamailio"
+        mostly_hears(
+            &wav(&root.join(format!("alice-in-{name}-{call}.wav"))),
+            BARESIP_HZ
+        ),
+        "{name}: Hookflash hears baresip on the call baresip placed through Kamailio"
     );
     assert!(
         mostly_hears(&baresip_heard(&dir), HOOKFLASH_HZ),
-        "baresip hears Hookflash on the call it placed through Kamailio"
+        "{name}: baresip hears Hookflash on the call it placed through Kamailio"
     );
+    let _ = answerer.kill().await;
+    quit(caller).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baresip_and_hookflash_call_each_other_through_kamailio() {
+    let root = std::env::temp_dir().join(format!("hookflash-kam-bs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).expect("test dir");
+    let ns = Netns::two_hosts("kamailio");
+    let cfg = root.join("kamailio.cfg");
+    std::fs::write(&cfg, config(&module_dir())).expect("kamailio.cfg");
+    let mut kamailio = hookflash_tests::kamailio_args(&mut ns.command("kamailio"), &cfg, &root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kamailio is installed (scripts/deps installs it)");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    // WebRTC-style media (ICE, DTLS-SRTP, Opus), then plain RTP (RTP/AVP, PCMU): Hookflash's
+    // default policy reaches the second after baresip refuses the first two profiles.
+    calls_both_ways(
+        &ns,
+        &root,
+        "webrtc",
+        "medianat=ice;mediaenc=dtls_srtp;audio_codecs=opus/48000/2,pcmu",
+    )
+    .await;
+    calls_both_ways(&ns, &root, "rtp", "audio_codecs=pcmu").await;
     // Kamailio by its PID; the namespace takes anything else left.
     if let Some(pid) = kamailio.id() {
         let _ = std::process::Command::new("kill")

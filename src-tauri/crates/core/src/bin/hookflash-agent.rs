@@ -23,6 +23,7 @@ use hookflash_core::agent::{
 use hookflash_core::api::{Command, CommandEnvelope, Event};
 use hookflash_core::audio::{DeviceManager, DeviceManagerConfig, DeviceSpec};
 use hookflash_core::call::CallState;
+use hookflash_core::media::MediaProfile;
 use hookflash_core::registration::{ConnectionReason, ConnectionState};
 use hookflash_core::sip::TransportKind;
 use hookflash_core::AgentError;
@@ -89,6 +90,9 @@ struct Args {
     /// Exit when stdin closes (otherwise keep running until signOut or a signal).
     #[arg(long)]
     exit_on_eof: bool,
+    /// The media policy: the profiles calls may use, in order (`webrtc`, `sdes`, `rtp`).
+    #[arg(long, value_delimiter = ',', default_value = "webrtc,sdes,rtp")]
+    media: Vec<MediaProfile>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -161,6 +165,7 @@ async fn run(args: Args) -> Result<(), AgentError> {
     config.bind_ip = args.bind;
     config.microphone = source_from_spec(args.mic.clone());
     config.speaker = sink_from_spec(args.speaker.clone());
+    config.media_profiles = args.media.clone();
     let devices = args.sound_devices.then(|| {
         DeviceManager::new(DeviceManagerConfig {
             system_devices: true,
