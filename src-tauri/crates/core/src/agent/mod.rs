@@ -47,6 +47,7 @@ use crate::sip::{
 use crate::transfer::{TransferOptions, TransferTarget};
 
 mod devices;
+mod media_setup;
 mod mwi;
 mod transferring;
 
@@ -243,6 +244,7 @@ impl CallClient {
             Credential::Password { .. } => None,
         };
         let (media_tx, media_rx) = mpsc::unbounded_channel();
+        let (setup_tx, setup_rx) = mpsc::unbounded_channel();
         let core = Core {
             user: config.credential.user().to_owned(),
             reg: Registration::new(config.registration.clone(), credential_expiry),
@@ -270,8 +272,10 @@ impl CallClient {
             dnd: false,
             mwi: mwi::MwiState::default(),
             answer_later: None,
+            setup_tx,
+            setup_attempts: 0,
         };
-        tokio::spawn(core.run(transport_rx, cmd_rx, media_rx));
+        tokio::spawn(core.run(transport_rx, cmd_rx, media_rx, setup_rx));
         Ok(CallAgent {
             cmd_tx,
             events,
@@ -567,6 +571,9 @@ struct CallEntry {
     media_profile: MediaProfile,
     /// Outgoing: the profiles still to try if the far end refuses this one (488).
     profiles_left: Vec<MediaProfile>,
+    /// The media set-up under way beside the loop (its attempt number): outgoing, the
+    /// INVITE waits for its offer; incoming, the 200 for its answer.
+    setup: Option<u64>,
 }
 
 struct Retransmit {
@@ -604,6 +611,10 @@ struct Core {
     mwi: mwi::MwiState,
     /// Set by a command whose answer comes once work beside the loop is done.
     answer_later: Option<LaterAnswer>,
+    /// Media set-ups beside the loop report here.
+    setup_tx: mpsc::UnboundedSender<media_setup::MediaReady>,
+    /// Numbers every media set-up, so that one whose call moved on is recognised.
+    setup_attempts: u64,
 }
 
 const T1: Duration = Duration::from_millis(500);
@@ -650,6 +661,7 @@ impl Core {
         mut transport_rx: mpsc::UnboundedReceiver<TransportEvent>,
         mut cmd_rx: mpsc::UnboundedReceiver<(Command, Reply)>,
         mut media_rx: mpsc::UnboundedReceiver<(String, MediaEvent)>,
+        mut setup_rx: mpsc::UnboundedReceiver<media_setup::MediaReady>,
     ) {
         self.reg.start(Instant::now().into_std());
         self.drive_registration().await;
@@ -679,6 +691,7 @@ impl Core {
                     None => self.sign_out().await,
                 },
                 Some((call_id, ev)) = media_rx.recv() => self.on_media(&call_id, ev).await,
+                Some(ready) = setup_rx.recv() => self.on_media_ready(ready).await,
                 _ = tokio::time::sleep_until(deadline) => self.on_timers().await,
             }
             self.drive_registration().await;
@@ -1157,24 +1170,6 @@ impl Core {
         Ok(())
     }
 
-    async fn new_media(
-        &self,
-        call_id: &str,
-        profile: MediaProfile,
-    ) -> Result<(Arc<MediaSession>, mpsc::UnboundedReceiver<MediaEvent>), AgentError> {
-        let source = (self.cfg.microphone)(call_id).map_err(AgentError::Device)?;
-        let sink = (self.cfg.speaker)(call_id).map_err(AgentError::Device)?;
-        let config = MediaConfig {
-            bind_ip: self.cfg.bind_ip,
-            profile,
-            ..MediaConfig::default()
-        };
-        let (session, rx) = MediaSession::new(config, source, sink)
-            .await
-            .map_err(|e| AgentError::Media(e.to_string()))?;
-        Ok((Arc::new(session), rx))
-    }
-
     fn forward_media_events(&self, call_id: &str, mut rx: mpsc::UnboundedReceiver<MediaEvent>) {
         let tx = self.media_tx.clone();
         let id = call_id.to_owned();
@@ -1210,15 +1205,6 @@ impl Core {
             ));
         };
         let profiles_left = rest.to_vec();
-        let (media, rx) = self.new_media(&call_id, profile).await?;
-        let offer = match media.create_offer().await {
-            Ok(o) => o,
-            Err(e) => {
-                media.close().await;
-                return Err(AgentError::Media(e.to_string()));
-            }
-        };
-        self.forward_media_events(&call_id, rx);
         let mut from = NameAddr::new(self.aor());
         from.display = self.cfg.display_name.clone();
         from.set_param("tag", Some(&new_tag()));
@@ -1241,7 +1227,6 @@ impl Core {
             h.push(name.clone(), value.clone());
         }
         h.push("Content-Type", "application/sdp");
-        req.body = offer.into_bytes();
         let mut machine = CallMachine::new(CallDirection::Outgoing);
         let transition = machine.apply(CallInput::Dialed);
         self.calls.insert(
@@ -1249,9 +1234,9 @@ impl Core {
             CallEntry {
                 machine,
                 dialog: None,
-                invite: req.clone(),
+                invite: req,
                 invite_source: None,
-                media: Some(media),
+                media: None,
                 answer_applied: false,
                 auth_sent: false,
                 reinvite_pending: false,
@@ -1268,6 +1253,7 @@ impl Core {
                 media_deadline: None,
                 media_profile: profile,
                 profiles_left,
+                setup: None,
             },
         );
         self.emit(Event::CallsUpdated {
@@ -1280,15 +1266,8 @@ impl Core {
         });
         self.publish_transition(&call_id, transition);
         tracing::info!(call = %redact(&call_id), to = %redact(&target.aor()), "calling");
-        self.send_request(
-            Purpose::Invite {
-                call_id: call_id.clone(),
-            },
-            req,
-            self.cfg.server,
-            self.cfg.transport,
-        )
-        .await;
+        // The INVITE goes out when its offer is ready (media set-up runs beside the loop).
+        self.start_media_setup(&call_id, profile, media_setup::SetupKind::Offer, None);
         Ok(call_id)
     }
 
@@ -1357,64 +1336,32 @@ impl Core {
 
     /// Answer an incoming INVITE with our media: 200 with the SDP answer.
     async fn answer(&mut self, call_id: &str) -> Result<(), AgentError> {
-        let (invite, source, profile) = {
-            let c = self
-                .calls
-                .get(call_id)
-                .ok_or_else(|| CallError::NotFound(call_id.to_owned()))?;
-            (c.invite.clone(), c.invite_source, c.media_profile)
-        };
-        let Some((source, kind)) = source else {
+        self.start_answer(call_id, None)
+    }
+
+    /// Starts answering a ringing call: the 200 goes out when the answer SDP is ready (media
+    /// set-up runs beside the loop). Accepting a call already being answered does nothing.
+    pub(super) fn start_answer(
+        &mut self,
+        call_id: &str,
+        replacing: Option<String>,
+    ) -> Result<(), AgentError> {
+        let c = self
+            .calls
+            .get(call_id)
+            .ok_or_else(|| CallError::NotFound(call_id.to_owned()))?;
+        if c.invite_source.is_none() {
             return Err(CallError::Protocol("incoming call without source".into()).into());
-        };
-        let (media, rx) = match self.new_media(call_id, profile).await {
-            Ok(m) => m,
-            Err(e) => {
-                self.answer_incoming_with(call_id, 500, sub_code::MEDIA_FAILED)
-                    .await;
-                return Err(e);
-            }
-        };
-        let answer = match media.accept_offer(&invite.body_str()).await {
-            Ok(a) => a,
-            Err(e) => {
-                media.close().await;
-                self.answer_incoming_with(call_id, 488, sub_code::MEDIA_FAILED)
-                    .await;
-                return Err(AgentError::Media(e.to_string()));
-            }
-        };
-        self.forward_media_events(call_id, rx);
-        let local_tag = self.calls[call_id]
-            .dialog
-            .as_ref()
-            .map(|d| d.local_tag().to_owned())
-            .unwrap_or_default();
-        let mut resp = invite.response(200, None, Some(&local_tag));
-        resp.headers.push("Contact", self.contact().to_string());
-        resp.headers.push("Allow", ALLOW);
-        resp.headers.push("Supported", "replaces");
-        resp.headers.push("Content-Type", "application/sdp");
-        resp.body = answer.into_bytes();
-        if let Some(c) = self.calls.get_mut(call_id) {
-            c.media = Some(media);
         }
-        self.apply(call_id, CallInput::Accepted);
-        let bytes = Message::Response(resp.clone()).to_bytes();
-        self.send_response(resp, source, kind).await;
-        // Until the ACK: retransmit over UDP, and on any transport give up after 64*T1
-        // (RFC 3261 §13.3.1.4: the ACK is end to end and may be lost on a UDP hop beyond).
-        let now = Instant::now();
-        self.uas_2xx.insert(
-            call_id.to_owned(),
-            Retransmit {
-                bytes,
-                dest: source,
-                kind,
-                next: now + T1,
-                interval: T1,
-                deadline: now + Duration::from_secs(32),
-            },
+        if c.setup.is_some() {
+            return Ok(());
+        }
+        let (offer, profile) = (c.invite.body_str().into_owned(), c.media_profile);
+        self.start_media_setup(
+            call_id,
+            profile,
+            media_setup::SetupKind::Answer { replacing },
+            Some(offer),
         );
         Ok(())
     }
@@ -1470,6 +1417,16 @@ impl Core {
         let Some(call) = self.calls.get_mut(call_id) else {
             return;
         };
+        if call.setup.is_some() {
+            // No INVITE of ours is out (its offer is still being made): nothing to CANCEL.
+            self.apply(call_id, CallInput::HangingUp);
+            let reason = CallEndReason {
+                code: 487,
+                sub_code: sub_code::LOCAL_CANCEL,
+            };
+            self.end_call(call_id, reason).await;
+            return;
+        }
         let seen = call.provisional_seen;
         if !seen {
             call.cancel_pending = true;
@@ -1796,29 +1753,13 @@ impl Core {
     /// The far end refused our offer's media (488/606): offer the account's next media
     /// profile in a new INVITE of the same call (a new CSeq, RFC 3261 §8.1.3.5 as for a
     /// challenge). `false` if no new offer could be made; the call then ends as refused.
-    async fn retry_with_next_profile(&mut self, call_id: &str, txn: &ClientTxn) -> bool {
+    fn retry_with_next_profile(&mut self, call_id: &str, txn: &ClientTxn) -> bool {
         let Some(call) = self.calls.get_mut(call_id) else {
             return false;
         };
         let refused = call.media_profile;
         let next = call.profiles_left.remove(0);
-        let (media, rx) = match self.new_media(call_id, next).await {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "no media session for the next profile");
-                return false;
-            }
-        };
-        let offer = match media.create_offer().await {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::warn!(error = %e, "no offer for the next profile");
-                media.close().await;
-                return false;
-            }
-        };
         tracing::info!(call = %redact(call_id), %refused, %next, "media refused; offering the next profile");
-        self.forward_media_events(call_id, rx);
         let mut req = txn.request.clone();
         let seq = req.cseq().map(|c| c.seq).unwrap_or(1) + 1;
         req.headers.set("CSeq", format!("{seq} INVITE"));
@@ -1828,26 +1769,14 @@ impl Core {
         // A new challenge, if any, is answered afresh.
         req.headers.remove("Authorization");
         req.headers.remove("Proxy-Authorization");
-        req.body = offer.into_bytes();
-        let old = self.calls.get_mut(call_id).and_then(|c| {
-            c.invite = req.clone();
+        req.body.clear();
+        if let Some(c) = self.calls.get_mut(call_id) {
+            c.invite = req;
             c.auth_sent = false;
             c.provisional_seen = false;
             c.media_profile = next;
-            c.media.replace(media)
-        });
-        if let Some(old) = old {
-            old.close().await;
         }
-        self.send_request(
-            Purpose::Invite {
-                call_id: call_id.to_owned(),
-            },
-            req,
-            txn.dest,
-            txn.kind,
-        )
-        .await;
+        self.start_media_setup(call_id, next, media_setup::SetupKind::Offer, None);
         true
     }
 
@@ -1950,7 +1879,7 @@ impl Core {
             }
             if matches!(resp.status, 488 | 606) && !call.answer_applied {
                 if !call.profiles_left.is_empty() {
-                    if self.retry_with_next_profile(call_id, &txn).await {
+                    if self.retry_with_next_profile(call_id, &txn) {
                         return;
                     }
                 } else {
@@ -2360,6 +2289,7 @@ impl Core {
                 media_deadline: None,
                 media_profile: offer_profile,
                 profiles_left: Vec::new(),
+                setup: None,
             },
         );
         if let Some(old) = replaces {

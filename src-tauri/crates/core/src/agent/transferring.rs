@@ -637,19 +637,21 @@ impl Core {
             .map(|(id, _)| id.clone())
     }
 
-    /// Answer the replacing call at once and end the one it replaces.
+    /// Answer the replacing call at once; the one it replaces ends once the answer is out.
     pub(super) async fn accept_replacing(&mut self, call_id: &str, old: &str) {
-        match self.answer(call_id).await {
-            Ok(()) => {
-                tracing::info!(old = %redact(old), new = %redact(call_id), "call replaced");
-                self.emit(Event::CallReplaced {
-                    call_id: old.to_owned(),
-                    new_call_id: call_id.to_owned(),
-                });
-                self.send_bye(old, sub_code::REPLACED).await;
-            }
-            Err(e) => tracing::warn!(error = %e, "could not answer the replacing call"),
+        if let Err(e) = self.start_answer(call_id, Some(old.to_owned())) {
+            tracing::warn!(error = %e, "could not answer the replacing call");
         }
+    }
+
+    /// The replacing call is answered: say so and end the call it replaces.
+    pub(super) async fn finish_replacing(&mut self, call_id: &str, old: &str) {
+        tracing::info!(old = %redact(old), new = %redact(call_id), "call replaced");
+        self.emit(Event::CallReplaced {
+            call_id: old.to_owned(),
+            new_call_id: call_id.to_owned(),
+        });
+        self.send_bye(old, sub_code::REPLACED).await;
     }
 
     /// A call ended: a transfer under way on it fails.
