@@ -34,8 +34,10 @@ pub async fn control(ns: &Netns, command: &str, params: &str) {
 /// The tone baresip talks with.
 pub const BARESIP_HZ: f64 = 880.0;
 
-/// A baresip configuration directory: config, accounts, its voice (a stereo 48 kHz tone, as
-/// its `aufile` source wants for Opus) and where `sndfile` records what it hears.
+/// A baresip configuration directory: config, accounts, its voice (a tone at the rate of the
+/// first codec in `media`, as its `aufile` source wants) and where `sndfile` records what it
+/// hears. `outbound` is the outbound proxy (`host:port`), or `direct:host:port` for a client
+/// without one, registered to that server by address.
 pub fn baresip_dir(root: &Path, token: &str, outbound: &str, media: &str) -> PathBuf {
     // One directory per media setting, with a short name: baresip 1.0's sndfile cuts the
     // paths of its recordings at about 100 characters.
@@ -103,10 +105,18 @@ pub fn baresip_dir(root: &Path, token: &str, outbound: &str, media: &str) -> Pat
     std::fs::write(dir.join("config"), config).expect("config");
     // The token is the digest credential: user `EXPIRY:USER`, password the signature.
     let (user, signature) = token.rsplit_once(':').expect("EXPIRY:USER:SIGNATURE");
-    let account = format!(
-        "<sip:bob@hookflash.local>;auth_user={user};auth_pass={signature};\
-         outbound=\"sip:{outbound}\";regint=600;answermode=auto;{media}\n"
-    );
+    // `direct:` instead of an outbound proxy: a client set up without one, whose address of
+    // record names the server itself (a made-up domain would resolve nowhere).
+    let account = match outbound.strip_prefix("direct:") {
+        Some(server) => format!(
+            "<sip:bob@{server}>;auth_user={user};auth_pass={signature};\
+             regint=600;answermode=auto;{media}\n"
+        ),
+        None => format!(
+            "<sip:bob@hookflash.local>;auth_user={user};auth_pass={signature};\
+             outbound=\"sip:{outbound}\";regint=600;answermode=auto;{media}\n"
+        ),
+    };
     std::fs::write(dir.join("accounts"), account).expect("accounts");
     dir
 }

@@ -222,3 +222,138 @@ async fn baresip_on_plain_rtp_and_sdes_srtp_talks_holds_and_follows_transfers() 
     drop(ns);
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// The next `transferStateChanged` to a final state.
+async fn transfer_outcome(agent: &mut AgentProcess) -> serde_json::Value {
+    agent
+        .next("the transfer's outcome", |v| {
+            v["event"] == "transferStateChanged"
+                && matches!(v["state"].as_str(), Some("Transferred" | "Failed"))
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_an_outbound_proxy_follows_blind_voicemail_and_attended_transfers() {
+    let root = std::env::temp_dir().join(format!("hookflash-direct-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).expect("test dir");
+    let ns = Netns::two_hosts("direct");
+    let sb = SwitchboardProcess::start_in(&ns, HOST_A, "direct secret").await;
+    // baresip without an outbound proxy: every request goes where its URI points.
+    let direct = format!("direct:{}", sb.server);
+    let dir = baresip_dir(&root, &sb.token("bob").await, &direct, "audio_codecs=pcmu");
+    let (bob, _) = baresip(&ns, &dir, &[], "200 OK").await;
+    let mut alice = recorded_agent(&sb, "alice", 440, &root.join("alice-{call}.wav"), false).await;
+    let mut carol = recorded_agent(&sb, "carol", 660, &root.join("carol-{call}.wav"), true).await;
+
+    // Blind: baresip follows a Refer-To it can reach without a proxy.
+    let call = alice.start_call("bob").await;
+    alice.state("Connected").await;
+    alice
+        .send(json!({"command": "transfer", "callId": call, "targetParticipant": "carol"}))
+        .await;
+    let done = transfer_outcome(&mut alice).await;
+    assert_eq!(
+        done["state"], "Transferred",
+        "a client without an outbound proxy reaches the blind transfer's target: {done}"
+    );
+    let carol_call = carol.state("Connected").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    carol.hang_up(&carol_call).await;
+    let heard = wav(&root.join(format!("carol-{carol_call}.wav")));
+    assert!(
+        mostly_hears(tail(&heard, Duration::from_secs(1)), BARESIP_HZ),
+        "Carol hears the transferred baresip"
+    );
+
+    // Voicemail: the mailbox URI is reachable and survives baresip's URI handling.
+    let call = alice.start_call("bob").await;
+    alice.state("Connected").await;
+    alice
+        .send(json!({"command": "transfer", "callId": call, "targetParticipantVoicemail": "carol"}))
+        .await;
+    let done = transfer_outcome(&mut alice).await;
+    assert_eq!(
+        done["state"], "Transferred",
+        "baresip reaches Carol's voicemail without a proxy: {done}"
+    );
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    quit(bob).await;
+    let waiting = carol
+        .next("a message for Carol", |v| {
+            v["event"] == "messageWaiting" && v["newMessages"].as_u64().unwrap_or(0) >= 1
+        })
+        .await;
+    assert_eq!(
+        waiting["newMessages"], 1,
+        "one message in Carol's mailbox: {waiting}"
+    );
+
+    // Attended, with baresip as the target: Dave talks to Alice, consults baresip, and joins
+    // them; Alice's INVITE carries Replaces for Dave's call with baresip.
+    let (bob, printed) = baresip(&ns, &dir, &[], "200 OK").await;
+    let mut dave = recorded_agent(&sb, "dave", 770, &root.join("dave-{call}.wav"), false).await;
+    let mut alice_answering =
+        recorded_agent(&sb, "erin", 440, &root.join("erin-{call}.wav"), true).await;
+    let with_erin = dave.start_call("erin").await;
+    dave.state("Connected").await;
+    let consult = dave.start_call("bob").await;
+    dave.next("the consultation connects", |v| {
+        v["event"] == "callStateChanged"
+            && v["callId"] == consult.as_str()
+            && v["state"] == "Connected"
+    })
+    .await;
+    dave.send(json!({"command": "transfer", "callId": with_erin, "targetCallId": consult}))
+        .await;
+    let done = transfer_outcome(&mut dave).await;
+    assert_eq!(
+        done["state"], "Transferred",
+        "baresip answers Erin's INVITE with Replaces: {done}"
+    );
+    let accepted = alice_answering
+        .next("Erin follows the REFER", |v| {
+            v["event"] == "transferAccepted"
+        })
+        .await;
+    let to_bob = accepted["targetCall"]
+        .as_str()
+        .expect("the new call")
+        .to_owned();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let consult_end = dave
+        .next("the consultation ends", |v| {
+            v["event"] == "callStateChanged"
+                && v["callId"] == consult.as_str()
+                && v["state"] == "Disconnected"
+        })
+        .await;
+    // What baresip 1.0 does with Replaces: nothing. It answers Erin's INVITE as a second
+    // call ("answering call on line 2") and never ends the consultation it replaces; Dave,
+    // the transferor, ends it himself once the transfer succeeded (sub-code 1010), so the
+    // people end up where they should.
+    assert!(
+        printed
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("answering call on line 2")),
+        "baresip 1.0 takes the replacing INVITE as a new call beside the consultation"
+    );
+    assert_eq!(
+        consult_end["callEndReason"]["subCode"], 1010,
+        "the transferor ends the consultation after the transfer: {consult_end}"
+    );
+    alice_answering.hang_up(&to_bob).await;
+    let heard = wav(&root.join(format!("erin-{to_bob}.wav")));
+    assert!(
+        mostly_hears(tail(&heard, Duration::from_secs(2)), BARESIP_HZ),
+        "after the attended transfer Erin hears baresip"
+    );
+    quit(bob).await;
+    let _ = (&mut alice, &mut dave);
+    drop(sb);
+    drop(ns);
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -2047,8 +2047,27 @@ impl Core {
             .map(|(id, _)| id.clone())
     }
 
+    /// Whether `req` belongs to one of our dialogs, or is an INVITE that replaces one
+    /// (RFC 3891): such requests may come straight from the peer instead of through the server
+    /// (a transferee without our outbound proxy, a peer whose requests the proxy does not
+    /// record-route). Knowing a dialog's Call-ID and both tags is what authorises them (RFC
+    /// 3891 §6); a stranger's new call or out-of-dialog REFER knows none.
+    fn knows_dialog_of(&self, req: &Request) -> bool {
+        if self.find_call_by_dialog(req).is_some() {
+            return true;
+        }
+        req.method == Method::Invite
+            && req
+                .headers
+                .get("Replaces")
+                .is_some_and(|r| self.find_replaced_call(r).is_some())
+    }
+
     async fn on_request(&mut self, req: Request, source: SocketAddr, kind: TransportKind) {
-        if self.cfg.accept_only_from_server && source != self.cfg.server {
+        if self.cfg.accept_only_from_server
+            && source != self.cfg.server
+            && !self.knows_dialog_of(&req)
+        {
             tracing::warn!(%source, method = %req.method, "request not from our server refused");
             if req.method != Method::Ack && req.top_via().is_ok() && req.cseq().is_ok() {
                 self.reply(&req, 403, source, kind).await;

@@ -118,6 +118,23 @@ impl Core {
 
     // ---- transferor --------------------------------------------------------------------------
 
+    /// `uri` as a client without our outbound proxy can reach it: a URI in our domain gets
+    /// the server's address as its host when the domain is a name (the switchboard's
+    /// `hookflash.local` resolves nowhere; the server, which takes its own address as its
+    /// domain, is where the transferor reaches it too). Other URIs are left alone.
+    pub(super) fn routable(&self, mut uri: Uri) -> Uri {
+        let ours = uri.host.eq_ignore_ascii_case(&self.cfg.domain);
+        let named = self.cfg.domain.parse::<std::net::IpAddr>().is_err();
+        if ours && named {
+            uri.host = match self.cfg.server.ip() {
+                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                ip => ip.to_string(),
+            };
+            uri.port = Some(self.cfg.server.port());
+        }
+        uri
+    }
+
     pub(super) async fn transfer(
         &mut self,
         call_id: &str,
@@ -140,7 +157,7 @@ impl Core {
             .into());
         }
         let (uri, replaces, consult_call) = match &target {
-            TransferTarget::Participant(p) => (self.target_uri(p)?, None, None),
+            TransferTarget::Participant(p) => (self.routable(self.target_uri(p)?), None, None),
             TransferTarget::Voicemail(owner) => {
                 let owner_uri = self.target_uri(owner)?;
                 let uri = voicemail_uri(
@@ -149,7 +166,7 @@ impl Core {
                     self.cfg.voicemail_pattern.as_deref(),
                 )
                 .ok_or_else(|| AgentError::InvalidTarget(owner.clone()))?;
-                (uri, None, None)
+                (self.routable(uri), None, None)
             }
             TransferTarget::Call(other) => {
                 if other == call_id {
@@ -166,7 +183,14 @@ impl Core {
                     from_tag: d.local_tag().to_owned(),
                     early_only: false,
                 };
-                (d.remote_target.clone(), Some(replaces), Some(other.clone()))
+                // The target's address of record, not its contact: the transferee's INVITE
+                // then reaches it through the server, as every other call does, whether the
+                // transferee has an outbound proxy or not (a contact behind the server may
+                // not be reachable, nor take requests from strangers).
+                let mut target = d.remote.uri.clone();
+                target.params.clear();
+                target.headers.clear();
+                (self.routable(target), Some(replaces), Some(other.clone()))
             }
         };
         let refer_uri = refer_to(
