@@ -98,7 +98,7 @@ async fn main() {
         let media = ["--media", profile, "--mic", "tone:440"];
         // Hookflash to Hookflash.
         let mut alice = sb.agent("alice", &media).await;
-        let mut bob = sb
+        let bob = sb
             .agent("bob", &[&media[..], &["--auto-answer"]].concat())
             .await;
         let idle = cpu_over(&[pid(&alice), pid(&bob)], 3).await;
@@ -117,7 +117,7 @@ async fn main() {
             busy[0] - idle[0],
             busy[1] - idle[1],
         );
-        bob.stop().await;
+        bob.sign_out().await;
 
         // Hookflash to baresip, same switchboard, same addresses.
         let dir = baresip_dir(&root, &sb.token("bob").await, &sb.server, baresip_media);
@@ -140,8 +140,12 @@ async fn main() {
             busy[1] - idle[1],
         );
         quit(peer).await;
-        alice.stop().await;
-        for f in std::fs::read_dir(dir.join("heard")).into_iter().flatten().flatten() {
+        alice.sign_out().await;
+        for f in std::fs::read_dir(dir.join("heard"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let _ = std::fs::remove_file(f.path());
         }
     }

@@ -231,3 +231,52 @@ pub async fn quit(mut child: tokio::process::Child) {
         let _ = child.kill().await;
     }
 }
+
+/// An agent of `sb`'s whose microphone is a `hz` tone and whose speaker is recorded to `wav`
+/// (with `{call}` for the call id); it answers calls itself when `auto_answer`.
+pub async fn recorded_agent(
+    sb: &crate::process::SwitchboardProcess,
+    user: &str,
+    hz: u32,
+    wav: &Path,
+    auto_answer: bool,
+) -> crate::process::AgentProcess {
+    let mic = format!("tone:{hz}");
+    let speaker = format!("wav:{}", wav.display());
+    let mut args = vec!["--mic", mic.as_str(), "--speaker", speaker.as_str()];
+    if auto_answer {
+        args.push("--auto-answer");
+    }
+    sb.agent(user, &args).await
+}
+
+/// The middle half of a recording (away from the ring-in and the hang-up).
+pub fn middle(samples: &[i16]) -> &[i16] {
+    let n = samples.len();
+    &samples[n / 4..n * 3 / 4]
+}
+
+/// The DTMF keys baresip says it decoded, in order: it prints each RFC 4733 event,
+/// "received event: '1' (end=1)".
+pub fn keys_decoded(printed: &Output) -> String {
+    printed
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|l| l.split('\r'))
+        .filter_map(|l| l.split("received event: '").nth(1))
+        .filter(|rest| rest.contains("(end=1)"))
+        .filter_map(|rest| rest.chars().next())
+        .collect()
+}
+
+/// Removes what baresip recorded so far, so that the next call's recording is the newest.
+pub fn clear_recordings(dir: &Path) {
+    for f in std::fs::read_dir(dir.join("heard"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let _ = std::fs::remove_file(f.path());
+    }
+}

@@ -14,36 +14,16 @@
 
 use std::time::Duration;
 
-use hookflash_tests::baresip::{baresip, baresip_dir, baresip_heard, control, wav, BARESIP_HZ};
+use hookflash_tests::baresip::{
+    baresip, baresip_dir, baresip_heard, clear_recordings, control, keys_decoded, middle,
+    recorded_agent, wav, BARESIP_HZ,
+};
 use hookflash_tests::netns::{Netns, HOST_A};
 use hookflash_tests::process::SwitchboardProcess;
 use hookflash_tests::{hears, mostly_hears, tail};
 use serde_json::json;
 
 const HOOKFLASH_HZ: f64 = 440.0;
-
-/// An agent whose microphone is a `hz` tone and whose speaker is recorded to `wav` (with
-/// `{call}` for the call id); it answers calls itself when `auto_answer`.
-async fn recorded_agent(
-    sb: &SwitchboardProcess,
-    user: &str,
-    hz: u32,
-    wav: &std::path::Path,
-    auto_answer: bool,
-) -> hookflash_tests::process::AgentProcess {
-    let mic = format!("tone:{hz}");
-    let speaker = format!("wav:{}", wav.display());
-    let mut args = vec!["--mic", mic.as_str(), "--speaker", speaker.as_str()];
-    if auto_answer {
-        args.push("--auto-answer");
-    }
-    sb.agent(user, &args).await
-}
-
-fn middle(samples: &[i16]) -> &[i16] {
-    let n = samples.len();
-    &samples[n / 4..n * 3 / 4]
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baresip_and_hookflash_call_hold_send_dtmf_and_transfer() {
@@ -87,16 +67,7 @@ async fn baresip_and_hookflash_call_hold_send_dtmf_and_transfer() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     alice.hang_up(&call).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    // baresip prints each RFC 4733 event it decodes: "received event: '1' (end=1)".
-    let keys: String = printed
-        .lock()
-        .unwrap()
-        .iter()
-        .flat_map(|l| l.split('\r'))
-        .filter_map(|l| l.split("received event: '").nth(1))
-        .filter(|rest| rest.contains("(end=1)"))
-        .filter_map(|rest| rest.chars().next())
-        .collect();
+    let keys = keys_decoded(&printed);
     assert_eq!(
         keys, "159",
         "baresip decoded our DTMF keys once each, in order"
@@ -183,9 +154,7 @@ async fn baresip_and_hookflash_call_hold_send_dtmf_and_transfer() {
     carol.sign_out().await;
     alice.sign_out().await;
     let _ = registered.kill().await;
-    for f in std::fs::read_dir(dir.join("heard")).expect("dir").flatten() {
-        let _ = std::fs::remove_file(f.path());
-    }
+    clear_recordings(&dir);
 
     // baresip calls Hookflash (which answers automatically): we answer baresip's offer.
     let mut alice =

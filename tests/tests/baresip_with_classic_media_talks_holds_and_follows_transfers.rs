@@ -11,7 +11,10 @@
 
 use std::time::Duration;
 
-use hookflash_tests::baresip::{baresip, baresip_dir, baresip_heard, quit, wav, BARESIP_HZ};
+use hookflash_tests::baresip::{
+    baresip, baresip_dir, baresip_heard, clear_recordings, keys_decoded, middle, quit,
+    recorded_agent, wav, BARESIP_HZ,
+};
 use hookflash_tests::netns::{Netns, HOST_A};
 use hookflash_tests::process::{AgentProcess, SwitchboardProcess};
 use hookflash_tests::{hears, mostly_hears, tail};
@@ -19,46 +22,6 @@ use serde_json::json;
 
 const HOOKFLASH_HZ: f64 = 440.0;
 const CAROL_HZ: f64 = 660.0;
-
-async fn recorded_agent(
-    sb: &SwitchboardProcess,
-    user: &str,
-    hz: u32,
-    wav: &std::path::Path,
-    auto_answer: bool,
-) -> AgentProcess {
-    let mic = format!("tone:{hz}");
-    let speaker = format!("wav:{}", wav.display());
-    let mut args = vec!["--mic", mic.as_str(), "--speaker", speaker.as_str()];
-    if auto_answer {
-        args.push("--auto-answer");
-    }
-    sb.agent(user, &args).await
-}
-
-fn middle(samples: &[i16]) -> &[i16] {
-    let n = samples.len();
-    &samples[n / 4..n * 3 / 4]
-}
-
-fn clear_recordings(dir: &std::path::Path) {
-    for f in std::fs::read_dir(dir.join("heard")).expect("dir").flatten() {
-        let _ = std::fs::remove_file(f.path());
-    }
-}
-
-/// The keys baresip says it decoded ("received event: '1' (end=1)").
-fn keys_decoded(printed: &hookflash_tests::baresip::Output) -> String {
-    printed
-        .lock()
-        .unwrap()
-        .iter()
-        .flat_map(|l| l.split('\r'))
-        .filter_map(|l| l.split("received event: '").nth(1))
-        .filter(|rest| rest.contains("(end=1)"))
-        .filter_map(|rest| rest.chars().next())
-        .collect()
-}
 
 async fn talks_holds_and_follows_a_transfer(
     ns: &Netns,

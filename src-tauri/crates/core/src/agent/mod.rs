@@ -1750,6 +1750,18 @@ impl Core {
         ack
     }
 
+    /// Our INVITE again, as a new transaction of the same call (after a challenge, or with
+    /// another offer): the next CSeq and a new branch (RFC 3261 §8.1.3.5, §22.2).
+    fn invite_again(&self, invite: &Request) -> Request {
+        let mut req = invite.clone();
+        let seq = req.cseq().map(|c| c.seq).unwrap_or(1) + 1;
+        req.headers.set("CSeq", format!("{seq} INVITE"));
+        let mut via = self.via();
+        via.set_param("branch", Some(&new_branch()));
+        req.headers.set("Via", via.to_string());
+        req
+    }
+
     /// The far end refused our offer's media (488/606): offer the account's next media
     /// profile in a new INVITE of the same call (a new CSeq, RFC 3261 §8.1.3.5 as for a
     /// challenge). `false` if no new offer could be made; the call then ends as refused.
@@ -1760,12 +1772,7 @@ impl Core {
         let refused = call.media_profile;
         let next = call.profiles_left.remove(0);
         tracing::info!(call = %redact(call_id), %refused, %next, "media refused; offering the next profile");
-        let mut req = txn.request.clone();
-        let seq = req.cseq().map(|c| c.seq).unwrap_or(1) + 1;
-        req.headers.set("CSeq", format!("{seq} INVITE"));
-        let mut via = self.via();
-        via.set_param("branch", Some(&new_branch()));
-        req.headers.set("Via", via.to_string());
+        let mut req = self.invite_again(&txn.request);
         // A new challenge, if any, is answered afresh.
         req.headers.remove("Authorization");
         req.headers.remove("Proxy-Authorization");
@@ -1853,12 +1860,7 @@ impl Core {
             }
             if matches!(resp.status, 401 | 407) && !call.auth_sent {
                 if let Some((ch, proxy)) = challenge_of(&resp) {
-                    let mut req = txn.request.clone();
-                    let seq = req.cseq().map(|c| c.seq).unwrap_or(1) + 1;
-                    req.headers.set("CSeq", format!("{seq} INVITE"));
-                    let mut via = self.via();
-                    via.set_param("branch", Some(&new_branch()));
-                    req.headers.set("Via", via.to_string());
+                    let mut req = self.invite_again(&txn.request);
                     let value = self.authorization(&Method::Invite, &req.uri, &ch);
                     req.headers.push(authorization_header(proxy), value);
                     if let Some(c) = self.calls.get_mut(call_id) {
