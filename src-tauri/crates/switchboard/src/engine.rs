@@ -26,7 +26,7 @@ use crate::nonce::{NonceCheck, NonceKey};
 use crate::registrar::{Binding, Registrar};
 use crate::routing::{
     best_response, branch_prefix, clamp_expires, classify, loop_hash, number_candidates, resolve,
-    via_destination, Destination, Flow, Local, DEFAULT_EXPIRES, SIP_PORT,
+    via_destination, Destination, DialogMarks, Flow, Local, DEFAULT_EXPIRES, SIP_PORT,
 };
 use crate::rules::{ForwardTarget, Rules};
 use crate::users::{UserStore, VOICEMAIL_USER};
@@ -308,6 +308,8 @@ pub struct Engine {
     local: Local,
     secret: String,
     nonces: NonceKey,
+    /// Marks our Record-Routes, so that only routes we made are followed.
+    marks: DialogMarks,
     users: Arc<UserStore>,
     registrar: Registrar,
     token_users: HashSet<String>,
@@ -357,6 +359,7 @@ impl Engine {
             local,
             secret: secret.to_owned(),
             nonces: NonceKey::new(secret),
+            marks: DialogMarks::new(secret),
             users,
             registrar: Registrar::default(),
             token_users: HashSet::new(),
@@ -928,6 +931,22 @@ impl Engine {
         popped
     }
 
+    /// Whether `popped` (the last Route entry of ours the request carried) is a Record-Route
+    /// we made for the request's dialog.
+    fn route_is_ours(&self, req: &Request, popped: Option<&Uri>) -> bool {
+        let Some(route) = popped else {
+            return false;
+        };
+        let call_id = req.call_id().unwrap_or_default();
+        let tag = |h: Result<NameAddr, _>| h.ok().and_then(|a| a.tag().map(str::to_owned));
+        let tags: Vec<String> = [tag(req.from()), tag(req.to())]
+            .into_iter()
+            .flatten()
+            .collect();
+        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+        self.marks.verify(route, call_id, &tags)
+    }
+
     fn is_known_user(&self, user: &str) -> bool {
         self.token_users.contains(user) || self.users.exists(user)
     }
@@ -1007,6 +1026,17 @@ impl Engine {
         }
         if !in_dialog && no_route && classify(&req.uri, &self.local) == Destination::Local {
             return self.answer_locally(key, &req, now);
+        }
+        // No open doors: a request in a dialog is forwarded only along a route we made for
+        // that dialog (our Record-Route, marked); a request outside one only to our users,
+        // never along a Route someone preloaded (there are no trunks to allow one to).
+        if in_dialog && !self.route_is_ours(&req, popped.as_ref()) {
+            warn!(method = %req.method, "in-dialog request without our route refused");
+            return self.reply(key, 403, Some("Relaying Denied"), vec![], now);
+        }
+        if !in_dialog && !no_route {
+            warn!(method = %req.method, "request with a preloaded route refused");
+            return self.reply(key, 403, Some("Relaying Denied"), vec![], now);
         }
         if max_forwards == 0 {
             return self.reply(key, 483, None, vec![], now);
@@ -1107,6 +1137,14 @@ impl Engine {
                 && v.parse::<DigestResponse>().is_ok_and(|d| d.realm == realm))
         });
         let invite = req.method == Method::Invite;
+        let mark = self.marks.mark(
+            req.call_id().unwrap_or_default(),
+            req.from()
+                .ok()
+                .and_then(|f| f.tag().map(str::to_owned))
+                .as_deref()
+                .unwrap_or_default(),
+        );
         for (i, (uri, flow)) in targets.into_iter().enumerate() {
             let mut r = req.clone();
             r.uri = uri;
@@ -1114,16 +1152,18 @@ impl Engine {
                 if src.transport == flow.transport {
                     r.headers.push_front(
                         "Record-Route",
-                        self.local.record_route(flow.transport, false),
+                        self.local.record_route(flow.transport, false, &mark),
                     );
                 } else {
                     // RFC 5658 double Record-Route: one entry per leg, the top one faces the
                     // callee, so each side reaches us on its own transport.
-                    r.headers
-                        .push_front("Record-Route", self.local.record_route(src.transport, true));
                     r.headers.push_front(
                         "Record-Route",
-                        self.local.record_route(flow.transport, true),
+                        self.local.record_route(src.transport, true, &mark),
+                    );
+                    r.headers.push_front(
+                        "Record-Route",
+                        self.local.record_route(flow.transport, true, &mark),
                     );
                 }
             }
@@ -2351,6 +2391,130 @@ From: <sip:bob@hookflash.local>;tag=1\r\nTo: <sip:bob@hookflash.local>\r\nCall-I
             [408],
             "the 408 is retransmitted over UDP until ACKed"
         );
+    }
+
+    /// A request as a stranger sends it: `headers` after the mandatory ones, no credentials.
+    fn stranger(method: &str, ruri: &str, headers: &str, branch: &str) -> String {
+        format!(
+            "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:6666;branch=z9hG4bK{branch}\r\n\
+From: <sip:mallory@evil.example>;tag=m1\r\nTo: <{ruri}>;tag=t1\r\nCall-ID: relay-{branch}\r\n\
+CSeq: 1 {method}\r\nMax-Forwards: 70\r\n{headers}Content-Length: 0\r\n\r\n"
+        )
+    }
+
+    #[test]
+    fn strangers_cannot_relay_anything_through_the_switchboard() {
+        let mut rig = Rig::new();
+        let out = rig.authed(
+            "bob",
+            4002,
+            "REGISTER",
+            "sip:hookflash.local",
+            "Authorization",
+            "",
+        );
+        assert_eq!(statuses(&out), [200], "bob registers");
+        let attacker = flow(6666);
+        // To-tagged ("in a dialog"), routed through us, aimed anywhere: nothing is relayed,
+        // whether the Route is bare, carries a forged mark, or the target is a registered user.
+        let routes = [
+            "Route: <sip:127.0.0.1:5070;lr>\r\n",
+            "Route: <sip:127.0.0.1:5070;transport=udp;lr;hf=00112233445566778899>\r\n",
+            "",
+        ];
+        for (i, route) in routes.iter().enumerate() {
+            for method in ["INVITE", "MESSAGE", "OPTIONS", "BYE", "REFER", "NOTIFY"] {
+                for ruri in [
+                    "sip:victim@192.0.2.9:5060",
+                    "sip:bob@hookflash.local",
+                    "sip:bob@127.0.0.1:4002",
+                ] {
+                    let out = rig.input(
+                        &stranger(method, ruri, route, &format!("{i}{method}{}", ruri.len())),
+                        attacker,
+                    );
+                    assert!(
+                        requests(&out).is_empty(),
+                        "a stranger's {method} to {ruri} with {route:?} is not relayed: {out:?}"
+                    );
+                    assert_eq!(
+                        statuses(&out).last(),
+                        Some(&403),
+                        "and is refused: {method} {ruri} {route:?}"
+                    );
+                }
+            }
+        }
+        // Nor is a Route preloaded on a new request followed (there are no trunks to allow
+        // one to): refused before any credentials are asked for.
+        let preloaded = "INVITE sip:bob@hookflash.local SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:4000;branch=z9hG4bKpre\r\nFrom: <sip:alice@hookflash.local>;tag=a\r\n\
+To: <sip:bob@hookflash.local>\r\nCall-ID: pre\r\nCSeq: 1 INVITE\r\n\
+Route: <sip:192.0.2.9:5060;lr>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+        let out = rig.input(preloaded, flow(4000));
+        assert!(
+            requests(&out).is_empty(),
+            "a preloaded route is not followed: {out:?}"
+        );
+        assert_eq!(statuses(&out).last(), Some(&403), "it is refused");
+    }
+
+    #[test]
+    fn in_dialog_requests_follow_the_route_we_marked() {
+        let mut rig = Rig::new();
+        rig.authed(
+            "bob",
+            4002,
+            "REGISTER",
+            "sip:hookflash.local",
+            "Authorization",
+            "",
+        );
+        let out = rig.authed(
+            "alice",
+            4000,
+            "INVITE",
+            "sip:bob@hookflash.local",
+            "Proxy-Authorization",
+            "",
+        );
+        let Some(Message::Request(inv)) = out
+            .iter()
+            .map(|t| &t.message)
+            .find(|m| matches!(m, Message::Request(_)))
+        else {
+            panic!("the INVITE is forwarded: {out:?}");
+        };
+        let record_route = inv
+            .headers
+            .get("Record-Route")
+            .expect("we record-route")
+            .to_owned();
+        assert!(
+            record_route.contains(";hf="),
+            "our Record-Route carries the dialog's mark: {record_route}"
+        );
+        let bye = |route: &str, branch: &str| {
+            format!(
+                "BYE sip:bob@127.0.0.1:4002 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:4000;branch=z9hG4bK{branch}\r\n\
+From: <sip:alice@hookflash.local>;tag=f4000\r\nTo: <sip:bob@hookflash.local>;tag=bobtag\r\n\
+Call-ID: c4000INVITE\r\nCSeq: 3 BYE\r\nRoute: {route}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            )
+        };
+        let out = rig.input(&bye(&record_route, "bye1"), flow(4000));
+        assert_eq!(
+            requests(&out),
+            [(Method::Bye, flow(4002))],
+            "a BYE along our marked route reaches bob"
+        );
+        // The same mark on another dialog is worth nothing.
+        let forged = bye(&record_route, "bye2").replace("Call-ID: c4000INVITE", "Call-ID: another");
+        let out = rig.input(&forged, flow(4000));
+        assert!(
+            requests(&out).is_empty(),
+            "a mark is only good for its own dialog"
+        );
+        assert_eq!(statuses(&out), [403]);
     }
 
     #[test]

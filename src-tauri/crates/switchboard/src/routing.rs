@@ -109,13 +109,19 @@ impl Local {
     }
 
     /// A Record-Route value for the leg on `transport` (`r2` marks double record-routing).
-    pub fn record_route(&self, transport: TransportKind, double: bool) -> String {
+    ///
+    /// `mark` ([`DialogMarks::mark`]) is carried as the `hf` parameter: requests in the dialog
+    /// bring it back in their Route, which is how the proxy knows the route is one it made.
+    pub fn record_route(&self, transport: TransportKind, double: bool, mark: &str) -> String {
         let t = match transport {
             TransportKind::Udp => "udp",
             TransportKind::Tcp => "tcp",
         };
         let r2 = if double { ";r2=on" } else { "" };
-        format!("<sip:{};transport={t};lr{r2}>", self.host_port())
+        format!(
+            "<sip:{};transport={t};lr{r2};{DIALOG_MARK}={mark}>",
+            self.host_port()
+        )
     }
 
     /// Our Via for a request leaving on `transport` with `branch`.
@@ -125,6 +131,54 @@ impl Local {
             transport.as_str(),
             self.host_port()
         )
+    }
+}
+
+/// The Record-Route parameter that carries a dialog's mark.
+pub const DIALOG_MARK: &str = "hf";
+
+/// Marks the dialogs the switchboard record-routes, so that it forwards in-dialog requests
+/// only along routes it made: the mark is an HMAC (under a key derived from the switchboard's
+/// secret, so marks survive a restart) of the dialog's Call-ID and its creator's tag. A
+/// stranger cannot make one for a dialog it is not in; a request in a dialog carries the
+/// creator's tag in From or in To, whichever way it goes.
+#[derive(Clone)]
+pub struct DialogMarks {
+    key: [u8; 20],
+}
+
+impl std::fmt::Debug for DialogMarks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DialogMarks(<redacted>)")
+    }
+}
+
+impl DialogMarks {
+    /// The marks of a switchboard with this secret.
+    pub fn new(secret: &str) -> DialogMarks {
+        DialogMarks {
+            key: hookflash_core::auth::hmac_sha1(
+                secret.as_bytes(),
+                b"hookflash-switchboard record-route key v1",
+            ),
+        }
+    }
+
+    /// The mark of the dialog with `call_id` created by the party whose tag is `tag`.
+    pub fn mark(&self, call_id: &str, tag: &str) -> String {
+        let data = format!("{call_id}\n{tag}");
+        hex::encode(&hookflash_core::auth::hmac_sha1(&self.key, data.as_bytes())[..10])
+    }
+
+    /// Whether `route` (one of our Record-Route entries, as a request brings it back) carries
+    /// the mark of the dialog with `call_id` and one of `tags`.
+    pub fn verify(&self, route: &Uri, call_id: &str, tags: &[&str]) -> bool {
+        let Some(Some(presented)) = route.param(DIALOG_MARK) else {
+            return false;
+        };
+        tags.iter().any(|tag| {
+            hookflash_core::auth::ct_eq(self.mark(call_id, tag).as_bytes(), presented.as_bytes())
+        })
     }
 }
 
