@@ -42,6 +42,9 @@ pub struct Config {
     pub http_port: Option<u16>,
     /// The longest voicemail message: the voicemail hangs up after this much recording.
     pub voicemail_max: Duration,
+    /// Limits on the SIP TCP connections clients open: how many at once, how long one may sit
+    /// idle, how long a message may take to arrive.
+    pub tcp_limits: hookflash_core::sip::StreamLimits,
 }
 
 impl Config {
@@ -62,6 +65,7 @@ impl Config {
             data_dir: None,
             http_port: Some(0),
             voicemail_max: DEFAULT_VOICEMAIL_MAX,
+            tcp_limits: hookflash_core::sip::StreamLimits::default(),
         }
     }
 }
@@ -79,6 +83,8 @@ impl Config {
 /// data_dir = "/var/lib/hookflash/data"
 /// http_port = 8080
 /// voicemail_max = "2m"
+/// tcp_max_connections = 1024
+/// tcp_idle_timeout = "3m"
 /// ```
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -101,6 +107,10 @@ pub struct FileConfig {
     pub http_port: Option<u16>,
     /// See [`Config::voicemail_max`], as a humane duration (`2m`).
     pub voicemail_max: Option<String>,
+    /// See [`Config::tcp_limits`]: the most SIP TCP connections open at once.
+    pub tcp_max_connections: Option<usize>,
+    /// See [`Config::tcp_limits`]: how long a SIP TCP connection may sit idle (`3m`).
+    pub tcp_idle_timeout: Option<String>,
 }
 
 impl FileConfig {

@@ -357,9 +357,10 @@ impl Switchboard {
         });
         let (data_dir, temporary) = make_data_dir(&config)?;
         let temp_dir = temporary.then(|| data_dir.clone());
-        let (transport, events) = Transport::bind(config.bind, config.port, true)
-            .await
-            .map_err(SwitchboardError::Bind)?;
+        let (transport, events) =
+            Transport::bind_with(config.bind, config.port, true, config.tcp_limits)
+                .await
+                .map_err(SwitchboardError::Bind)?;
         let port = transport.local_udp().port();
         let advertised = server::advertised_ip(config.bind);
         let local = routing::Local::new(&config.domain, config.bind, advertised, port);

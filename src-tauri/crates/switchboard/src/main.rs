@@ -80,6 +80,12 @@ enum Command {
         /// The longest voicemail message (2m, 90s) [default: 2m].
         #[arg(long, value_name = "DURATION")]
         voicemail_max: Option<String>,
+        /// The most SIP TCP connections open at once; more are closed [default: 1024].
+        #[arg(long, value_name = "N")]
+        tcp_max_connections: Option<usize>,
+        /// Close a SIP TCP connection idle this long (clients ping to stay) [default: 3m].
+        #[arg(long, value_name = "DURATION")]
+        tcp_idle_timeout: Option<String>,
     },
     /// Print a token for USER on stdout.
     Token {
@@ -245,6 +251,8 @@ fn run(cli: Cli) -> Result<ExitCode, SwitchboardError> {
             data_dir,
             http_port,
             voicemail_max,
+            tcp_max_connections,
+            tcp_idle_timeout,
         } => {
             let timeout = match no_answer_timeout.or_else(|| s.file.no_answer_timeout.clone()) {
                 Some(t) => parse_duration(&t)?,
@@ -254,6 +262,13 @@ fn run(cli: Cli) -> Result<ExitCode, SwitchboardError> {
                 Some(t) => parse_duration(&t)?,
                 None => hookflash_switchboard::config::DEFAULT_VOICEMAIL_MAX,
             };
+            let mut tcp_limits = hookflash_core::sip::StreamLimits::default();
+            if let Some(n) = tcp_max_connections.or(s.file.tcp_max_connections) {
+                tcp_limits.max_connections = n;
+            }
+            if let Some(t) = tcp_idle_timeout.or_else(|| s.file.tcp_idle_timeout.clone()) {
+                tcp_limits.idle_timeout = parse_duration(&t)?;
+            }
             let config = Config {
                 bind: bind
                     .or(s.file.bind)
@@ -266,6 +281,7 @@ fn run(cli: Cli) -> Result<ExitCode, SwitchboardError> {
                 data_dir: data_dir.or_else(|| s.file.data_dir.clone()),
                 http_port: http_port.or(s.file.http_port),
                 voicemail_max,
+                tcp_limits,
             };
             serve(config)
         }

@@ -12,7 +12,7 @@ pub use message::{
     next_stream_frame, reason_phrase, split_top_level_commas, CSeq, Headers, Message, Method,
     Request, Response, StreamFrame, Via, MAX_MESSAGE_SIZE,
 };
-pub use transport::{Transport, TransportEvent, TransportKind};
+pub use transport::{StreamLimits, Transport, TransportEvent, TransportKind};
 pub use uri::{escape_uri_header, split_host_port, unescape, NameAddr, Uri};
 
 use rand::Rng;

@@ -8,7 +8,9 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -78,6 +80,33 @@ pub enum TransportEvent {
     },
 }
 
+/// Limits on the TCP connections a transport *accepts* (the ones it opens are its own): so that
+/// idle or half-sent connections cannot hold its descriptors for as long as someone likes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLimits {
+    /// The most accepted connections open at once; more are closed as they arrive.
+    pub max_connections: usize,
+    /// An accepted connection that sends nothing for this long is closed. Clients keep
+    /// theirs open with CRLF pings (RFC 5626 §4.4.1 suggests every 95-120 s; ours every 25 s).
+    pub idle_timeout: Duration,
+    /// A message must be complete this long after its first byte arrived.
+    pub message_timeout: Duration,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        StreamLimits {
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(180),
+            message_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How long an accept loop waits after a failed `accept` (out of descriptors, say), at first
+/// and at most: it keeps listening, it only stops spinning.
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+
 struct Inner {
     /// Taken out on shutdown so that the port is released even while clones live on.
     udp: Mutex<Option<Arc<UdpSocket>>>,
@@ -86,6 +115,20 @@ struct Inner {
     conns: Mutex<HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>>>,
     events: mpsc::UnboundedSender<TransportEvent>,
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    limits: StreamLimits,
+    /// Accepted connections open now.
+    accepted: AtomicUsize,
+}
+
+/// Counts an accepted connection while it lives.
+struct AcceptedSlot(std::sync::Weak<Inner>);
+
+impl Drop for AcceptedSlot {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.upgrade() {
+            inner.accepted.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
 }
 
 impl Inner {
@@ -122,11 +165,22 @@ pub struct Transport {
 }
 
 impl Transport {
-    /// Bind UDP on `ip:port` (0 picks a port) and, with `tcp`, a TCP listener on the same port.
+    /// Bind UDP on `ip:port` (0 picks a port) and, with `tcp`, a TCP listener on the same port
+    /// with the default [`StreamLimits`].
     pub async fn bind(
         ip: IpAddr,
         port: u16,
         tcp: bool,
+    ) -> io::Result<(Transport, mpsc::UnboundedReceiver<TransportEvent>)> {
+        Self::bind_with(ip, port, tcp, StreamLimits::default()).await
+    }
+
+    /// [`bind`](Self::bind) with limits on the TCP connections it accepts.
+    pub async fn bind_with(
+        ip: IpAddr,
+        port: u16,
+        tcp: bool,
+        limits: StreamLimits,
     ) -> io::Result<(Transport, mpsc::UnboundedReceiver<TransportEvent>)> {
         let (udp, listener) = bind_pair(ip, port, tcp).await?;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -138,6 +192,8 @@ impl Transport {
             conns: Mutex::new(HashMap::new()),
             events: tx,
             tasks: Mutex::new(Vec::new()),
+            limits,
+            accepted: AtomicUsize::new(0),
         });
         let t = Transport { inner };
         let h = tokio::spawn(udp_reader(udp, t.inner.events.clone()));
@@ -145,13 +201,36 @@ impl Transport {
         if let Some(listener) = listener {
             let weak = Arc::downgrade(&t.inner);
             let h = tokio::spawn(async move {
+                let mut backoff = ACCEPT_BACKOFF.0;
+                let mut refused = 0u64;
                 loop {
-                    let Ok((stream, peer)) = listener.accept().await else {
-                        break;
+                    let (stream, peer) = match listener.accept().await {
+                        Ok(accepted) => accepted,
+                        Err(e) => {
+                            // Out of descriptors, a connection reset before accept...: keep
+                            // listening, after a pause so as not to spin.
+                            tracing::warn!(error = %e, ?backoff, "TCP accept failed; listening on");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
+                            continue;
+                        }
                     };
+                    backoff = ACCEPT_BACKOFF.0;
                     let Some(inner) = weak.upgrade() else { break };
+                    let open = inner.accepted.fetch_add(1, Ordering::SeqCst);
+                    if open >= inner.limits.max_connections {
+                        inner.accepted.fetch_sub(1, Ordering::SeqCst);
+                        refused += 1;
+                        if refused.is_power_of_two() {
+                            tracing::warn!(%peer, refused, max = inner.limits.max_connections,
+                                "TCP connection refused: too many open");
+                        }
+                        drop(stream);
+                        continue;
+                    }
+                    let slot = AcceptedSlot(Arc::downgrade(&inner));
                     let _ = stream.set_nodelay(true);
-                    Transport { inner }.adopt(stream, peer);
+                    Transport { inner }.adopt(stream, peer, Some(slot));
                 }
             });
             t.inner.track(h.abort_handle());
@@ -236,7 +315,7 @@ impl Transport {
                             io::Error::new(io::ErrorKind::TimedOut, "TCP connect timed out")
                         })??;
                         let _ = stream.set_nodelay(true);
-                        self.adopt(stream, dest)
+                        self.adopt(stream, dest, None)
                     }
                 };
                 tx.send(bytes)
@@ -246,7 +325,14 @@ impl Transport {
     }
 
     /// Register a connected stream: a writer task fed by a channel and a framing reader task.
-    fn adopt(&self, stream: TcpStream, peer: SocketAddr) -> mpsc::UnboundedSender<Vec<u8>> {
+    /// An accepted stream (`slot`) is held to the [`StreamLimits`]: closed when idle too long
+    /// or when a message takes too long to arrive.
+    fn adopt(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        slot: Option<AcceptedSlot>,
+    ) -> mpsc::UnboundedSender<Vec<u8>> {
         let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
         self.conns().insert(peer, tx.clone());
         let (mut rd, mut wr) = stream.into_split();
@@ -260,11 +346,31 @@ impl Transport {
         });
         let weak = Arc::downgrade(&self.inner);
         let pong = tx.clone();
+        let limits = slot.as_ref().map(|_| self.inner.limits);
         let r = tokio::spawn(async move {
+            let _slot = slot;
             let mut buf = Vec::with_capacity(8192);
             let mut chunk = vec![0u8; 16384];
+            // When the message being received started (its first byte), for the timeout.
+            let mut started: Option<tokio::time::Instant> = None;
             'read: loop {
-                let n = match rd.read(&mut chunk).await {
+                let read = match limits {
+                    None => rd.read(&mut chunk).await,
+                    Some(l) => {
+                        let deadline = match started {
+                            Some(at) => at + l.message_timeout,
+                            None => tokio::time::Instant::now() + l.idle_timeout,
+                        };
+                        match tokio::time::timeout_at(deadline, rd.read(&mut chunk)).await {
+                            Ok(read) => read,
+                            Err(_) => {
+                                tracing::debug!(%peer, partial = started.is_some(), "TCP connection timed out");
+                                break;
+                            }
+                        }
+                    }
+                };
+                let n = match read {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
@@ -274,9 +380,17 @@ impl Transport {
                         break 'read;
                     };
                     match next_stream_frame(&buf) {
-                        StreamFrame::Incomplete => break,
+                        StreamFrame::Incomplete => {
+                            if buf.is_empty() {
+                                started = None;
+                            } else {
+                                started.get_or_insert_with(tokio::time::Instant::now);
+                            }
+                            break;
+                        }
                         StreamFrame::KeepAlive { len, ping } => {
                             buf.drain(..len);
+                            started = None;
                             if ping {
                                 let _ = pong.send(b"\r\n".to_vec());
                             }
@@ -295,6 +409,7 @@ impl Transport {
                                 },
                             };
                             buf.drain(..len);
+                            started = None;
                             let _ = inner.events.send(event);
                         }
                         StreamFrame::Invalid(error) => {
@@ -354,7 +469,12 @@ async fn udp_reader(sock: Arc<UdpSocket>, events: mpsc::UnboundedSender<Transpor
             Ok(r) => r,
             // ICMP port unreachable surfaces as ConnectionReset on some platforms: keep reading.
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => continue,
-            Err(_) => break,
+            // Anything else (out of buffers, say) passes: log, pause, keep reading.
+            Err(e) => {
+                tracing::warn!(error = %e, "UDP receive failed; reading on");
+                tokio::time::sleep(ACCEPT_BACKOFF.0).await;
+                continue;
+            }
         };
         let data = &buf[..n];
         if data.iter().all(|b| *b == b'\r' || *b == b'\n') {
