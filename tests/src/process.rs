@@ -94,6 +94,12 @@ impl SwitchboardProcess {
         }
     }
 
+    /// Kill it with SIGKILL, as a crash or an OOM kill would, and wait for it to be gone.
+    pub async fn kill_hard(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+
     /// A token for `user` from the `token` command.
     pub async fn token(&self, user: &str) -> String {
         let out = Command::new(bin("hookflash-switchboard"))

@@ -88,6 +88,24 @@ pub fn mailbox_dir_name(owner: &str) -> String {
     out
 }
 
+/// The owner a mailbox directory name stands for (the reverse of [`mailbox_dir_name`]).
+pub fn owner_of_dir_name(name: &str) -> Option<String> {
+    let bytes = name.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = name.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// `DATA_DIR/voicemail/OWNER`.
 pub fn mailbox_dir(data_dir: &Path, owner: &str) -> PathBuf {
     data_dir.join("voicemail").join(mailbox_dir_name(owner))

@@ -18,6 +18,13 @@
 //!
 //! A caller who hangs up before the beep leaves no message. File and database work runs on
 //! the blocking pool (`spawn_blocking`), never on the agent's or the engine's task.
+//!
+//! Nothing is lost silently. The recording's header is kept valid as it grows and the caller
+//! and time are written beside it (`ID.json`) before the call is answered, so a switchboard
+//! killed mid-message leaves a playable file that the next start indexes ([`recover`]);
+//! files that cannot be played are removed then. A recording that cannot be written (a full
+//! disk) is never indexed: the caller hears the reorder tone ([`REORDER_HZ`], 250 ms on and
+//! off) for [`REFUSAL_MS`] ms instead of silence, then the voicemail hangs up.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -42,7 +49,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::mailbox::{
-    greeting_path, mailbox_dir, new_message_id, VoicemailMessage, VoicemailStore,
+    greeting_path, mailbox_dir, new_message_id, owner_of_dir_name, VoicemailMessage, VoicemailStore,
 };
 use crate::server::Command;
 use crate::users::VOICEMAIL_USER;
@@ -54,6 +61,11 @@ pub const DEFAULT_GREETING: &[u8] = include_bytes!("../assets/greeting.wav");
 pub const BEEP_HZ: f64 = 1400.0;
 /// How long that beep lasts, in milliseconds.
 pub const BEEP_MS: u64 = 400;
+/// The two frequencies of the reorder ("fast busy") tone a caller hears when their message
+/// could not be kept.
+pub const REORDER_HZ: [f64; 2] = [480.0, 620.0];
+/// How long the caller hears it before the voicemail hangs up, in milliseconds.
+pub const REFUSAL_MS: u64 = 3000;
 /// The longest greeting a user may upload, in seconds.
 pub const MAX_GREETING_SECS: u32 = 60;
 /// How long the voicemail agent's token is valid (it is issued again at every start).
@@ -90,6 +102,20 @@ struct Recording {
     sink: Option<WavFileSink>,
     samples: u64,
     max_samples: u64,
+    /// Writing failed (a full disk): nothing of this message is kept.
+    failed: bool,
+}
+
+/// What is known of a message before its call is answered, kept beside its recording so
+/// that a message recovered after a crash still says who left it and when.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Sidecar {
+    caller: String,
+    created: u64,
+}
+
+fn sidecar_path(recording: &Path) -> PathBuf {
+    recording.with_extension("json")
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -98,15 +124,44 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 type Plans = Arc<Mutex<HashMap<String, Arc<Plan>>>>;
 
-/// The greeting as a microphone: plays once, then silence; says when it is done.
+/// The greeting as a microphone: plays once, then silence; says when it is done. If the
+/// recording fails, the reorder tone, so that the caller knows the message is not kept.
 struct GreetingSource {
     inner: WavFileSource,
     left: usize,
     done: Arc<AtomicBool>,
+    recording: Arc<Mutex<Recording>>,
+    /// Samples of reorder tone played so far.
+    refusal: u64,
+}
+
+impl GreetingSource {
+    fn reorder(&mut self, out: &mut [i16]) {
+        let rate = f64::from(SAMPLE_RATE);
+        for s in out.iter_mut() {
+            let t = self.refusal as f64 / rate;
+            // 250 ms on, 250 ms off.
+            let on = (self.refusal * 4 / u64::from(SAMPLE_RATE)).is_multiple_of(2);
+            *s = if on {
+                let v: f64 = REORDER_HZ
+                    .iter()
+                    .map(|f| (std::f64::consts::TAU * f * t).sin())
+                    .sum();
+                (v * 6000.0) as i16
+            } else {
+                0
+            };
+            self.refusal += 1;
+        }
+    }
 }
 
 impl AudioSource for GreetingSource {
     fn read_frame(&mut self, out: &mut [i16]) -> Result<(), DeviceError> {
+        if lock(&self.recording).failed {
+            self.reorder(out);
+            return Ok(());
+        }
         self.inner.read_frame(out)?;
         self.left = self.left.saturating_sub(out.len());
         if self.left == 0 {
@@ -141,7 +196,13 @@ impl AudioSink for RecordingSink {
         let Some(sink) = r.sink.as_mut() else {
             return Ok(());
         };
-        sink.write_frame(&frame[..take])?;
+        if let Err(e) = sink.write_frame(&frame[..take]) {
+            // A full disk, say: keep nothing of this message, and let the caller know.
+            warn!(error = %e.code(), "voicemail recording failed; the message will not be kept");
+            r.failed = true;
+            r.sink = None;
+            return Ok(());
+        }
         r.samples += take as u64;
         Ok(())
     }
@@ -207,6 +268,13 @@ impl Voicemail {
             tokio::task::spawn_blocking(move || install_default_greeting(&data_dir))
                 .await
                 .map_err(|e| SwitchboardError::Io(e.to_string()))??;
+        let (dir, store) = (setup.data_dir.clone(), setup.store.clone());
+        let recovered = tokio::task::spawn_blocking(move || recover(&dir, &store))
+            .await
+            .map_err(|e| SwitchboardError::Io(e.to_string()))?;
+        for owner in recovered {
+            let _ = setup.commands.send(Command::MailboxChanged(owner));
+        }
         let plans: Plans = Arc::default();
         let token = Token::issue(&setup.secret, VOICEMAIL_USER, TOKEN_TTL, unix_now());
         let mut config = AgentConfig::new(setup.server, &setup.domain, Credential::Token(token));
@@ -223,6 +291,8 @@ impl Voicemail {
                     left: plan.greeting.len_samples(),
                     inner: plan.greeting.clone(),
                     done: plan.greeting_done.clone(),
+                    recording: plan.recording.clone(),
+                    refusal: 0,
                 }) as Box<dyn AudioSource>,
                 None => Box::new(SilenceSource::new()),
             })
@@ -333,9 +403,17 @@ impl Service {
         let own = greeting_path(&self.data_dir, &owner);
         let default = self.default_greeting.clone();
         let file = path.clone();
+        let created = unix_now();
+        let sidecar = serde_json::to_vec(&Sidecar {
+            caller: caller.clone(),
+            created,
+        })
+        .unwrap_or_default();
         let prepared = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| DeviceError::Unavailable(format!("{}: {e}", dir.display())))?;
+            std::fs::write(sidecar_path(&file), sidecar)
+                .map_err(|e| DeviceError::Unavailable(format!("{}: {e}", file.display())))?;
             let sink = WavFileSink::create(&file)?;
             let greeting = WavFileSource::open(&own)
                 .or_else(|_| WavFileSource::open(&default))?
@@ -358,13 +436,14 @@ impl Service {
             id,
             caller,
             path: path.clone(),
-            created: unix_now(),
+            created,
             greeting,
             greeting_done: Arc::new(AtomicBool::new(false)),
             recording: Arc::new(Mutex::new(Recording {
                 sink: Some(sink),
                 samples: 0,
                 max_samples,
+                failed: false,
             })),
         });
         lock(&self.plans).insert(call_id.clone(), plan);
@@ -387,15 +466,32 @@ impl Service {
             plan.greeting.len_samples() as u64 * 1000 / u64::from(SAMPLE_RATE),
         );
         let call = self.agent.call(call_id);
-        let limit = greeting + self.max + Duration::from_millis(500);
+        let limit = tokio::time::Instant::now() + greeting + self.max + Duration::from_millis(500);
         let mut alive = self.alive.clone();
         tokio::spawn(async move {
-            tokio::select! {
-                _ = tokio::time::sleep(limit) => {}
-                _ = alive.changed() => return,
+            // Every quarter second: has the recording failed? Then the caller hears the
+            // reorder tone for a while before we hang up.
+            let mut check = tokio::time::interval(Duration::from_millis(250));
+            let mut refused_at = None;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(limit) => break,
+                    _ = alive.changed() => return,
+                    _ = check.tick() => {}
+                }
+                if call.state() == CallState::Disconnected {
+                    return;
+                }
+                if refused_at.is_none() && lock(&plan.recording).failed {
+                    refused_at = Some(tokio::time::Instant::now());
+                }
+                if refused_at.is_some_and(|at| at.elapsed() >= Duration::from_millis(REFUSAL_MS)) {
+                    debug!("the message could not be kept: hanging up");
+                    break;
+                }
             }
             if call.state() != CallState::Disconnected {
-                debug!("voicemail reached its maximum length: hanging up");
+                debug!("voicemail done: hanging up");
                 let _ = call.hang_up().await;
             }
         });
@@ -406,17 +502,25 @@ impl Service {
         let Some(plan) = lock(&self.plans).remove(call_id) else {
             return;
         };
-        let (sink, samples) = {
+        let (sink, samples, failed) = {
             let mut r = lock(&plan.recording);
-            (r.sink.take(), r.samples)
+            (r.sink.take(), r.samples, r.failed)
         };
         let store = self.store.clone();
         let commands = self.commands.clone();
         tokio::task::spawn_blocking(move || {
+            let mut failed = failed;
             if let Some(mut sink) = sink {
                 if let Err(e) = sink.finish() {
                     warn!(error = %e.code(), "voicemail recording could not be completed");
+                    failed = true;
                 }
+            }
+            let _ = std::fs::remove_file(sidecar_path(&plan.path));
+            if failed {
+                warn!(owner = %redact(&plan.owner), "a voicemail message could not be stored; the caller was told");
+                let _ = std::fs::remove_file(&plan.path);
+                return;
             }
             if samples == 0 {
                 debug!(owner = %redact(&plan.owner), "nothing recorded: no message");
@@ -458,6 +562,84 @@ impl Service {
             }
         }
     }
+}
+
+/// Indexes what a crash left in the mailboxes (recordings whose call never finished, playable
+/// up to their last header update) and removes what cannot be played; the owners whose
+/// mailboxes changed. Runs at start, before any call is answered.
+fn recover(data_dir: &Path, store: &VoicemailStore) -> Vec<String> {
+    let mut changed = Vec::new();
+    let root = mailbox_dir(data_dir, "x");
+    let Some(root) = root.parent() else {
+        return changed;
+    };
+    let Ok(owners) = std::fs::read_dir(root) else {
+        return changed;
+    };
+    for owner_dir in owners.flatten() {
+        let Some(owner) = owner_of_dir_name(&owner_dir.file_name().to_string_lossy()) else {
+            continue;
+        };
+        let known: Vec<String> = store
+            .list(&owner)
+            .map(|l| l.into_iter().map(|m| m.id).collect())
+            .unwrap_or_default();
+        let Ok(files) = std::fs::read_dir(owner_dir.path()) else {
+            continue;
+        };
+        for file in files.flatten() {
+            let path = file.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("wav") {
+                continue;
+            }
+            let Some(id) = path.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
+                continue;
+            };
+            if known.contains(&id) {
+                continue;
+            }
+            let side = sidecar_path(&path);
+            let samples = hound::WavReader::open(&path)
+                .map(|r| r.duration())
+                .unwrap_or(0);
+            if samples == 0 {
+                warn!(owner = %redact(&owner), "removing an unplayable recording left by a crash");
+                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(&side);
+                continue;
+            }
+            let meta: Option<Sidecar> = std::fs::read(&side)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            let created = meta.as_ref().map(|m| m.created).unwrap_or_else(|| {
+                file.metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or_else(unix_now, |d| d.as_secs())
+            });
+            let message = VoicemailMessage {
+                id,
+                owner: owner.clone(),
+                caller: meta.map(|m| m.caller).unwrap_or_default(),
+                created,
+                duration_ms: u64::from(samples) * 1000 / u64::from(SAMPLE_RATE),
+                heard: false,
+                path: path.clone(),
+            };
+            match store.insert(&message) {
+                Ok(()) => {
+                    info!(owner = %redact(&owner), ms = message.duration_ms, "voicemail message recovered after a crash");
+                    let _ = std::fs::remove_file(&side);
+                    if !changed.contains(&owner) {
+                        changed.push(owner.clone());
+                    }
+                }
+                Err(e) => warn!(error = %e, "a recovered voicemail message could not be indexed"),
+            }
+        }
+    }
+    changed
 }
 
 /// Drop a plan whose call never started: remove its empty file.

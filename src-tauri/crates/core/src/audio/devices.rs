@@ -330,12 +330,19 @@ impl AudioSource for WavFileSource {
 
 /// A virtual speaker that records to a 48 kHz mono 16-bit WAV file.
 ///
-/// The file's header is completed by [`finish`](WavFileSink::finish) or, failing
-/// that, when the sink is dropped (errors on drop can only be logged).
+/// The header is rewritten every second as the file grows, so that a process killed
+/// mid-recording leaves a playable file (all but the last second at most). It is completed by
+/// [`finish`](WavFileSink::finish) or, failing that, when the sink is dropped (errors on drop
+/// can only be logged). A write that fails (a full disk) is reported, never hidden.
 pub struct WavFileSink {
     path: PathBuf,
     writer: Option<hound::WavWriter<BufWriter<File>>>,
+    /// Frames written since the header was last brought up to date.
+    since_header: u32,
 }
+
+/// How many 20 ms frames go by between header updates: one second.
+const HEADER_EVERY_FRAMES: u32 = 50;
 
 impl std::fmt::Debug for WavFileSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -362,6 +369,7 @@ impl WavFileSink {
         Ok(Self {
             path,
             writer: Some(writer),
+            since_header: 0,
         })
     }
 
@@ -384,8 +392,15 @@ impl AudioSink for WavFileSink {
         for &s in frame {
             w.write_sample(s);
         }
-        w.flush()
-            .map_err(|e| DeviceError::Io(format!("{}: {e}", self.path.display())))
+        let io = |e: hound::Error| DeviceError::Io(format!("{}: {e}", self.path.display()));
+        w.flush().map_err(io)?;
+        self.since_header += 1;
+        if self.since_header >= HEADER_EVERY_FRAMES {
+            self.since_header = 0;
+            // hound writes the sizes into the header and flushes: valid up to here.
+            writer.flush().map_err(io)?;
+        }
+        Ok(())
     }
 
     fn describe(&self) -> String {
