@@ -449,9 +449,18 @@ impl Engine {
         }
     }
 
-    /// Bytes that did not parse as SIP arrived on `flow`: nothing to answer, log and drop.
-    pub fn handle_malformed(&mut self, flow: Flow, error: &str) {
-        warn!(%flow, error = error_class(error), "dropping unparseable message");
+    /// Bytes that did not parse as SIP arrived on `flow`: answered when they were a request
+    /// that can be (`reply`: 505, 416 or 400, see `Message::reply_to_unparsable`), else
+    /// logged and dropped.
+    pub fn handle_malformed(&mut self, flow: Flow, error: &str, reply: Option<Response>) {
+        match reply {
+            Some(mut resp) => {
+                warn!(%flow, error = error_class(error), status = resp.status, "answering an unparseable request");
+                resp.headers.push("Server", SERVER);
+                self.send(flow, resp, None);
+            }
+            None => warn!(%flow, error = error_class(error), "dropping unparseable message"),
+        }
     }
 
     /// The TCP connection to `peer` closed: its bindings go, and branches sent on it fail.
@@ -529,10 +538,8 @@ impl Engine {
     }
 
     fn reject_malformed(&mut self, mut req: Request, src: Flow, why: &str) {
-        let answerable = req.method != Method::Ack
-            && ["From", "To", "Call-ID", "CSeq"]
-                .iter()
-                .all(|h| req.headers.get(h).is_some());
+        // Via and CSeq are enough to address an answer (it copies whatever else is there).
+        let answerable = req.method != Method::Ack && req.headers.get("CSeq").is_some();
         let via = req.top_via();
         let (true, Ok(mut via)) = (answerable, via) else {
             warn!(flow = %src, error = error_class(why), "dropping request that cannot be answered");
@@ -543,7 +550,18 @@ impl Engine {
         via.set_param("rport", Some(&src.addr.port().to_string()));
         req.headers.pop_first("Via");
         req.headers.push_front("Via", via.to_string());
-        let mut resp = req.response(400, Some("Bad Request"), Some(&new_tag()));
+        // The reason names what is wrong (RFC 3261 §21.4.1: "the reason phrase SHOULD
+        // identify the syntax problem in more detail").
+        let missing: Vec<&str> = ["From", "To", "Call-ID", "CSeq", "Max-Forwards"]
+            .into_iter()
+            .filter(|h| *h != "Max-Forwards" && req.headers.get(h).is_none())
+            .collect();
+        let reason = if missing.is_empty() {
+            "Bad Request".to_owned()
+        } else {
+            format!("Missing {}", missing.join(", "))
+        };
+        let mut resp = req.response(400, Some(&reason), Some(&new_tag()));
         resp.headers.push("Server", SERVER);
         self.send(src, resp, None);
     }

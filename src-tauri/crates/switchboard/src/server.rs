@@ -65,8 +65,8 @@ pub(crate) async fn run(
                     Some(TransportEvent::Message { message, source, transport }) => {
                         engine.handle_message(message, Flow { transport, addr: source }, now)
                     }
-                    Some(TransportEvent::Malformed { source, transport, error }) => {
-                        engine.handle_malformed(Flow { transport, addr: source }, &error)
+                    Some(TransportEvent::Malformed { source, transport, error, reply }) => {
+                        engine.handle_malformed(Flow { transport, addr: source }, &error, reply.map(|r| *r))
                     }
                     Some(TransportEvent::Closed { peer }) => engine.handle_closed(peer, now),
                 }

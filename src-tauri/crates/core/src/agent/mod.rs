@@ -1597,8 +1597,25 @@ impl Core {
                 Message::Request(req) => self.on_request(req, source, transport).await,
                 Message::Response(resp) => self.on_response(resp).await,
             },
-            TransportEvent::Malformed { source, error, .. } => {
-                tracing::warn!(%source, %error, "dropped malformed SIP");
+            TransportEvent::Malformed {
+                source,
+                error,
+                reply,
+                transport,
+            } => {
+                // Answered as RFC 3261 asks (505, 416, 400), to our server; strangers'
+                // garbage is only logged, as their requests are refused.
+                let ours = !self.cfg.accept_only_from_server || source == self.cfg.server;
+                match reply {
+                    Some(resp) if ours => {
+                        tracing::warn!(%source, %error, status = resp.status, "answering malformed SIP");
+                        let _ = self
+                            .transport
+                            .send(transport, source, &Message::Response(*resp))
+                            .await;
+                    }
+                    _ => tracing::warn!(%source, %error, "dropped malformed SIP"),
+                }
             }
             TransportEvent::Closed { peer } => {
                 if peer == self.cfg.server {

@@ -616,6 +616,65 @@ impl Message {
         }
     }
 
+    /// The answer RFC 3261 asks for to a *request* that did not parse (§8.2, §21.5.6, §21.4.9):
+    /// 505 for another SIP version, 416 for a Request-URI scheme we do not know, 400 with a
+    /// reason otherwise. `None` when there is nothing to address an answer with (no Via or
+    /// CSeq), for an ACK (never answered), a response, or bytes that are not a request at all.
+    pub fn reply_to_unparsable(data: &[u8], error: &str) -> Option<Response> {
+        let end = find(data, b"\r\n\r\n").unwrap_or(data.len().min(MAX_MESSAGE_SIZE));
+        let head = std::str::from_utf8(&data[..end]).ok()?;
+        let mut lines = head.split("\r\n");
+        let mut start = lines.next()?.split(' ');
+        let (Some(method), Some(uri), Some(version)) = (start.next(), start.next(), start.next())
+        else {
+            return None;
+        };
+        let method: Method = method.parse().ok()?;
+        if method == Method::Ack {
+            return None;
+        }
+        let mut headers = Headers::default();
+        for line in lines {
+            if let Some((name, value)) = line.split_once(':') {
+                let name = name.trim();
+                if !name.is_empty() && !name.contains(char::is_whitespace) {
+                    headers.push(name, value.trim());
+                }
+            }
+        }
+        if headers.get("Via").is_none() || headers.get("CSeq").is_none() {
+            return None;
+        }
+        let known_scheme = uri.split_once(':').is_some_and(|(s, _)| {
+            ["sip", "sips", "tel"]
+                .iter()
+                .any(|k| k.eq_ignore_ascii_case(s))
+        });
+        let (status, reason) = if !version.eq_ignore_ascii_case("SIP/2.0") {
+            (505, "Version Not Supported".to_owned())
+        } else if uri.parse::<Uri>().is_err() && !known_scheme {
+            (416, "Unsupported URI Scheme".to_owned())
+        } else {
+            // Say what was wrong, without echoing the request's bytes back.
+            let why: String = error
+                .split(['"', ':'])
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(60)
+                .collect();
+            (400, format!("Bad Request ({})", why.trim()))
+        };
+        let request = Request {
+            method,
+            uri: Uri::sip(None, "invalid", None),
+            headers,
+            body: Vec::new(),
+        };
+        Some(request.response(status, Some(&reason), Some(&super::new_tag())))
+    }
+
     /// Serialize, with Content-Length set from the body.
     pub fn to_bytes(&self) -> Vec<u8> {
         let (start, headers, body) = match self {
@@ -729,6 +788,47 @@ pub fn next_stream_frame(buf: &[u8]) -> StreamFrame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_that_do_not_parse_get_the_answer_the_rfcs_ask_for() {
+        let via = "Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\n\
+To: <sip:c@d>\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n\r\n";
+        let answer = |start: &str| {
+            let data = format!("{start}\r\n{via}");
+            let error = Message::parse(data.as_bytes()).expect_err("does not parse");
+            Message::reply_to_unparsable(data.as_bytes(), &error.0).map(|r| r.status)
+        };
+        assert_eq!(
+            answer("OPTIONS sip:c@d SIP/7.0"),
+            Some(505),
+            "RFC 3261 §21.5.6"
+        );
+        assert_eq!(
+            answer("OPTIONS nope:c@d SIP/2.0"),
+            Some(416),
+            "an unknown Request-URI scheme (§21.4.9)"
+        );
+        assert_eq!(answer("OPTIONS sip:c@d:notaport SIP/2.0"), Some(400));
+        let ack = format!("ACK sip:c@d SIP/7.0\r\n{via}");
+        assert_eq!(
+            Message::reply_to_unparsable(ack.as_bytes(), "x"),
+            None,
+            "an ACK is never answered"
+        );
+        assert_eq!(
+            Message::reply_to_unparsable(b"OPTIONS sip:c@d SIP/7.0\r\n\r\n", "x"),
+            None,
+            "nothing to address an answer with"
+        );
+        let data = format!("OPTIONS sip:c@d SIP/7.0\r\n{via}");
+        let reply = Message::reply_to_unparsable(data.as_bytes(), "x").expect("answered");
+        assert_eq!(
+            reply.headers.get("Call-ID"),
+            Some("x"),
+            "the answer matches the request"
+        );
+        assert!(reply.headers.get("To").is_some_and(|t| t.contains(";tag=")));
+    }
 
     const INVITE: &str = "INVITE sip:bob@127.0.0.1 SIP/2.0\r\n\
 Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKabc;rport\r\n\

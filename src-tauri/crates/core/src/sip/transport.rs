@@ -72,6 +72,9 @@ pub enum TransportEvent {
         transport: TransportKind,
         /// Why they did not parse.
         error: String,
+        /// The answer to send back, when they were a request that can be answered
+        /// ([`Message::reply_to_unparsable`]: 505, 416 or 400).
+        reply: Option<Box<super::Response>>,
     },
     /// A TCP connection to this peer closed.
     Closed {
@@ -405,6 +408,8 @@ impl Transport {
                                 Err(e) => TransportEvent::Malformed {
                                     source: peer,
                                     transport: TransportKind::Tcp,
+                                    reply: Message::reply_to_unparsable(&buf[..len], &e.0)
+                                        .map(Box::new),
                                     error: e.0,
                                 },
                             };
@@ -417,6 +422,7 @@ impl Transport {
                                 source: peer,
                                 transport: TransportKind::Tcp,
                                 error,
+                                reply: None,
                             });
                             break 'read;
                         }
@@ -489,6 +495,7 @@ async fn udp_reader(sock: Arc<UdpSocket>, events: mpsc::UnboundedSender<Transpor
             Err(e) => TransportEvent::Malformed {
                 source,
                 transport: TransportKind::Udp,
+                reply: Message::reply_to_unparsable(data, &e.0).map(Box::new),
                 error: e.0,
             },
         };
