@@ -137,11 +137,10 @@ async fn footprint() {
             &server,
             "--domain",
             rig.switchboard.domain(),
-            "--token",
-            &token,
             "--mic",
             "tone:440",
         ])
+        .env("HOOKFLASH_TOKEN", &token)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(true)

@@ -67,7 +67,9 @@ impl SwitchboardProcess {
         extra: &[&str],
     ) -> SwitchboardProcess {
         let mut child = command_in(netns, bin("hookflash-switchboard"))
-            .args(["serve", "--bind", ip, "--port", "0", "--secret", secret])
+            .args(["serve", "--bind", ip, "--port", "0"])
+            // Secrets through the environment, as the README shows (ps shows arguments).
+            .env("HOOKFLASH_SECRET", secret)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -103,7 +105,8 @@ impl SwitchboardProcess {
     /// A token for `user` from the `token` command.
     pub async fn token(&self, user: &str) -> String {
         let out = Command::new(bin("hookflash-switchboard"))
-            .args(["token", user, "--ttl", "1h", "--secret", &self.secret])
+            .args(["token", user, "--ttl", "1h"])
+            .env("HOOKFLASH_SECRET", &self.secret)
             .output()
             .await
             .expect("run the token command");
@@ -136,7 +139,8 @@ impl SwitchboardProcess {
             command.args(["--bind", ip]);
         }
         let mut child = command
-            .args(["--server", &self.server, "--token", &token])
+            .args(["--server", &self.server])
+            .env("HOOKFLASH_TOKEN", &token)
             .args(extra)
             .envs(env.iter().copied())
             .stdin(Stdio::piped())

@@ -128,7 +128,8 @@ async fn agent(
     let mut child = ns
         .command(bin("hookflash-agent"))
         .args(["--server", &format!("{HOST_A}:{PORT}"), "--bind", HOST_A])
-        .args(["--domain", DOMAIN, "--token", &token])
+        .args(["--domain", DOMAIN])
+        .env("HOOKFLASH_TOKEN", &token)
         .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
