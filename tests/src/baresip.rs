@@ -280,3 +280,41 @@ pub fn clear_recordings(dir: &Path) {
         let _ = std::fs::remove_file(f.path());
     }
 }
+
+/// The call every baresip suite makes first: `alice` calls `callee` (a baresip that answers
+/// by itself), waits for its audio, holds and resumes, and sends the DTMF keys "159" (which
+/// [`keys_decoded`] then finds in baresip's output). Returns the call, still up.
+pub async fn call_hold_resume_and_send_keys(
+    alice: &mut crate::process::AgentProcess,
+    callee: &str,
+) -> String {
+    let call = alice.start_call(callee).await;
+    alice.state("Connected").await;
+    alice
+        .next("audio from baresip", |v| v["event"] == "remoteAudioStarted")
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Hold and resume: baresip answers our sendonly re-INVITE, then audio flows again.
+    alice
+        .send(serde_json::json!({"command": "hold", "callId": call}))
+        .await;
+    alice.state("LocalHold").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    alice
+        .send(serde_json::json!({"command": "resume", "callId": call}))
+        .await;
+    alice.state("Connected").await;
+    // DTMF (RFC 4733) that baresip decodes.
+    alice
+        .send(serde_json::json!({"command": "sendDtmf", "callId": call, "tones": "159", "requestId": "keys"}))
+        .await;
+    let sent = alice
+        .next("the keys are sent", |v| v["requestId"] == "keys")
+        .await;
+    assert_eq!(
+        sent["event"], "commandSucceeded",
+        "sendDtmf succeeds once sent: {sent}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    call
+}

@@ -15,8 +15,8 @@
 use std::time::Duration;
 
 use hookflash_tests::baresip::{
-    baresip, baresip_dir, baresip_heard, clear_recordings, control, keys_decoded, middle,
-    recorded_agent, wav, BARESIP_HZ,
+    baresip, baresip_dir, baresip_heard, call_hold_resume_and_send_keys, clear_recordings, control,
+    keys_decoded, middle, recorded_agent, wav, BARESIP_HZ,
 };
 use hookflash_tests::netns::{Netns, HOST_A};
 use hookflash_tests::process::SwitchboardProcess;
@@ -39,32 +39,7 @@ async fn baresip_and_hookflash_call_hold_send_dtmf_and_transfer() {
     let (mut registered, printed) = baresip(&ns, &dir, &[], "200 OK").await;
     let mut alice =
         recorded_agent(&sb, "alice", 440, &root.join("alice-out-{call}.wav"), false).await;
-    let call = alice.start_call("bob").await;
-    alice.state("Connected").await;
-    alice
-        .next("audio from baresip", |v| v["event"] == "remoteAudioStarted")
-        .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    // Hold and resume: baresip answers our sendonly re-INVITE, then audio flows again.
-    alice.send(json!({"command": "hold", "callId": call})).await;
-    alice.state("LocalHold").await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    alice
-        .send(json!({"command": "resume", "callId": call}))
-        .await;
-    alice.state("Connected").await;
-    // DTMF (RFC 4733) that baresip decodes.
-    alice
-        .send(json!({"command": "sendDtmf", "callId": call, "tones": "159", "requestId": "keys"}))
-        .await;
-    let sent = alice
-        .next("the keys are sent", |v| v["requestId"] == "keys")
-        .await;
-    assert_eq!(
-        sent["event"], "commandSucceeded",
-        "sendDtmf succeeds once sent: {sent}"
-    );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let call = call_hold_resume_and_send_keys(&mut alice, "bob").await;
     alice.hang_up(&call).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let keys = keys_decoded(&printed);

@@ -12,8 +12,8 @@
 use std::time::Duration;
 
 use hookflash_tests::baresip::{
-    baresip, baresip_dir, baresip_heard, clear_recordings, keys_decoded, middle, quit,
-    recorded_agent, wav, BARESIP_HZ,
+    baresip, baresip_dir, baresip_heard, call_hold_resume_and_send_keys, clear_recordings,
+    keys_decoded, middle, quit, recorded_agent, wav, BARESIP_HZ,
 };
 use hookflash_tests::netns::{Netns, HOST_A};
 use hookflash_tests::process::{AgentProcess, SwitchboardProcess};
@@ -42,27 +42,7 @@ async fn talks_holds_and_follows_a_transfer(
         false,
     )
     .await;
-    let call = alice.start_call("bob").await;
-    alice.state("Connected").await;
-    alice
-        .next("audio from baresip", |v| v["event"] == "remoteAudioStarted")
-        .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    alice.send(json!({"command": "hold", "callId": call})).await;
-    alice.state("LocalHold").await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    alice
-        .send(json!({"command": "resume", "callId": call}))
-        .await;
-    alice.state("Connected").await;
-    alice
-        .send(json!({"command": "sendDtmf", "callId": call, "tones": "159", "requestId": "keys"}))
-        .await;
-    let sent = alice
-        .next("the keys are sent", |v| v["requestId"] == "keys")
-        .await;
-    assert_eq!(sent["event"], "commandSucceeded", "{name}: {sent}");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let call = call_hold_resume_and_send_keys(&mut alice, "bob").await;
     alice.hang_up(&call).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(

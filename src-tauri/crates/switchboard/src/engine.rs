@@ -2317,6 +2317,30 @@ CSeq: 1 ACK\r\n\r\n"
         }
     }
 
+    impl Rig {
+        /// Bob registers at port 4002 (with a token) and Alice, at 4000, calls him with
+        /// credentials: what the engine sent for her INVITE.
+        fn alice_calls_bob(&mut self) -> Vec<Transmit> {
+            let out = self.authed(
+                "bob",
+                4002,
+                "REGISTER",
+                "sip:hookflash.local",
+                "Authorization",
+                "",
+            );
+            assert_eq!(statuses(&out), [200], "bob registers with a token");
+            self.authed(
+                "alice",
+                4000,
+                "INVITE",
+                "sip:bob@hookflash.local",
+                "Proxy-Authorization",
+                "",
+            )
+        }
+    }
+
     fn statuses(out: &[Transmit]) -> Vec<u16> {
         out.iter()
             .filter_map(|t| match &t.message {
@@ -2357,23 +2381,7 @@ From: <sip:bob@hookflash.local>;tag=1\r\nTo: <sip:bob@hookflash.local>\r\nCall-I
     #[test]
     fn unanswered_invite_is_cancelled_then_answered_408() {
         let mut rig = Rig::new();
-        let out = rig.authed(
-            "bob",
-            4002,
-            "REGISTER",
-            "sip:hookflash.local",
-            "Authorization",
-            "",
-        );
-        assert_eq!(statuses(&out), [200], "bob registers with a token");
-        let out = rig.authed(
-            "alice",
-            4000,
-            "INVITE",
-            "sip:bob@hookflash.local",
-            "Proxy-Authorization",
-            "",
-        );
+        let out = rig.alice_calls_bob();
         assert_eq!(statuses(&out), [100], "the authenticated INVITE is trying");
         let fwd = requests(&out);
         assert_eq!(
@@ -2480,22 +2488,7 @@ Route: <sip:192.0.2.9:5060;lr>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     #[test]
     fn in_dialog_requests_follow_the_route_we_marked() {
         let mut rig = Rig::new();
-        rig.authed(
-            "bob",
-            4002,
-            "REGISTER",
-            "sip:hookflash.local",
-            "Authorization",
-            "",
-        );
-        let out = rig.authed(
-            "alice",
-            4000,
-            "INVITE",
-            "sip:bob@hookflash.local",
-            "Proxy-Authorization",
-            "",
-        );
+        let out = rig.alice_calls_bob();
         let Some(Message::Request(inv)) = out
             .iter()
             .map(|t| &t.message)
@@ -2666,22 +2659,7 @@ From: <sip:bob@hookflash.local>;tag=1\r\nTo: <sip:bob@hookflash.local>\r\nCall-I
     #[test]
     fn request_coming_back_unchanged_is_a_loop() {
         let mut rig = Rig::new();
-        rig.authed(
-            "bob",
-            4002,
-            "REGISTER",
-            "sip:hookflash.local",
-            "Authorization",
-            "",
-        );
-        let out = rig.authed(
-            "alice",
-            4000,
-            "INVITE",
-            "sip:bob@hookflash.local",
-            "Proxy-Authorization",
-            "",
-        );
+        let out = rig.alice_calls_bob();
         let Some(Message::Request(mut fwd)) = out
             .into_iter()
             .map(|t| t.message)
