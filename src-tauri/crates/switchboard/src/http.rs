@@ -7,8 +7,10 @@
 //! heads must arrive within 10 s and bodies within 30 s, and at most
 //! [`MAX_CONNECTIONS`] connections are served at once.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +27,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 use tracing::{debug, warn};
 
 use crate::rules::Rules;
@@ -37,7 +39,8 @@ use crate::SwitchboardError;
 pub const MAX_JSON_BODY: usize = 64 * 1024;
 /// The largest greeting accepted (`PUT /api/greeting`): 60 s of 48 kHz stereo 16-bit fits.
 pub const MAX_GREETING_BODY: usize = 12 * 1024 * 1024;
-/// At most this many connections at once; more are closed at once.
+/// At most this many connections at once; beyond it the oldest that never began a request
+/// is closed to make room (a busy server refuses the newcomer instead).
 pub const MAX_CONNECTIONS: usize = 256;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -69,10 +72,21 @@ impl HttpServer {
         let api = Arc::new(api);
         let task = tokio::spawn(async move {
             let mut conns = JoinSet::new();
+            // The connections, oldest first, with whether each has begun a request: at the
+            // cap, the oldest that never did (an idle or stalled one) makes room, so that a
+            // flood of idle connections cannot lock real clients out.
+            let mut open: VecDeque<(AbortHandle, Arc<AtomicBool>)> = VecDeque::new();
             loop {
                 let accepted = tokio::select! {
                     _ = &mut stop_rx => break,
-                    Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+                    Some(done) = conns.join_next_with_id(), if !conns.is_empty() => {
+                        let id = match done {
+                            Ok((id, ())) => id,
+                            Err(e) => e.id(),
+                        };
+                        open.retain(|(h, _)| h.id() != id);
+                        continue;
+                    }
                     a = listener.accept() => a,
                 };
                 let (stream, _peer) = match accepted {
@@ -83,13 +97,29 @@ impl HttpServer {
                         continue;
                     }
                 };
-                if conns.len() >= MAX_CONNECTIONS {
-                    warn!("too many HTTP connections: one refused");
-                    continue;
+                if open.len() >= MAX_CONNECTIONS {
+                    let idle = open
+                        .iter()
+                        .position(|(_, active)| !active.load(Ordering::Acquire));
+                    match idle.and_then(|i| open.remove(i)) {
+                        Some((oldest, _)) => {
+                            debug!("HTTP at capacity: the oldest idle connection makes room");
+                            oldest.abort();
+                        }
+                        None => {
+                            warn!("too many busy HTTP connections: one refused");
+                            continue;
+                        }
+                    }
                 }
                 let api = api.clone();
-                conns.spawn(async move {
-                    let service = service_fn(move |req| handle(api.clone(), req));
+                let active = Arc::new(AtomicBool::new(false));
+                let seen = active.clone();
+                let handle = conns.spawn(async move {
+                    let service = service_fn(move |req| {
+                        seen.store(true, Ordering::Release);
+                        handle(api.clone(), req)
+                    });
                     let conn = http1::Builder::new()
                         .timer(TokioTimer::new())
                         .header_read_timeout(HEADER_TIMEOUT)
@@ -98,6 +128,7 @@ impl HttpServer {
                         debug!(error = %e, "HTTP connection ended with an error");
                     }
                 });
+                open.push_back((handle, active));
             }
             conns.shutdown().await;
         });

@@ -259,6 +259,7 @@ use tracing::{info, warn};
 
 pub use config::{parse_duration, Config, FileConfig, DEFAULT_DOMAIN};
 pub use engine::{BindingInfo, DISABLE_FORWARDING_HEADER, MAX_FORWARD_HOPS};
+pub use http::MAX_CONNECTIONS as HTTP_MAX_CONNECTIONS;
 pub use mailbox::{MailboxCounts, VoicemailMessage};
 pub use rules::{ForwardTarget, ForwardTo, NoAnswer, Rules};
 pub use users::{UserRecord, UserStore, VOICEMAIL_USER};
