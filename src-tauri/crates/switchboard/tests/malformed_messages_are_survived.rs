@@ -72,11 +72,16 @@ Call-ID: bad2\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
 From: <sip:alice@hookflash.local>;tag=1\r\nTo: <sip:hookflash.local>\r\nCSeq: 1 OPTIONS\r\n\r\n"
     );
     ua.send_raw(no_call_id.as_bytes()).await;
-    ua.expect_silence(
-        Duration::from_millis(300),
-        "without a Call-ID there is nothing to answer with",
-    )
-    .await;
+    let r = ua
+        .next_where("a 400 for the missing Call-ID", |m| {
+            matches!(m, hookflash_core::sip::Message::Response(_))
+        })
+        .await;
+    assert_eq!(
+        (r.response().status, r.response().reason.as_str()),
+        (400, "Missing Call-ID"),
+        "RFC 3261 wants an answer, and the reason names what is missing"
+    );
 
     let domain = format!("sip:{}", sb.domain());
     let req = ua.request(Method::Options, &domain, &domain);
