@@ -1,6 +1,7 @@
 //! Registrar bindings (RFC 3261 §10.3), in memory, time passed in.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 
 use hookflash_core::sip::{NameAddr, Uri};
@@ -46,10 +47,15 @@ pub fn same_contact(a: &Uri, b: &Uri) -> bool {
     contact_key(a) == contact_key(b)
 }
 
-/// All bindings, by user name.
+/// All bindings, by user name, with their expiry times in a heap: purging looks only at the
+/// users whose bindings are due, not at every binding (which, done on every REGISTER, made a
+/// registrar with many users slow down with its size).
 #[derive(Debug, Default)]
 pub struct Registrar {
     bindings: HashMap<String, Vec<Binding>>,
+    /// (when, user) for every binding made or refreshed; entries outlived by a refresh or a
+    /// removal are skipped when they come up.
+    expiries: BinaryHeap<Reverse<(Instant, String)>>,
 }
 
 impl Registrar {
@@ -79,12 +85,14 @@ impl Registrar {
                     list.remove(i);
                 }
             }
+            let expires_at = now + Duration::from_secs(u64::from(expires));
             list.push(Binding {
                 contact,
                 flow,
-                expires_at: now + Duration::from_secs(u64::from(expires)),
+                expires_at,
                 call_id: call_id.to_owned(),
             });
+            self.expiries.push(Reverse((expires_at, user.to_owned())));
         }
         if list.is_empty() {
             self.bindings.remove(user);
@@ -131,12 +139,42 @@ impl Registrar {
         n
     }
 
-    /// Drop expired bindings everywhere.
+    /// Drop expired bindings everywhere: only the users with a binding due are looked at.
     pub fn purge(&mut self, now: Instant) {
-        self.bindings.retain(|_, list| {
-            list.retain(|b| b.expires_at > now);
-            !list.is_empty()
-        });
+        while let Some(Reverse((at, _))) = self.expiries.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((_, user))) = self.expiries.pop() else {
+                break;
+            };
+            if let Some(list) = self.bindings.get_mut(&user) {
+                list.retain(|b| b.expires_at > now);
+                if list.is_empty() {
+                    self.bindings.remove(&user);
+                }
+            }
+        }
+        // The heap holds one entry per registration ever made until it comes due; with
+        // refreshes it can outgrow the bindings. Rebuild it when it is mostly stale.
+        let live: usize = self.bindings.values().map(Vec::len).sum();
+        if self.expiries.len() > 4 * live + 1024 {
+            self.expiries = self
+                .bindings
+                .iter()
+                .flat_map(|(u, l)| l.iter().map(move |b| Reverse((b.expires_at, u.clone()))))
+                .collect();
+        }
+    }
+
+    /// How many bindings are live (expired ones not yet purged count too).
+    pub fn len(&self) -> usize {
+        self.bindings.values().map(Vec::len).sum()
+    }
+
+    /// Whether there are no bindings.
+    pub fn is_empty(&self) -> bool {
+        self.bindings.is_empty()
     }
 }
 
@@ -154,6 +192,45 @@ mod tests {
 
     fn contact(s: &str) -> NameAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn purging_drops_exactly_the_bindings_that_are_due_however_many_there_are() {
+        let t0 = Instant::now();
+        let mut r = Registrar::default();
+        let udp = flow(4000, TransportKind::Udp);
+        // 10,000 users for a minute, and every tenth refreshed for an hour.
+        for i in 0..10_000u32 {
+            let user = format!("u{i}");
+            let c = contact(&format!("<sip:{user}@127.0.0.1:{}>", 10_000 + i % 50_000));
+            r.update(&user, c.clone(), 60, udp, "c", t0);
+            if i % 10 == 0 {
+                r.update(&user, c, 3600, udp, "c", t0 + Duration::from_secs(30));
+            }
+        }
+        assert_eq!(
+            r.len(),
+            10_000,
+            "one binding each (a refresh replaces, not adds)"
+        );
+        r.purge(t0 + Duration::from_secs(59));
+        assert_eq!(r.len(), 10_000, "nothing is due before its time");
+        r.purge(t0 + Duration::from_secs(61));
+        assert_eq!(
+            r.len(),
+            1_000,
+            "the minute-long bindings went; the refreshed ones stay, though their first \
+             expiry came up in the heap"
+        );
+        assert_eq!(r.lookup("u10", t0 + Duration::from_secs(61)).len(), 1);
+        assert!(r.lookup("u11", t0 + Duration::from_secs(61)).is_empty());
+        r.purge(t0 + Duration::from_secs(3631));
+        assert!(r.is_empty(), "and the hour-long ones go after their hour");
+        assert!(
+            r.expiries.len() <= 1024,
+            "the heap does not keep what has come due: {}",
+            r.expiries.len()
+        );
     }
 
     #[test]
