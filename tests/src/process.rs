@@ -236,6 +236,14 @@ impl AgentProcess {
         }
     }
 
+    /// The `callStateChanged` that brings `call_id` to `state` (e.g. `Disconnected`).
+    pub async fn call_state(&mut self, call_id: &str, state: &str) -> Value {
+        self.next(&format!("{call_id} {state}"), |v| {
+            v["event"] == "callStateChanged" && v["callId"] == call_id && v["state"] == state
+        })
+        .await
+    }
+
     /// Panics if an event already received (and not yet taken) matches `pred`.
     pub fn assert_no_event(&self, pred: impl Fn(&Value) -> bool, why: &str) {
         if let Some(v) = self.backlog.iter().find(|v| pred(v)) {

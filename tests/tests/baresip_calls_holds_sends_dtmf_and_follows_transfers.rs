@@ -150,13 +150,7 @@ async fn baresip_and_hookflash_call_hold_send_dtmf_and_transfer() {
         .expect("baresip quits after its -t time")
         .expect("wait for baresip");
     let _ = status;
-    let ended = alice
-        .next("baresip hangs up", |v| {
-            v["event"] == "callStateChanged"
-                && v["callId"] == call.as_str()
-                && v["state"] == "Disconnected"
-        })
-        .await;
+    let ended = alice.call_state(&call, "Disconnected").await;
     assert_eq!(
         ended["callEndReason"]["subCode"], 1001,
         "the far end hung up: {ended}"
@@ -197,13 +191,7 @@ async fn baresip_and_hookflash_call_hold_send_dtmf_and_transfer() {
         incoming["transferorInfo"]["identifier"], "sip:bob@hookflash.local",
         "Carol learns who transferred the call (Alice's Referred-By): {incoming}"
     );
-    alice
-        .next("the call to Carol connects", |v| {
-            v["event"] == "callStateChanged"
-                && v["callId"] == to_carol.as_str()
-                && v["state"] == "Connected"
-        })
-        .await;
+    alice.call_state(&to_carol, "Connected").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     alice.hang_up(&to_carol).await;
     let heard = wav(&root.join(format!("alice-in-{to_carol}.wav")));

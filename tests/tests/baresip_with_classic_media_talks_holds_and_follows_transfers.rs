@@ -124,13 +124,7 @@ async fn talks_holds_and_follows_a_transfer(
         .next("audio from baresip", |v| v["event"] == "remoteAudioStarted")
         .await;
     let _ = tokio::time::timeout(Duration::from_secs(15), caller.wait()).await;
-    alice
-        .next("baresip hangs up", |v| {
-            v["event"] == "callStateChanged"
-                && v["callId"] == call.as_str()
-                && v["state"] == "Disconnected"
-        })
-        .await;
+    alice.call_state(&call, "Disconnected").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let heard = wav(&root.join(format!("alice-in-{name}-{call}.wav")));
     assert!(
@@ -242,12 +236,7 @@ async fn a_client_without_an_outbound_proxy_follows_blind_voicemail_and_attended
     let with_erin = dave.start_call("erin").await;
     dave.state("Connected").await;
     let consult = dave.start_call("bob").await;
-    dave.next("the consultation connects", |v| {
-        v["event"] == "callStateChanged"
-            && v["callId"] == consult.as_str()
-            && v["state"] == "Connected"
-    })
-    .await;
+    dave.call_state(&consult, "Connected").await;
     dave.send(json!({"command": "transfer", "callId": with_erin, "targetCallId": consult}))
         .await;
     let done = transfer_outcome(&mut dave).await;
@@ -265,13 +254,7 @@ async fn a_client_without_an_outbound_proxy_follows_blind_voicemail_and_attended
         .expect("the new call")
         .to_owned();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let consult_end = dave
-        .next("the consultation ends", |v| {
-            v["event"] == "callStateChanged"
-                && v["callId"] == consult.as_str()
-                && v["state"] == "Disconnected"
-        })
-        .await;
+    let consult_end = dave.call_state(&consult, "Disconnected").await;
     // What baresip 1.0 does with Replaces: nothing. It answers Erin's INVITE as a second
     // call ("answering call on line 2") and never ends the consultation it replaces; Dave,
     // the transferor, ends it himself once the transfer succeeded (sub-code 1010), so the

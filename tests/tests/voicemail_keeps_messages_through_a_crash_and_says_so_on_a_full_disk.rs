@@ -146,13 +146,7 @@ async fn a_full_disk_keeps_no_broken_message_and_the_caller_is_told() {
         .await;
     let call = alice.start_call(CAROL_VOICEMAIL).await;
     alice.state("Connected").await;
-    let ended = alice
-        .next("the voicemail hangs up", |v| {
-            v["event"] == "callStateChanged"
-                && v["callId"] == call.as_str()
-                && v["state"] == "Disconnected"
-        })
-        .await;
+    let ended = alice.call_state(&call, "Disconnected").await;
     assert_eq!(
         ended["callEndReason"]["subCode"], 1001,
         "the voicemail ends the call itself once the message cannot be kept: {ended}"
