@@ -2318,9 +2318,8 @@ CSeq: 1 ACK\r\n\r\n"
     }
 
     impl Rig {
-        /// Bob registers at port 4002 (with a token) and Alice, at 4000, calls him with
-        /// credentials: what the engine sent for her INVITE.
-        fn alice_calls_bob(&mut self) -> Vec<Transmit> {
+        /// Bob registers at port 4002 with a token.
+        fn register_bob(&mut self) {
             let out = self.authed(
                 "bob",
                 4002,
@@ -2330,6 +2329,12 @@ CSeq: 1 ACK\r\n\r\n"
                 "",
             );
             assert_eq!(statuses(&out), [200], "bob registers with a token");
+        }
+
+        /// Bob registers at port 4002 (with a token) and Alice, at 4000, calls him with
+        /// credentials: what the engine sent for her INVITE.
+        fn alice_calls_bob(&mut self) -> Vec<Transmit> {
+            self.register_bob();
             self.authed(
                 "alice",
                 4000,
@@ -2431,15 +2436,7 @@ CSeq: 1 {method}\r\nMax-Forwards: 70\r\n{headers}Content-Length: 0\r\n\r\n"
     #[test]
     fn strangers_cannot_relay_anything_through_the_switchboard() {
         let mut rig = Rig::new();
-        let out = rig.authed(
-            "bob",
-            4002,
-            "REGISTER",
-            "sip:hookflash.local",
-            "Authorization",
-            "",
-        );
-        assert_eq!(statuses(&out), [200], "bob registers");
+        rig.register_bob();
         let attacker = flow(6666);
         // To-tagged ("in a dialog"), routed through us, aimed anywhere: nothing is relayed,
         // whether the Route is bare, carries a forged mark, or the target is a registered user.
