@@ -47,7 +47,13 @@ fn command_in(netns: Option<&str>, program: impl AsRef<std::ffi::OsStr>) -> Comm
 impl SwitchboardProcess {
     /// Start `hookflash-switchboard serve` on loopback and wait for its listening line.
     pub async fn start(secret: &str, extra: &[&str]) -> SwitchboardProcess {
-        Self::start_on(None, "127.0.0.1", secret, extra).await
+        Self::start_on(None, "127.0.0.1", 0, secret, extra).await
+    }
+
+    /// Start it on loopback on a given port: the same address as one that was killed, as a
+    /// restarted server would be.
+    pub async fn start_on_port(secret: &str, port: u16) -> SwitchboardProcess {
+        Self::start_on(None, "127.0.0.1", port, secret, &[]).await
     }
 
     /// Start it on `ip` inside a network namespace (for peers that need a non-loopback
@@ -57,17 +63,18 @@ impl SwitchboardProcess {
         ip: &str,
         secret: &str,
     ) -> SwitchboardProcess {
-        Self::start_on(Some(&netns.name), ip, secret, &[]).await
+        Self::start_on(Some(&netns.name), ip, 0, secret, &[]).await
     }
 
     async fn start_on(
         netns: Option<&str>,
         ip: &str,
+        port: u16,
         secret: &str,
         extra: &[&str],
     ) -> SwitchboardProcess {
         let mut child = command_in(netns, bin("hookflash-switchboard"))
-            .args(["serve", "--bind", ip, "--port", "0"])
+            .args(["serve", "--bind", ip, "--port", &port.to_string()])
             // Secrets through the environment, as the README shows (ps shows arguments).
             .env("HOOKFLASH_SECRET", secret)
             .args(extra)

@@ -74,6 +74,9 @@ async fn agent(port: u16, token: Token) -> TestAgent {
         ..RegistrationPolicy::default()
     };
     config.register_timeout = Duration::from_millis(800);
+    // Probe often and give up soon, so that a few seconds show how Kamailio takes probes.
+    config.keepalive_interval = Duration::from_millis(300);
+    config.keepalive_timeout = Duration::from_secs(1);
     TestAgent::create("alice", config, Ears::default()).await
 }
 
@@ -126,6 +129,22 @@ async fn a_switchboard_token_signs_in_to_kamailio() {
         ConnectionReason::InvalidToken,
     )
     .await;
+
+    // Kamailio answers our keep-alive OPTIONS as its configuration says, here with 404: an
+    // answer all the same, so it is alive and the agent stays Connected through the probes.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    while let Ok(e) = a.events.try_recv() {
+        assert!(
+            !matches!(e, hookflash_core::api::Event::ConnectionStateChanged { .. }),
+            "a 404 to the keep-alive OPTIONS proves Kamailio alive; the agent must not leave \
+             Connected: {e:?}"
+        );
+    }
+    assert_eq!(
+        a.agent.connection_state(),
+        ConnectionState::Connected,
+        "still Connected to Kamailio after several keep-alive probes"
+    );
 
     a.agent.shutdown().await;
     b.agent.shutdown().await;

@@ -38,7 +38,8 @@ use crate::error::{AgentError, CallError, ErrorCode};
 use crate::media::{sdp_direction, Direction, MediaConfig, MediaEvent, MediaProfile, MediaSession};
 use crate::privacy::redact;
 use crate::registration::{
-    ConnectionState, RegisterOutcome, Registration, RegistrationAction, RegistrationPolicy,
+    ConnectionState, KeepAlivePolicy, RegisterOutcome, Registration, RegistrationAction,
+    RegistrationPolicy,
 };
 use crate::sip::{
     new_branch, new_call_id, new_tag, Message, Method, NameAddr, Request, Response, Transport,
@@ -142,8 +143,14 @@ pub struct AgentConfig {
     pub register_timeout: Duration,
     /// Timer B/F: how long any other transaction may take.
     pub transaction_timeout: Duration,
-    /// The keep-alive period: a CRLF ping on TCP, an OPTIONS ping on UDP.
+    /// How long the server may be silent before it is probed: a CRLF ping on TCP (RFC 5626
+    /// §4.4.1), an OPTIONS on UDP. Any message from the server restarts the period.
+    /// Default 5 s; see [`crate::registration`] for the numbers behind it.
     pub keepalive_interval: Duration,
+    /// How long a probe may go unanswered before the server counts as gone and
+    /// `connectionState` becomes `Disconnected{connectionIssue}`. Default 4 s: a dead server
+    /// is noticed within `keepalive_interval + keepalive_timeout` = 9 s.
+    pub keepalive_timeout: Duration,
     /// The microphone for each call.
     pub microphone: SourceFactory,
     /// The speaker for each call.
@@ -186,7 +193,8 @@ impl AgentConfig {
             registration: RegistrationPolicy::default(),
             register_timeout: Duration::from_secs(4),
             transaction_timeout: Duration::from_secs(32),
-            keepalive_interval: Duration::from_secs(25),
+            keepalive_interval: KeepAlivePolicy::default().interval,
+            keepalive_timeout: KeepAlivePolicy::default().timeout,
             microphone: source_from_spec(DeviceSpec::Silence),
             speaker: sink_from_spec(DeviceSpec::Null),
             transfer_policy: TransferPolicy::AcceptFromPeer,
@@ -247,7 +255,12 @@ impl CallClient {
         let (setup_tx, setup_rx) = mpsc::unbounded_channel();
         let core = Core {
             user: config.credential.user().to_owned(),
-            reg: Registration::new(config.registration.clone(), credential_expiry),
+            reg: Registration::new(config.registration.clone(), credential_expiry).with_keepalive(
+                KeepAlivePolicy {
+                    interval: config.keepalive_interval,
+                    timeout: config.keepalive_timeout,
+                },
+            ),
             reg_txn: RegisterState {
                 call_id: new_call_id(),
                 from_tag: new_tag(),
@@ -266,7 +279,6 @@ impl CallClient {
             uas_2xx: HashMap::new(),
             media_tx,
             nc: 0,
-            next_keepalive: now,
             stopped: false,
             deferred: Vec::new(),
             dnd: false,
@@ -275,7 +287,8 @@ impl CallClient {
             setup_tx,
             setup_attempts: 0,
         };
-        tokio::spawn(core.run(transport_rx, cmd_rx, media_rx, setup_rx));
+        let pongs = core.transport.pongs();
+        tokio::spawn(core.run(transport_rx, pongs, cmd_rx, media_rx, setup_rx));
         Ok(CallAgent {
             cmd_tx,
             events,
@@ -518,6 +531,8 @@ struct ClientTxn {
     ack: Option<Request>,
     /// The status reported if the deadline passes: 408, or 503 after a transport error.
     fail_status: u16,
+    /// When it went out: a timeout says the server is gone only if it was silent since.
+    sent_at: Instant,
 }
 
 struct RegisterState {
@@ -601,7 +616,6 @@ struct Core {
     uas_2xx: HashMap<String, Retransmit>,
     media_tx: mpsc::UnboundedSender<(String, MediaEvent)>,
     nc: u32,
-    next_keepalive: Instant,
     stopped: bool,
     /// Follow-up work queued by synchronous code (transfer progress, hang-ups after a transfer).
     deferred: Vec<transferring::Deferred>,
@@ -659,6 +673,7 @@ impl Core {
     async fn run(
         mut self,
         mut transport_rx: mpsc::UnboundedReceiver<TransportEvent>,
+        mut pongs: mpsc::UnboundedReceiver<SocketAddr>,
         mut cmd_rx: mpsc::UnboundedReceiver<(Command, Reply)>,
         mut media_rx: mpsc::UnboundedReceiver<(String, MediaEvent)>,
         mut setup_rx: mpsc::UnboundedReceiver<media_setup::MediaReady>,
@@ -690,6 +705,11 @@ impl Core {
                     }
                     None => self.sign_out().await,
                 },
+                Some(peer) = pongs.recv() => {
+                    if peer == self.cfg.server {
+                        self.reg.handle_heard(Instant::now().into_std());
+                    }
+                }
                 Some((call_id, ev)) = media_rx.recv() => self.on_media(&call_id, ev).await,
                 Some(ready) = setup_rx.recv() => self.on_media_ready(ready).await,
                 _ = tokio::time::sleep_until(deadline) => self.on_timers().await,
@@ -801,7 +821,8 @@ impl Core {
             .and_then(|v| v.branch().map(str::to_owned))
             .unwrap_or_default();
         let timeout = match purpose {
-            Purpose::Register { .. } | Purpose::KeepAlive => self.cfg.register_timeout,
+            Purpose::Register { .. } => self.cfg.register_timeout,
+            Purpose::KeepAlive => self.cfg.keepalive_timeout,
             _ => self.cfg.transaction_timeout,
         };
         let key = txn_key(&branch, &request.method);
@@ -827,6 +848,7 @@ impl Core {
                 deadline: if failed { now } else { now + timeout },
                 ack: None,
                 fail_status: if failed { 503 } else { 408 },
+                sent_at: now,
             },
         );
     }
@@ -859,6 +881,7 @@ impl Core {
         while let Some(action) = self.reg.poll_action() {
             match action {
                 RegistrationAction::SendRegister { expires } => self.send_register(expires).await,
+                RegistrationAction::SendKeepAlive => self.send_keepalive().await,
                 RegistrationAction::StateChanged { old, new, reason } => {
                     tracing::info!(?old, ?new, ?reason, "connection state");
                     if new == ConnectionState::Connected {
@@ -1588,6 +1611,14 @@ impl Core {
     // ---- incoming ---------------------------------------------------------------------------
 
     async fn on_transport(&mut self, ev: TransportEvent) {
+        if let TransportEvent::Message { source, .. } | TransportEvent::Malformed { source, .. } =
+            &ev
+        {
+            if *source == self.cfg.server {
+                // Whatever it says, the server is there.
+                self.reg.handle_heard(Instant::now().into_std());
+            }
+        }
         match ev {
             TransportEvent::Message {
                 message,
@@ -1634,6 +1665,9 @@ impl Core {
         let key = txn_key(via.branch().unwrap_or_default(), &cseq.method);
         if resp.status < 200 {
             if let Some(t) = self.txns.get_mut(&key) {
+                if t.dest == self.cfg.server {
+                    self.reg.handle_heard(Instant::now().into_std());
+                }
                 if t.request.method == Method::Invite {
                     // A provisional answer stops retransmissions and Timer B; from now on the
                     // far end may ring as long as Timer C allows (RFC 3261 §16.6 step 11).
@@ -1659,6 +1693,10 @@ impl Core {
             // A retransmitted 2xx to an INVITE we already ACKed is handled via the kept ACK.
             return;
         };
+        if txn.dest == self.cfg.server {
+            // An answer to a request sent to the server, even from another of its addresses.
+            self.reg.handle_heard(Instant::now().into_std());
+        }
         if let Some(ack) = &txn.ack {
             let _ = self
                 .transport
@@ -2505,7 +2543,6 @@ impl Core {
             .flat_map(|t| [t.retransmit_at, Some(t.deadline)])
             .flatten();
         let retx = self.uas_2xx.values().map(|r| r.next.min(r.deadline));
-        let keepalive = Some(self.next_keepalive);
         let glare = self
             .calls
             .values()
@@ -2518,7 +2555,6 @@ impl Core {
         reg.into_iter()
             .chain(txns)
             .chain(retx)
-            .chain(keepalive)
             .chain(glare)
             .chain(transfers)
             .min()
@@ -2629,10 +2665,6 @@ impl Core {
             }
         }
         self.answered.retain(|_, (_, _, _, keep)| *keep > now);
-        if now >= self.next_keepalive {
-            self.next_keepalive = now + self.cfg.keepalive_interval;
-            self.send_keepalive().await;
-        }
     }
 
     /// A transaction ended without a final response: a timeout (408) or transport error (503).
@@ -2663,11 +2695,17 @@ impl Core {
         } else {
             sub_code::TRANSPORT_FAILED
         };
+        let now = Instant::now().into_std();
+        if txn.dest == self.cfg.server && !matches!(txn.purpose, Purpose::Register { .. }) {
+            // No answer at all from the server (a timeout, or a send error such as a refused
+            // connection): it is gone, unless it was heard from since this went out.
+            self.reg
+                .handle_request_unanswered(now, txn.sent_at.into_std());
+        }
         match txn.purpose {
-            Purpose::Register { .. } => self.reg.handle_outcome(
-                Instant::now().into_std(),
-                RegisterOutcome::Failed { status },
-            ),
+            Purpose::Register { .. } => self
+                .reg
+                .handle_outcome(now, RegisterOutcome::NoAnswer { status }),
             Purpose::Bye {
                 call_id,
                 sub: hangup,
@@ -2698,7 +2736,8 @@ impl Core {
                 }
                 self.send_bye(&call_id, sub).await;
             }
-            Purpose::KeepAlive => self.reg.handle_transport_closed(Instant::now().into_std()),
+            // Reported above as unanswered; the registration machine also times its probes.
+            Purpose::KeepAlive => {}
             Purpose::Refer { call_id } => {
                 self.transfer_input(
                     &call_id,
@@ -2711,20 +2750,23 @@ impl Core {
         }
     }
 
-    /// Keep the path to the server alive and notice when it is gone: a CRLF ping on TCP (a
-    /// dead server closes the connection), an OPTIONS ping on UDP (a dead one does not answer).
+    /// The probe the registration machine asked for ([`crate::registration`] explains when
+    /// and why): a CRLFCRLF ping on TCP, answered by a CRLF pong (RFC 5626 §4.4.1); an
+    /// OPTIONS to the server on UDP, answered by any response (a 404 or 405 will do). Its
+    /// answer reaches the machine as a sign of life; its silence is the machine's timeout.
     async fn send_keepalive(&mut self) {
-        if self.reg.state() != ConnectionState::Connected {
-            return;
-        }
         match self.cfg.transport {
             TransportKind::Tcp => {
-                if self.transport.has_connection(self.cfg.server) {
-                    let _ = self
-                        .transport
+                let sent = if self.transport.has_connection(self.cfg.server) {
+                    self.transport
                         .send_raw(TransportKind::Tcp, self.cfg.server, b"\r\n\r\n".to_vec())
-                        .await;
+                        .await
+                        .is_ok()
                 } else {
+                    false
+                };
+                if !sent {
+                    // The connection is gone: register again over a new one.
                     self.reg.handle_transport_closed(Instant::now().into_std());
                 }
             }

@@ -1,5 +1,10 @@
 //! SIP over UDP and TCP (RFC 3261 §18), with CRLF keep-alives on streams (RFC 5626 §3.5.1).
 //!
+//! Pings (CRLFCRLF) on any connection are answered with a pong (CRLF). On a connection we
+//! opened we are the side that pings (RFC 5626 §4.4.1), so a CRLF from the other end there
+//! is a pong; those are handed to whoever asked through [`Transport::pongs`], as the proof of
+//! life that the server's silence otherwise hides.
+//!
 //! One [`Transport`] owns a UDP socket and, optionally, a TCP listener on the same port. TCP
 //! connections — accepted or opened by us — are indexed by the peer's address, so that a
 //! request for a peer that reached us over TCP goes back over the same connection (the only
@@ -90,7 +95,8 @@ pub struct StreamLimits {
     /// The most accepted connections open at once; more are closed as they arrive.
     pub max_connections: usize,
     /// An accepted connection that sends nothing for this long is closed. Clients keep
-    /// theirs open with CRLF pings (RFC 5626 §4.4.1 suggests every 95-120 s; ours every 25 s).
+    /// theirs open with CRLF pings (RFC 5626 §4.4.1 suggests every 95-120 s; ours after 5 s
+    /// of silence, to notice a dead server within 10 s).
     pub idle_timeout: Duration,
     /// A message must be complete this long after its first byte arrived.
     pub message_timeout: Duration,
@@ -121,6 +127,8 @@ struct Inner {
     limits: StreamLimits,
     /// Accepted connections open now.
     accepted: AtomicUsize,
+    /// Where pongs on our own connections are reported ([`Transport::pongs`]).
+    pongs: Mutex<Option<mpsc::UnboundedSender<SocketAddr>>>,
 }
 
 /// Counts an accepted connection while it lives.
@@ -197,6 +205,7 @@ impl Transport {
             tasks: Mutex::new(Vec::new()),
             limits,
             accepted: AtomicUsize::new(0),
+            pongs: Mutex::new(None),
         });
         let t = Transport { inner };
         let h = tokio::spawn(udp_reader(udp, t.inner.events.clone()));
@@ -254,6 +263,15 @@ impl Transport {
     /// The TCP listener's address, if listening.
     pub fn local_tcp(&self) -> Option<SocketAddr> {
         self.inner.tcp_local
+    }
+
+    /// Hear of every CRLF pong on a connection we opened: the peer it came from. A keep-alive
+    /// that only the pong answers needs this to know that the peer is alive. A new call
+    /// replaces the previous receiver.
+    pub fn pongs(&self) -> mpsc::UnboundedReceiver<SocketAddr> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *self.inner.pongs.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        rx
     }
 
     /// Whether a TCP connection to this peer is open.
@@ -350,6 +368,8 @@ impl Transport {
         let weak = Arc::downgrade(&self.inner);
         let pong = tx.clone();
         let limits = slot.as_ref().map(|_| self.inner.limits);
+        // We opened it: we ping, the other end only pongs (RFC 5626 §4.4.1).
+        let ours = slot.is_none();
         let r = tokio::spawn(async move {
             let _slot = slot;
             let mut buf = Vec::with_capacity(8192);
@@ -382,6 +402,21 @@ impl Transport {
                     let Some(inner) = weak.upgrade() else {
                         break 'read;
                     };
+                    if ours && buf.starts_with(b"\r\n") {
+                        // A pong. (The framing would hold a lone CRLF back as the possible
+                        // start of a ping, which the other end of our connection never sends.)
+                        buf.drain(..2);
+                        started = None;
+                        if let Some(tx) = inner
+                            .pongs
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .as_ref()
+                        {
+                            let _ = tx.send(peer);
+                        }
+                        continue;
+                    }
                     match next_stream_frame(&buf) {
                         StreamFrame::Incomplete => {
                             if buf.is_empty() {
@@ -501,6 +536,35 @@ async fn udp_reader(sock: Arc<UdpSocket>, events: mpsc::UnboundedSender<Transpor
         };
         if events.send(event).is_err() {
             break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn a_ping_on_our_connection_is_answered_and_the_pong_reported() {
+        let lo = IpAddr::from([127, 0, 0, 1]);
+        let (server, _server_events) = Transport::bind(lo, 0, true).await.unwrap();
+        let (client, _client_events) = Transport::bind(lo, 0, true).await.unwrap();
+        let mut pongs = client.pongs();
+        let to = server.local_tcp().expect("the server listens on TCP");
+        for round in 0..3 {
+            client
+                .send_raw(TransportKind::Tcp, to, b"\r\n\r\n".to_vec())
+                .await
+                .expect("the ping goes out");
+            let pong = tokio::time::timeout(WAIT, pongs.recv()).await;
+            assert_eq!(
+                pong.ok().flatten(),
+                Some(to),
+                "ping {round}: the server's lone CRLF pong must be reported at once, not held \
+                 back as the possible start of a ping (RFC 5626 §4.4.1)"
+            );
         }
     }
 }
