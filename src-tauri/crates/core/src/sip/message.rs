@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::uri::{split_host_port, NameAddr, Uri};
+use super::uri::{is_token_char, split_host_port, NameAddr, Uri};
 use super::ParseError;
 
 /// The largest message we accept (a bound against memory abuse).
@@ -196,11 +196,13 @@ impl Headers {
 /// Split a header value at commas that are outside quotes and angle brackets.
 pub fn split_top_level_commas(v: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let (mut in_quote, mut in_angle, mut start) = (false, false, 0);
-    let bytes = v.as_bytes();
-    for (i, &b) in bytes.iter().enumerate() {
+    let (mut in_quote, mut escaped, mut in_angle, mut start) = (false, false, false, 0);
+    for (i, b) in v.bytes().enumerate() {
         match b {
-            b'"' if !(i > 0 && bytes[i - 1] == b'\\') => in_quote = !in_quote,
+            // Inside quotes a backslash takes the next character as it is (quoted-pair).
+            _ if escaped => escaped = false,
+            b'\\' if in_quote => escaped = true,
+            b'"' => in_quote = !in_quote,
             b'<' if !in_quote => in_angle = true,
             b'>' if !in_quote => in_angle = false,
             b',' if !in_quote && !in_angle => {
@@ -297,35 +299,70 @@ impl Via {
 impl FromStr for Via {
     type Err = ParseError;
     fn from_str(s: &str) -> Result<Self, ParseError> {
-        let s = s.trim();
-        let (proto, rest) = s
-            .split_once(char::is_whitespace)
-            .ok_or_else(|| ParseError::new(format!("bad Via {s:?}")))?;
-        let transport = proto
-            .rsplit('/')
-            .next()
-            .filter(|_| proto.to_ascii_uppercase().starts_with("SIP/2.0/"))
-            .ok_or_else(|| ParseError::new(format!("bad Via protocol {proto:?}")))?
-            .to_ascii_uppercase();
-        let mut parts = rest.trim().split(';');
-        let (host, port) = split_host_port(parts.next().unwrap_or_default().trim())?;
-        if host.is_empty() {
-            return Err(ParseError::new("Via without sent-by host"));
+        let bad = |what: &str| ParseError::new(format!("bad Via {what}"));
+        // sent-protocol = protocol-name SLASH protocol-version SLASH transport, where
+        // SLASH = SWS "/" SWS (RFC 3261 §25.1): "SIP / 2.0 / UDP" is as good as "SIP/2.0/UDP".
+        let mut rest = s.trim();
+        let mut fields = [""; 3];
+        for (i, field) in fields.iter_mut().enumerate() {
+            if i > 0 {
+                rest = rest
+                    .trim_start()
+                    .strip_prefix('/')
+                    .ok_or_else(|| bad("protocol"))?
+                    .trim_start();
+            }
+            let end = rest.find(|c: char| !is_token_char(c)).unwrap_or(rest.len());
+            if end == 0 {
+                return Err(bad("protocol"));
+            }
+            *field = &rest[..end];
+            rest = &rest[end..];
         }
-        let params = parts
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(|p| match p.split_once('=') {
-                Some((n, v)) => (n.trim().to_owned(), Some(v.trim().to_owned())),
-                None => (p.to_owned(), None),
-            })
-            .collect();
+        if !fields[0].eq_ignore_ascii_case("SIP") || fields[1] != "2.0" {
+            return Err(bad("protocol version"));
+        }
+        let transport = fields[2].to_ascii_uppercase();
+        if !rest.starts_with(char::is_whitespace) {
+            return Err(bad("sent-by"));
+        }
+        let mut parts = rest.split(';');
+        let (host, port) = split_sent_by(parts.next().unwrap_or_default().trim())?;
+        let mut params = Vec::new();
+        for p in parts {
+            // SEMI via-params: an empty one (";;") is an error (RFC 4475 §3.1.2.1).
+            let (n, v) = match p.split_once('=') {
+                Some((n, v)) if !v.trim().is_empty() => (n.trim(), Some(v.trim().to_owned())),
+                Some(_) => return Err(bad("parameter without a value")),
+                None => (p.trim(), None),
+            };
+            if n.is_empty() || !n.chars().all(is_token_char) {
+                return Err(bad("parameter"));
+            }
+            params.push((n.to_owned(), v));
+        }
         Ok(Via {
             transport,
             host,
             port,
             params,
         })
+    }
+}
+
+/// Split a Via sent-by, `host [COLON port]`, where COLON = SWS ":" SWS.
+fn split_sent_by(s: &str) -> Result<(String, Option<u16>), ParseError> {
+    let colon = match s.rfind(']') {
+        Some(b) => s[b..].find(':').map(|i| b + i),
+        None => s.find(':'),
+    };
+    match colon {
+        Some(i) => split_host_port(&format!(
+            "{}:{}",
+            s[..i].trim_end(),
+            s[i + 1..].trim_start()
+        )),
+        None => split_host_port(s),
     }
 }
 
@@ -358,14 +395,20 @@ impl FromStr for CSeq {
     type Err = ParseError;
     fn from_str(s: &str) -> Result<Self, ParseError> {
         let mut it = s.split_whitespace();
+        // 1*DIGIT that fits 32 bits (RFC 3261 §8.1.1.5); leading zeros are fine (RFC 4475
+        // §3.1.1.1), a sign is not.
         let seq = it
             .next()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|n| n.parse().ok())
             .ok_or_else(|| ParseError::new(format!("bad CSeq {s:?}")))?;
         let method = it
             .next()
             .ok_or_else(|| ParseError::new(format!("CSeq without method {s:?}")))?
             .parse()?;
+        if it.next().is_some() {
+            return Err(ParseError::new(format!("text after the CSeq method {s:?}")));
+        }
         Ok(CSeq { seq, method })
     }
 }
@@ -437,12 +480,36 @@ impl Request {
     }
 
     /// Check the headers every request must carry (RFC 3261 §8.1.1), so handlers can rely on them.
+    ///
+    /// Also refused: a second From, To, Call-ID, CSeq or Max-Forwards (RFC 4475 §3.3.8), a Via
+    /// that does not parse (any of them: responses travel back along them), and a
+    /// Request-URI with headers, which are not allowed there (RFC 3261 §19.1.1, RFC 4475
+    /// §3.1.2.11).
     pub fn validate(&self) -> Result<(), ParseError> {
-        self.call_id()?;
+        for name in ["From", "To", "Call-ID", "CSeq", "Max-Forwards"] {
+            let lines = self
+                .headers
+                .0
+                .iter()
+                .filter(|(n, _)| canonical(n).eq_ignore_ascii_case(name))
+                .count();
+            if lines > 1 {
+                return Err(ParseError::new(format!("more than one {name}")));
+            }
+        }
+        if self.call_id()?.is_empty() {
+            return Err(ParseError::new("empty Call-ID"));
+        }
         self.from()?;
         self.to()?;
         let cseq = self.cseq()?;
         self.top_via()?;
+        for via in self.headers.get_all("Via") {
+            via.parse::<Via>()?;
+        }
+        if !self.uri.headers.is_empty() {
+            return Err(ParseError::new("headers in the Request-URI"));
+        }
         if cseq.method != self.method && self.method != Method::Ack && self.method != Method::Cancel
         {
             return Err(ParseError::new(
@@ -539,6 +606,10 @@ impl Message {
     }
 
     /// Parse one message from a datagram or a framed stream chunk.
+    ///
+    /// Header names are tokens, matched without regard to case, in long or compact form;
+    /// folded lines are joined; at most one Content-Length, all digits, and no more than the
+    /// bytes there are (what follows it in a datagram is ignored, RFC 3261 §18.3).
     pub fn parse(data: &[u8]) -> Result<Message, ParseError> {
         if data.len() > MAX_MESSAGE_SIZE {
             return Err(ParseError::new("message too large"));
@@ -550,45 +621,48 @@ impl Message {
         let rest = &data[head_end + 4..];
         let mut lines = head.split("\r\n");
         let start = lines.next().unwrap_or_default();
+        let (lines, orphan) = unfold(lines);
+        if orphan {
+            return Err(ParseError::new("continuation line before any header"));
+        }
         let mut headers = Headers::default();
-        for line in lines {
-            if line.starts_with([' ', '\t']) {
-                // Folded continuation (obsolete but legal): append to the previous value.
-                let (_, v) = headers
-                    .0
-                    .last_mut()
-                    .ok_or_else(|| ParseError::new("continuation line before any header"))?;
-                v.push(' ');
-                v.push_str(line.trim());
-                continue;
-            }
+        for line in &lines {
             let (name, value) = line
                 .split_once(':')
                 .ok_or_else(|| ParseError::new(format!("header line without colon: {line:?}")))?;
-            let name = name.trim();
-            if name.is_empty() || name.contains(char::is_whitespace) {
+            // HCOLON = *( SP / HTAB ) ":" SWS
+            let name = name.trim_end_matches([' ', '\t']);
+            if name.is_empty() || !name.chars().all(is_token_char) {
                 return Err(ParseError::new(format!("bad header name {name:?}")));
             }
             headers.push(name, value.trim());
         }
-        let body = match headers.get("Content-Length") {
-            Some(cl) => {
-                let n: usize = cl
-                    .trim()
-                    .parse()
-                    .map_err(|_| ParseError::new(format!("bad Content-Length {cl:?}")))?;
+        let mut lengths = headers
+            .0
+            .iter()
+            .filter(|(n, _)| canonical(n).eq_ignore_ascii_case("Content-Length"));
+        let body = match (lengths.next(), lengths.next()) {
+            // Two lengths frame nothing (RFC 4475 §3.3.9), even when they agree.
+            (Some(_), Some(_)) => return Err(ParseError::new("more than one Content-Length")),
+            (Some((_, cl)), None) => {
+                let n = content_length(cl)
+                    .ok_or_else(|| ParseError::new(format!("bad Content-Length {cl:?}")))?;
                 if n > rest.len() {
                     return Err(ParseError::new("body shorter than Content-Length"));
                 }
                 rest[..n].to_vec()
             }
-            None => rest.to_vec(),
+            (None, _) => rest.to_vec(),
         };
-        if let Some(status_line) = start.strip_prefix("SIP/2.0 ") {
+        let status_line = start
+            .get(..8)
+            .filter(|p| p.eq_ignore_ascii_case("SIP/2.0 "))
+            .map(|_| &start[8..]);
+        if let Some(status_line) = status_line {
             let (code, reason) = status_line.split_once(' ').unwrap_or((status_line, ""));
-            let status: u16 = code
-                .parse()
-                .ok()
+            let status: u16 = Some(code)
+                .filter(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|c| c.parse().ok())
                 .filter(|c| (100..700).contains(c))
                 .ok_or_else(|| ParseError::new(format!("bad status code {code:?}")))?;
             Ok(Message::Response(Response {
@@ -598,13 +672,15 @@ impl Message {
                 body,
             }))
         } else {
+            // Request-Line = Method SP Request-URI SP SIP-Version: one SP each, none after
+            // (RFC 4475 §3.1.2.8–10).
             let mut parts = start.split(' ');
             let (Some(m), Some(u), Some(v), None) =
                 (parts.next(), parts.next(), parts.next(), parts.next())
             else {
                 return Err(ParseError::new(format!("bad request line {start:?}")));
             };
-            if v != "SIP/2.0" {
+            if !v.eq_ignore_ascii_case("SIP/2.0") {
                 return Err(ParseError::new(format!("unsupported version {v:?}")));
             }
             Ok(Message::Request(Request {
@@ -618,26 +694,23 @@ impl Message {
 
     /// The answer RFC 3261 asks for to a *request* that did not parse (§8.2, §21.5.6, §21.4.9):
     /// 505 for another SIP version, 416 for a Request-URI scheme we do not know, 400 with a
-    /// reason otherwise. `None` when there is nothing to address an answer with (no Via or
-    /// CSeq), for an ACK (never answered), a response, or bytes that are not a request at all.
+    /// reason otherwise (a malformed Request-Line, RFC 4475 §3.1.2.7–10, included). `None`
+    /// when there is nothing to address an answer with (no Via or CSeq), for an ACK (never
+    /// answered), a response, or bytes that are not a request at all.
     pub fn reply_to_unparsable(data: &[u8], error: &str) -> Option<Response> {
         let end = find(data, b"\r\n\r\n").unwrap_or(data.len().min(MAX_MESSAGE_SIZE));
         let head = std::str::from_utf8(&data[..end]).ok()?;
         let mut lines = head.split("\r\n");
-        let mut start = lines.next()?.split(' ');
-        let (Some(method), Some(uri), Some(version)) = (start.next(), start.next(), start.next())
-        else {
-            return None;
-        };
-        let method: Method = method.parse().ok()?;
+        let start: Vec<&str> = lines.next()?.split(' ').collect();
+        let method: Method = start.first()?.parse().ok()?;
         if method == Method::Ack {
             return None;
         }
         let mut headers = Headers::default();
-        for line in lines {
+        for line in unfold(lines).0 {
             if let Some((name, value)) = line.split_once(':') {
-                let name = name.trim();
-                if !name.is_empty() && !name.contains(char::is_whitespace) {
+                let name = name.trim_end_matches([' ', '\t']);
+                if !name.is_empty() && name.chars().all(is_token_char) {
                     headers.push(name, value.trim());
                 }
             }
@@ -645,26 +718,23 @@ impl Message {
         if headers.get("Via").is_none() || headers.get("CSeq").is_none() {
             return None;
         }
-        let known_scheme = uri.split_once(':').is_some_and(|(s, _)| {
-            ["sip", "sips", "tel"]
-                .iter()
-                .any(|k| k.eq_ignore_ascii_case(s))
-        });
-        let (status, reason) = if !version.eq_ignore_ascii_case("SIP/2.0") {
-            (505, "Version Not Supported".to_owned())
-        } else if uri.parse::<Uri>().is_err() && !known_scheme {
-            (416, "Unsupported URI Scheme".to_owned())
-        } else {
-            // Say what was wrong, without echoing the request's bytes back.
-            let why: String = error
-                .split(['"', ':'])
-                .next()
-                .unwrap_or_default()
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(60)
-                .collect();
-            (400, format!("Bad Request ({})", why.trim()))
+        let (status, reason) = match start.as_slice() {
+            [_, _, version] if is_other_sip_version(version) => {
+                (505, "Version Not Supported".to_owned())
+            }
+            [_, uri, _] if has_unknown_scheme(uri) => (416, "Unsupported URI Scheme".to_owned()),
+            _ => {
+                // Say what was wrong, without echoing the request's bytes back.
+                let why: String = error
+                    .split(['"', ':'])
+                    .next()
+                    .unwrap_or_default()
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(60)
+                    .collect();
+                (400, format!("Bad Request ({})", why.trim()))
+            }
         };
         let request = Request {
             method,
@@ -723,6 +793,67 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// The header lines with folded continuations (LWS = [*WSP CRLF] 1*WSP) joined to their
+/// header line by one space; and whether a continuation came before any header line.
+fn unfold<'a>(lines: impl Iterator<Item = &'a str>) -> (Vec<String>, bool) {
+    let (mut out, mut orphan) = (Vec::<String>::new(), false);
+    for line in lines {
+        if line.starts_with([' ', '\t']) {
+            match out.last_mut() {
+                Some(last) => {
+                    let more = line.trim();
+                    if !more.is_empty() {
+                        last.truncate(last.trim_end().len());
+                        last.push(' ');
+                        last.push_str(more);
+                    }
+                }
+                None => orphan = true,
+            }
+        } else {
+            out.push(line.to_owned());
+        }
+    }
+    (out, orphan)
+}
+
+/// A Content-Length value: decimal digits only (no sign, RFC 4475 §3.1.2.3), that fit.
+fn content_length(value: &str) -> Option<usize> {
+    let v = value.trim();
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse().ok()
+}
+
+/// `SIP/x.y` other than 2.0 (RFC 3261 §21.5.6 answers those 505).
+fn is_other_sip_version(v: &str) -> bool {
+    let Some((major, minor)) = v
+        .get(..4)
+        .filter(|p| p.eq_ignore_ascii_case("SIP/"))
+        .and_then(|_| v[4..].split_once('.'))
+    else {
+        return false;
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    digits(major) && digits(minor) && !(major == "2" && minor == "0")
+}
+
+/// Whether `uri` starts with a well-formed scheme (ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ))
+/// that is not one we know; `<sip:...>` has no scheme at all and is a 400, not a 416.
+fn has_unknown_scheme(uri: &str) -> bool {
+    let Some((scheme, _)) = uri.split_once(':') else {
+        return false;
+    };
+    scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        && !["sip", "sips", "tel"]
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(scheme))
+}
+
 /// What the front of a stream buffer holds (RFC 3261 §18.3 framing, RFC 5626 §3.5.1 keep-alives).
 #[derive(Debug, PartialEq, Eq)]
 pub enum StreamFrame {
@@ -763,14 +894,20 @@ pub fn next_stream_frame(buf: &[u8]) -> StreamFrame {
         };
     };
     let head = String::from_utf8_lossy(&buf[..head_end]);
-    let cl = head.split("\r\n").skip(1).find_map(|l| {
+    let (lines, _) = unfold(head.split("\r\n").skip(1));
+    let mut lengths = lines.iter().filter_map(|l| {
         let (n, v) = l.split_once(':')?;
         matches!(
             n.trim().to_ascii_lowercase().as_str(),
             "content-length" | "l"
         )
-        .then(|| v.trim().parse::<usize>().ok())
+        .then_some(v)
     });
+    // Two Content-Lengths frame nothing (RFC 4475 §3.3.9): the stream cannot be resynced.
+    let cl = match (lengths.next(), lengths.next()) {
+        (Some(v), None) => Some(content_length(v)),
+        _ => None,
+    };
     match cl {
         // A Content-Length near usize::MAX must not wrap the sum into a tiny frame.
         Some(Some(n)) => match (head_end + 4).checked_add(n) {

@@ -117,23 +117,42 @@ impl FromStr for Uri {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
+        // No LWS inside a URI (RFC 4475 §3.1.2.8): a space means the text is not one URI;
+        // nor the delimiters `<`, `>` and `"`, which must be escaped (RFC 2396 §2.4.3).
+        if s.bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b"<>\"".contains(&b))
+        {
+            return Err(ParseError::new(
+                "whitespace, a control character or a delimiter inside a URI",
+            ));
+        }
         let (scheme, rest) = s
             .split_once(':')
             .ok_or_else(|| ParseError::new(format!("URI without scheme: {s:?}")))?;
+        // scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ): `<sip` is no scheme at all.
+        if !scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            || !scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        {
+            return Err(ParseError::new("malformed URI scheme"));
+        }
         let scheme = scheme.to_ascii_lowercase();
         if !matches!(scheme.as_str(), "sip" | "sips" | "tel") {
             return Err(ParseError::new(format!(
                 "unsupported URI scheme {scheme:?}"
             )));
         }
+        // The userinfo ends at the first '@': neither user nor password may hold a raw '@',
+        // while both may hold '?', ';' and ':' (RFC 3261 §25.1, RFC 4475 §3.1.1.2).
+        let (user, rest) = match (scheme.as_str(), rest.find('@')) {
+            ("tel", _) | (_, None) => (None, rest),
+            (_, Some(0)) => return Err(ParseError::new("empty user part before '@'")),
+            (_, Some(at)) => (Some(rest[..at].to_owned()), &rest[at + 1..]),
+        };
         let (rest, headers) = match rest.split_once('?') {
             Some((r, h)) => (r, parse_uri_headers(h)),
             None => (rest, Vec::new()),
-        };
-        // The user part may itself hold ';' (e.g. `+1555;phone-context=x`), so split at '@' first.
-        let (user, rest) = match (scheme.as_str(), rest.rfind('@')) {
-            ("tel", _) | (_, None) => (None, rest),
-            (_, Some(at)) => (Some(rest[..at].to_owned()), &rest[at + 1..]),
         };
         let mut parts = rest.split(';');
         let main = parts.next().unwrap_or_default();
@@ -157,11 +176,7 @@ impl FromStr for Uri {
                 headers,
             });
         }
-        let hostport = main;
-        let (host, port) = split_host_port(hostport)?;
-        if host.is_empty() {
-            return Err(ParseError::new(format!("URI without host: {s:?}")));
-        }
+        let (host, port) = split_host_port(main)?;
         Ok(Uri {
             scheme,
             user,
@@ -183,23 +198,54 @@ fn parse_uri_headers(h: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Split `host:port`, `[v6]:port`, `host` into its parts.
+/// Whether `host` is a host name, an IPv4 address or an `[IPv6]` reference (RFC 3261 §25.1;
+/// `_` is let through, as some deployments use it in names).
+fn is_host(host: &str) -> bool {
+    match host.strip_prefix('[') {
+        Some(v6) => v6.strip_suffix(']').is_some_and(|v6| {
+            !v6.is_empty()
+                && v6
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b":.".contains(&b))
+        }),
+        None => {
+            !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        }
+    }
+}
+
+/// Split `host:port`, `[v6]:port`, `host` into its parts; the host must be a host name, an
+/// IPv4 address or an IPv6 reference, the port (when written) decimal digits.
 pub fn split_host_port(hp: &str) -> Result<(String, Option<u16>), ParseError> {
     let bad_port = || ParseError::new(format!("bad port in {hp:?}"));
-    if let Some(rest) = hp.strip_prefix('[') {
+    let port = |p: &str| -> Result<u16, ParseError> {
+        if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad_port());
+        }
+        p.parse().map_err(|_| bad_port())
+    };
+    let (host, port) = if let Some(rest) = hp.strip_prefix('[') {
         let (h, after) = rest
             .split_once(']')
             .ok_or_else(|| ParseError::new(format!("unclosed IPv6 reference {hp:?}")))?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => Some(p.parse().map_err(|_| bad_port())?),
-            None => None,
+        let port = match after {
+            "" => None,
+            _ => Some(port(after.strip_prefix(':').ok_or_else(bad_port)?)?),
         };
-        return Ok((format!("[{h}]"), port));
+        (format!("[{h}]"), port)
+    } else {
+        match hp.rsplit_once(':') {
+            Some((h, p)) => (h.to_owned(), Some(port(p)?)),
+            None => (hp.to_owned(), None),
+        }
+    };
+    if !is_host(&host) {
+        return Err(ParseError::new(format!("bad host {host:?}")));
     }
-    match hp.rsplit_once(':') {
-        Some((h, p)) => Ok((h.to_owned(), Some(p.parse().map_err(|_| bad_port())?))),
-        None => Ok((hp.to_owned(), None)),
-    }
+    Ok((host, port))
 }
 
 /// Percent-escape a string for use inside a URI header value (RFC 3261 `hvalue`).
@@ -280,12 +326,19 @@ impl NameAddr {
 impl fmt::Display for NameAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(d) = &self.display {
-            write!(f, "\"{}\" ", d.replace('\\', "\\\\").replace('"', "\\\""))?;
+            write!(f, "{} ", quote(d))?;
         }
         write!(f, "<{}>", self.uri)?;
         for (n, v) in &self.params {
             match v {
-                Some(v) => write!(f, ";{n}={v}")?,
+                // gen-value = token / host / quoted-string (RFC 3261 §25.1)
+                Some(v)
+                    if !v.is_empty()
+                        && v.chars().all(|c| is_token_char(c) || "[]:".contains(c)) =>
+                {
+                    write!(f, ";{n}={v}")?
+                }
+                Some(v) => write!(f, ";{n}={}", quote(v))?,
                 None => write!(f, ";{n}")?,
             }
         }
@@ -293,29 +346,72 @@ impl fmt::Display for NameAddr {
     }
 }
 
+/// Whether `c` may appear in a `token` (RFC 3261 §25.1).
+pub(crate) fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c)
+}
+
+/// `s` as a quoted-string, with `"` and `\` escaped.
+fn quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Read a quoted-string at the start of `s` (which starts with `"`): its unescaped content
+/// and what follows the closing quote.
+fn unquote(s: &str) -> Result<(String, &str), ParseError> {
+    let mut out = String::new();
+    let mut chars = s.char_indices().skip(1);
+    while let Some((i, c)) = chars.next() {
+        match c {
+            // quoted-pair: the next character stands for itself.
+            '\\' => match chars.next() {
+                Some((_, n)) => out.push(n),
+                None => break,
+            },
+            '"' => return Ok((out, &s[i + 1..])),
+            c => out.push(c),
+        }
+    }
+    Err(ParseError::new("unterminated quoted string"))
+}
+
+/// Split `s` at every `sep` outside quoted strings.
+fn split_outside_quotes(s: &str, sep: char) -> Vec<&str> {
+    let (mut out, mut start, mut quoted, mut escaped) = (Vec::new(), 0, false, false);
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            c if c == sep && !quoted => {
+                out.push(&s[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    out.push(&s[start..]);
+    out
+}
+
 impl FromStr for NameAddr {
     type Err = ParseError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
-        let (display, rest) = if let Some(q) = s.strip_prefix('"') {
-            let mut end = None;
-            let mut escaped = false;
-            for (i, c) in q.char_indices() {
-                match c {
-                    '\\' if !escaped => escaped = true,
-                    '"' if !escaped => {
-                        end = Some(i);
-                        break;
-                    }
-                    _ => escaped = false,
-                }
-            }
-            let end = end.ok_or_else(|| ParseError::new("unterminated display name"))?;
-            let name = q[..end].replace("\\\"", "\"").replace("\\\\", "\\");
-            (Some(name), q[end + 1..].trim_start())
+        let (display, rest) = if s.starts_with('"') {
+            let (name, rest) = unquote(s)?;
+            (Some(name), rest.trim_start())
         } else if let Some(lt) = s.find('<') {
             let d = s[..lt].trim();
+            // An unquoted display name is tokens and spaces (RFC 4475 §3.1.2.15: a comma
+            // there is an error, not a name); UTF-8 beyond ASCII is let through.
+            if !d
+                .chars()
+                .all(|c| is_token_char(c) || c == ' ' || c == '\t' || !c.is_ascii())
+            {
+                return Err(ParseError::new("unquoted display name with separators"));
+            }
             ((!d.is_empty()).then(|| d.to_owned()), &s[lt..])
         } else {
             (None, s)
@@ -326,25 +422,56 @@ impl FromStr for NameAddr {
                 .ok_or_else(|| ParseError::new("unclosed '<' in address"))?;
             (u, p)
         } else {
-            // addr-spec form: parameters after the URI belong to the header.
-            match rest.find(';') {
+            // addr-spec form: parameters after the URI belong to the header, and a URI with
+            // headers must be in <> (RFC 3261 §20, RFC 4475 §3.1.2.13).
+            let (u, p) = match rest.find(';') {
                 Some(i) => (&rest[..i], &rest[i..]),
                 None => (rest, ""),
+            };
+            if u.contains('?') {
+                return Err(ParseError::new("a URI with headers outside <>"));
             }
+            (u, p)
         };
         let uri: Uri = uri_str.parse()?;
-        let params = params_str
-            .split(';')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(|p| match p.split_once('=') {
-                Some((n, v)) => (
-                    n.trim().to_owned(),
-                    Some(v.trim().trim_matches('"').to_owned()),
-                ),
-                None => (p.to_owned(), None),
-            })
-            .collect();
+        let params_str = params_str.trim();
+        let Some(params_str) = params_str
+            .strip_prefix(';')
+            .or(params_str.is_empty().then_some(""))
+        else {
+            return Err(ParseError::new(
+                "text after the address that is not a parameter",
+            ));
+        };
+        let mut params = Vec::new();
+        for p in split_outside_quotes(params_str, ';') {
+            let p = p.trim();
+            if p.is_empty() {
+                continue;
+            }
+            let (n, v) = match p.split_once('=') {
+                Some((n, v)) => {
+                    let v = v.trim();
+                    let v = if v.starts_with('"') {
+                        let (v, after) = unquote(v)?;
+                        if !after.trim().is_empty() {
+                            return Err(ParseError::new("text after a quoted parameter value"));
+                        }
+                        v
+                    } else if v.contains('"') {
+                        return Err(ParseError::new("a stray quote in a parameter value"));
+                    } else {
+                        v.to_owned()
+                    };
+                    (n.trim(), Some(v))
+                }
+                None => (p, None),
+            };
+            if n.is_empty() || !n.chars().all(is_token_char) {
+                return Err(ParseError::new(format!("bad parameter name {n:?}")));
+            }
+            params.push((n.to_owned(), v));
+        }
         Ok(NameAddr {
             display,
             uri,
