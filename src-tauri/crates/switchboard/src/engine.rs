@@ -339,6 +339,18 @@ fn error_class(error: &str) -> &str {
     error.split(['"', ':']).next().unwrap_or_default().trim()
 }
 
+/// The `Unsupported` header of a 420 when `req` requires (in `header`: `Require` or
+/// `Proxy-Require`) option tags; we support none there.
+fn unsupported(req: &Request, header: &str) -> Option<Vec<(&'static str, String)>> {
+    let tags: Vec<String> = req
+        .headers
+        .get_all(header)
+        .into_iter()
+        .filter(|t| !t.is_empty())
+        .collect();
+    (!tags.is_empty()).then(|| vec![("Unsupported", tags.join(", "))])
+}
+
 fn user_of(value: Option<&str>) -> Option<String> {
     value
         .and_then(|v| v.parse::<NameAddr>().ok())
@@ -538,26 +550,36 @@ impl Engine {
     }
 
     fn reject_malformed(&mut self, mut req: Request, src: Flow, why: &str) {
-        // Via and CSeq are enough to address an answer (it copies whatever else is there).
-        let answerable = req.method != Method::Ack && req.headers.get("CSeq").is_some();
-        let via = req.top_via();
-        let (true, Ok(mut via)) = (answerable, via) else {
+        // Via and CSeq are enough to address an answer (it copies whatever else is there);
+        // the answer goes back where the request came from, so even a malformed Via (RFC 4475
+        // §3.1.2.1) can be answered, copied as it came.
+        let answerable = req.method != Method::Ack
+            && req.headers.get("CSeq").is_some()
+            && req.headers.get("Via").is_some();
+        if !answerable {
             warn!(flow = %src, error = error_class(why), "dropping request that cannot be answered");
             return;
-        };
+        }
         warn!(flow = %src, error = error_class(why), "answering 400 to a malformed request");
-        via.set_param("received", Some(&src.addr.ip().to_string()));
-        via.set_param("rport", Some(&src.addr.port().to_string()));
-        req.headers.pop_first("Via");
-        req.headers.push_front("Via", via.to_string());
+        if let Ok(mut via) = req.top_via() {
+            via.set_param("received", Some(&src.addr.ip().to_string()));
+            via.set_param("rport", Some(&src.addr.port().to_string()));
+            req.headers.pop_first("Via");
+            req.headers.push_front("Via", via.to_string());
+        }
         // The reason names what is wrong (RFC 3261 §21.4.1: "the reason phrase SHOULD
-        // identify the syntax problem in more detail").
-        let missing: Vec<&str> = ["From", "To", "Call-ID", "CSeq", "Max-Forwards"]
+        // identify the syntax problem in more detail"), without echoing the request's bytes.
+        let missing: Vec<&str> = ["From", "To", "Call-ID", "CSeq"]
             .into_iter()
-            .filter(|h| *h != "Max-Forwards" && req.headers.get(h).is_none())
+            .filter(|h| req.headers.get(h).is_none())
             .collect();
         let reason = if missing.is_empty() {
-            "Bad Request".to_owned()
+            let what: String = error_class(why)
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(60)
+                .collect();
+            format!("Bad Request ({what})")
         } else {
             format!("Missing {}", missing.join(", "))
         };
@@ -850,6 +872,10 @@ impl Engine {
         if classify(&req.uri, &self.local) == Destination::Remote {
             return self.reply(key, 403, Some("Domain Not Served"), vec![], now);
         }
+        // The registrar supports no extension a REGISTER may require (RFC 3261 §10.3 step 2).
+        if let Some(reply) = unsupported(&req, "Require") {
+            return self.reply(key, 420, None, reply, now);
+        }
         let to = match req.to() {
             Ok(t) => t,
             Err(_) => return self.reply(key, 400, Some("Bad To"), vec![], now),
@@ -1059,6 +1085,10 @@ impl Engine {
         if max_forwards == 0 {
             return self.reply(key, 483, None, vec![], now);
         }
+        // We proxy no extension (RFC 3261 §16.3 step 5, RFC 4475 §3.3.5).
+        if let Some(reply) = unsupported(&req, "Proxy-Require") {
+            return self.reply(key, 420, None, reply, now);
+        }
         let prefix = branch_prefix(&hash);
         let looped = req.headers.get_all("Via").iter().any(|v| {
             v.parse::<Via>().is_ok_and(|via| {
@@ -1121,6 +1151,10 @@ impl Engine {
     }
 
     fn answer_locally(&mut self, key: &ServerKey, req: &Request, now: Instant) {
+        // As the UAS we support no extension a request may require (RFC 3261 §8.2.2.3).
+        if let Some(reply) = unsupported(req, "Require") {
+            return self.reply(key, 420, None, reply, now);
+        }
         let allow = vec![("Allow", ALLOW.to_owned())];
         if req.method == Method::Options {
             let mut headers = allow;

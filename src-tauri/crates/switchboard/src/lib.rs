@@ -217,10 +217,14 @@
 //!
 //! # Robustness and privacy
 //!
-//! Bytes that do not parse are logged (the kind of fault only) and dropped. A request that
-//! parses but fails validation (a bad CSeq, a bad Max-Forwards, a missing mandatory header)
-//! is answered `400` when it has a Via and the From, To, Call-ID and CSeq headers, and dropped
-//! otherwise. Nothing from the wire is unwrapped. Log lines carry user names, URIs, Call-IDs
+//! A request that does not parse is answered as RFC 3261 asks (`505` for another SIP
+//! version, `416` for an unknown Request-URI scheme, `400` naming the fault), and one that
+//! parses but fails validation (a bad CSeq or Via, a second From, headers in the
+//! Request-URI, a missing mandatory header) `400`, whenever it has a Via and a CSeq to address
+//! the answer with; other bytes are logged (the kind of fault only) and dropped. RFC 4475's
+//! torture messages each get the answer the RFC asks for. A `Proxy-Require` (or, where we
+//! answer ourselves, a `Require`) is answered `420` with the tags in `Unsupported`: we support
+//! no extension there. Nothing from the wire is unwrapped. Log lines carry user names, URIs, Call-IDs
 //! and tokens only through [`hookflash_core::privacy::redact`]: one `debug` line per message in
 //! and out, `warn` for faults. Set `RUST_LOG=hookflash_switchboard=debug` to see them.
 //!
