@@ -556,6 +556,25 @@ pub enum Event {
     },
 }
 
+/// One line of the headless agent's stdin: the command it holds, or the `error` event
+/// (`command.malformed`) to print for it, carrying the line's `requestId` when one can be
+/// read from it.
+pub fn parse_command_line(line: &str) -> Result<CommandEnvelope, Box<Event>> {
+    serde_json::from_str::<CommandEnvelope>(line).map_err(|e| {
+        let request_id = serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| {
+                v.get("requestId")
+                    .and_then(|r| r.as_str())
+                    .map(str::to_owned)
+            });
+        Box::new(Event::from_error(
+            request_id,
+            &AgentError::MalformedCommand(e.to_string()),
+        ))
+    })
+}
+
 /// A call as listed in `callsUpdated`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "specta", derive(specta::Type))]

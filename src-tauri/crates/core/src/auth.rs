@@ -279,7 +279,7 @@ impl fmt::Display for Challenge {
             write!(f, ", opaque=\"{}\"", quote_escape(o))?;
         }
         if let Some(a) = &self.algorithm {
-            write!(f, ", algorithm={a}")?;
+            f.write_str(&algorithm_param(a))?;
         }
         if let Some(q) = &self.qop {
             write!(f, ", qop=\"{}\"", quote_escape(q))?;
@@ -288,6 +288,19 @@ impl fmt::Display for Challenge {
             f.write_str(", stale=true")?;
         }
         Ok(())
+    }
+}
+
+/// `, algorithm=MD5`: a token as RFC 7616 writes it; anything else quoted, so that it reads
+/// back as it was and cannot break the parameter list.
+fn algorithm_param(a: &str) -> String {
+    if !a.is_empty()
+        && a.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+    {
+        format!(", algorithm={a}")
+    } else {
+        format!(", algorithm=\"{}\"", quote_escape(a))
     }
 }
 
@@ -330,13 +343,16 @@ pub fn authorization(
         quote_escape(uri),
     );
     if let Some(a) = &ch.algorithm {
-        out.push_str(&format!(", algorithm={a}"));
+        out.push_str(&algorithm_param(a));
     }
     if qop {
         out.push_str(&format!(
             ", cnonce=\"{}\", qop=auth, nc={nc}",
             quote_escape(cnonce)
         ));
+    } else if is_sess(ch.algorithm.as_deref()) {
+        // MD5-sess hashes the cnonce into HA1 even without qop: the server needs it.
+        out.push_str(&format!(", cnonce=\"{}\"", quote_escape(cnonce)));
     }
     if let Some(o) = &ch.opaque {
         out.push_str(&format!(", opaque=\"{}\"", quote_escape(o)));

@@ -20,7 +20,7 @@ use clap::Parser;
 use hookflash_core::agent::{
     sink_from_spec, source_from_spec, AgentConfig, CallClient, Credential,
 };
-use hookflash_core::api::{Command, CommandEnvelope, Event};
+use hookflash_core::api::{parse_command_line, Command, CommandEnvelope, Event};
 use hookflash_core::audio::{DeviceManager, DeviceManagerConfig, DeviceSpec};
 use hookflash_core::call::CallState;
 use hookflash_core::media::MediaProfile;
@@ -191,7 +191,7 @@ async fn run(args: Args) -> Result<(), AgentError> {
             if line.trim().is_empty() {
                 continue;
             }
-            match serde_json::from_str::<CommandEnvelope>(&line) {
+            match parse_command_line(&line) {
                 Ok(env) => {
                     let a = stdin_agent.clone();
                     // Commands run concurrently; each answer carries its requestId.
@@ -199,18 +199,8 @@ async fn run(args: Args) -> Result<(), AgentError> {
                         let _ = a.execute_envelope(env).await;
                     });
                 }
-                Err(e) => {
-                    let request_id = serde_json::from_str::<serde_json::Value>(&line)
-                        .ok()
-                        .and_then(|v| {
-                            v.get("requestId")
-                                .and_then(|r| r.as_str())
-                                .map(str::to_owned)
-                        });
-                    print(&Event::from_error(
-                        request_id,
-                        &AgentError::MalformedCommand(e.to_string()),
-                    ));
+                Err(error) => {
+                    print(&error);
                 }
             }
         }
