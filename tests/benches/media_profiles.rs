@@ -17,25 +17,10 @@ use std::time::{Duration, Instant};
 use hookflash_tests::baresip::{baresip, baresip_dir, quit};
 use hookflash_tests::netns::{Netns, HOST_A};
 use hookflash_tests::process::{AgentProcess, SwitchboardProcess};
+use hookflash_tests::procstat::{cpu_seconds, percentile};
 
 const CALLS: usize = 10;
 const HOLD_SECS: u64 = 10;
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-/// CPU seconds (user + system) a process used so far.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = [11, 12]
-        .iter()
-        .filter_map(|&i| f.get(i).and_then(|v| v.parse::<f64>().ok()))
-        .sum();
-    ticks / 100.0
-}
 
 /// Percent of one core each process uses over `secs`.
 async fn cpu_over(pids: &[u32], secs: u64) -> Vec<f64> {

@@ -25,6 +25,7 @@ pub mod desktop;
 pub mod http;
 pub mod netns;
 pub mod process;
+pub mod procstat;
 pub mod pulse;
 
 /// The secret the rig's switchboard signs tokens with.
