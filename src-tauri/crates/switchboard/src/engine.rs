@@ -35,9 +35,18 @@ use crate::users::{UserStore, VOICEMAIL_USER};
 const T1: Duration = Duration::from_millis(500);
 /// RFC 3261 T2: the longest retransmission interval for non-INVITE requests and responses.
 const T2: Duration = Duration::from_secs(4);
-/// 64·T1: how long a transaction waits for an answer, and lingers after it, to absorb
-/// retransmissions (Timers B, F, H, J, D, K, M rolled into one).
+/// 64·T1: how long a transaction waits for an answer (Timers B and F), and how long an
+/// INVITE answered with a failure waits for its ACK (Timer H).
 const TX_LINGER: Duration = Duration::from_secs(32);
+/// How long a finished UDP transaction stays to absorb retransmissions, counted from the last
+/// copy it absorbed (Timers I, J, K, D, L and M). RFC 3261 keeps some of them for 64·T1 = 32 s
+/// to cover a client's whole Timer F; but a peer only retransmits after our answer was lost,
+/// and its next copy comes at most T2 (4 s) after the previous one (§17.1.2.2, §17.2.1), so a
+/// window of T4 = 5 s that every absorbed copy renews catches every retransmission, as
+/// Kamailio's 5 s wait timer does. At thousands of transactions a second this is the
+/// difference between seconds and half a minute of finished transactions held in memory.
+/// Over TCP nothing is retransmitted, so nothing lingers (RFC 3261 sets these timers to 0).
+const ABSORB: Duration = Duration::from_secs(5);
 /// After a CANCEL, how long to wait for the branches' 487 before answering 487 ourselves.
 const CANCEL_GRACE: Duration = Duration::from_secs(4);
 /// How often an unanswered CANCEL is sent again over UDP.
@@ -55,6 +64,15 @@ const MAX_SUBSCRIPTIONS: usize = 10_000;
 const SERVER: &str = concat!("hookflash-switchboard/", env!("CARGO_PKG_VERSION"));
 const ALLOW: &str =
     "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, SUBSCRIBE, NOTIFY, REFER, MESSAGE, INFO, UPDATE, PRACK";
+
+/// How long a finished transaction on `flow` lingers after the last copy it absorbed.
+fn absorb_window(flow: Flow) -> Duration {
+    if flow.transport == TransportKind::Udp {
+        ABSORB
+    } else {
+        Duration::ZERO
+    }
+}
 
 /// A message for the driver to send.
 #[derive(Debug)]
@@ -591,11 +609,22 @@ impl Engine {
     fn on_new_request(&mut self, req: Request, via: &Via, src: Flow, now: Instant) {
         let invite = req.method == Method::Invite;
         let key = server_key(&req, via, invite);
-        if let Some(tx) = self.servers.get(&key) {
+        if let Some(tx) = self.servers.get_mut(&key) {
             debug!(flow = %src, "retransmission absorbed");
+            // Finished, and not an INVITE failure waiting for its ACK (Timer H runs there).
+            let renew =
+                tx.linger_until.is_some() && !(key.invite && tx.state == ServerState::Completed);
+            if renew {
+                let at = now + absorb_window(tx.flow);
+                tx.linger_until = tx.linger_until.max(Some(at));
+            }
             if let Some(last) = tx.last.clone() {
                 let flow = tx.flow;
                 self.send(flow, last, None);
+            }
+            if renew {
+                let at = now + absorb_window(src);
+                self.schedule(at, Timer::ServerExpire(key));
             }
             return;
         }
@@ -679,7 +708,12 @@ impl Engine {
             } else {
                 ServerState::Completed
             };
-            linger = Some(now + TX_LINGER);
+            // An INVITE's failure waits for the ACK (Timer H); everything else only absorbs.
+            linger = Some(if key.invite && resp.class() != 2 {
+                now + TX_LINGER
+            } else {
+                now + absorb_window(flow)
+            });
             tx.linger_until = linger;
             retransmit = key.invite && resp.class() != 2 && flow.transport == TransportKind::Udp;
             tx.retransmit = T1;
@@ -707,7 +741,11 @@ impl Engine {
             match tx.state {
                 ServerState::Completed => {
                     tx.state = ServerState::Confirmed;
+                    // Timer I: absorb ACK retransmissions for a while, then go.
+                    let at = now + absorb_window(tx.flow);
+                    tx.linger_until = Some(at);
                     debug!(flow = %src, "ACK for a non-2xx absorbed");
+                    self.schedule(at, Timer::ServerExpire(key));
                     return;
                 }
                 ServerState::Confirmed => return,
@@ -1882,13 +1920,14 @@ impl Engine {
             }
             200..=299 => {
                 let first = !c.state.is_final();
+                // The first 2xx, or a copy of it: (re)start the absorbing window.
+                let at = now + absorb_window(c.flow);
+                c.linger_until = c.linger_until.max(Some(at));
                 if first {
                     c.state = ClientState::Accepted;
                     c.final_response = Some(resp.clone());
-                    let at = now + TX_LINGER;
-                    c.linger_until = Some(at);
-                    self.schedule(at, Timer::ClientExpire(branch.clone()));
                 }
+                self.schedule(at, Timer::ClientExpire(branch.clone()));
                 if invite {
                     // Every 2xx to an INVITE goes upstream (RFC 3261 §16.7 step 5).
                     self.respond(&server, resp, now);
@@ -1906,15 +1945,20 @@ impl Engine {
                 let Some(c) = self.clients.get_mut(&branch) else {
                     return;
                 };
-                if c.state.is_final() {
-                    return; // a retransmission: re-ACKed above
+                let at = now + absorb_window(c.flow);
+                c.linger_until = c.linger_until.max(Some(at));
+                let retransmission = c.state.is_final();
+                if !retransmission {
+                    c.state = ClientState::Completed;
                 }
-                c.state = ClientState::Completed;
-                let six = resp.class() == 6;
-                c.final_response = Some(resp);
-                let at = now + TX_LINGER;
-                c.linger_until = Some(at);
                 self.schedule(at, Timer::ClientExpire(branch.clone()));
+                if retransmission {
+                    return; // re-ACKed above, window renewed
+                }
+                let six = resp.class() == 6;
+                if let Some(c) = self.clients.get_mut(&branch) {
+                    c.final_response = Some(resp);
+                }
                 if invite && six {
                     self.cancel_other_branches(&server, &branch, now);
                 }
@@ -1978,7 +2022,7 @@ impl Engine {
         if let Some(c) = self.clients.get_mut(branch) {
             c.state = ClientState::Completed;
             c.final_response = synthetic;
-            let at = now + TX_LINGER;
+            let at = now + absorb_window(c.flow);
             c.linger_until = Some(at);
             self.schedule(at, Timer::ClientExpire(branch.to_owned()));
         }
@@ -2128,11 +2172,22 @@ impl Engine {
                 }
             }
             Timer::ClientExpire(branch) => {
-                if self
-                    .clients
-                    .get(&branch)
-                    .is_some_and(|c| c.linger_until.is_some_and(|at| at <= now))
-                {
+                let Some(c) = self.clients.get(&branch) else {
+                    return;
+                };
+                if c.linger_until.is_none_or(|at| at > now) {
+                    return; // renewed since: a later timer takes it
+                }
+                // A branch's final answer counts until its transaction has answered upstream
+                // (another branch may ring on): keep it while the server transaction waits.
+                let waiting = self.servers.get(&c.server).is_some_and(|tx| !tx.is_final());
+                if waiting {
+                    let at = now + ABSORB;
+                    if let Some(c) = self.clients.get_mut(&branch) {
+                        c.linger_until = Some(at);
+                    }
+                    self.schedule(at, Timer::ClientExpire(branch));
+                } else {
                     self.clients.remove(&branch);
                 }
             }
@@ -2349,6 +2404,57 @@ CSeq: 1 ACK\r\n\r\n"
                 flow(port),
             )
         }
+    }
+
+    #[test]
+    fn finished_transactions_absorb_retransmissions_only_as_long_as_copies_keep_coming() {
+        let register = |transport: &str, port: u16| {
+            format!(
+                "REGISTER sip:hookflash.local SIP/2.0\r\nVia: SIP/2.0/{transport} 127.0.0.1:{port};branch=z9hG4bKabsorb\r\n\
+From: <sip:amy@hookflash.local>;tag=a\r\nTo: <sip:amy@hookflash.local>\r\nCall-ID: absorb\r\n\
+CSeq: 1 REGISTER\r\nContact: <sip:amy@127.0.0.1:{port}>\r\nContent-Length: 0\r\n\r\n"
+            )
+        };
+        let mut rig = Rig::new();
+        let udp = register("UDP", 4100);
+        let first = rig.input(&udp, flow(4100));
+        assert_eq!(
+            statuses(&first),
+            [401],
+            "an unauthenticated REGISTER is challenged"
+        );
+        let tag = |out: &[Transmit]| match &out[0].message {
+            Message::Response(r) => r.to().ok().and_then(|t| t.tag().map(str::to_owned)),
+            _ => None,
+        };
+        // A client whose answer was lost sends its next copy at most T2 = 4 s later: each copy
+        // gets the same answer (same To-tag) and keeps the transaction for another window.
+        for round in 1..=3 {
+            rig.advance(Duration::from_secs(4));
+            let again = rig.input(&udp, flow(4100));
+            assert_eq!(
+                tag(&again),
+                tag(&first),
+                "copy {round}, 4 s after the last, must be absorbed with the first answer"
+            );
+        }
+        rig.advance(ABSORB + Duration::from_millis(1));
+        assert!(
+            rig.engine.servers.is_empty(),
+            "a UDP transaction must be gone one window after its last copy, not 32 s later"
+        );
+
+        let tcp_flow = Flow {
+            transport: TransportKind::Tcp,
+            addr: ([127, 0, 0, 1], 4101).into(),
+        };
+        let out = rig.input(&register("TCP", 4101), tcp_flow);
+        assert_eq!(statuses(&out), [401], "challenged over TCP too");
+        rig.advance(Duration::ZERO);
+        assert!(
+            rig.engine.servers.is_empty(),
+            "over TCP nothing is retransmitted, so a finished transaction goes at once"
+        );
     }
 
     impl Rig {
