@@ -479,6 +479,25 @@ impl Transport {
     }
 }
 
+/// The UDP socket buffers we ask for, each way. Linux's default (208 KiB) holds about 400
+/// requests: a burst of a few hundred REGISTERs arriving while the engine is busy for a
+/// millisecond overflows it, and each lost datagram costs its sender a retransmission 500 ms
+/// later. The kernel caps the request at `net.core.rmem_max` / `wmem_max` (raise those on a
+/// busy server); an agent only ever fills a sliver of it.
+pub const UDP_SOCKET_BUFFER: usize = 4 << 20;
+
+/// Ask for [`UDP_SOCKET_BUFFER`] both ways; what the kernel grants is logged, never fatal.
+fn size_udp_buffers(udp: &UdpSocket) {
+    let sock = socket2::SockRef::from(udp);
+    let _ = sock.set_recv_buffer_size(UDP_SOCKET_BUFFER);
+    let _ = sock.set_send_buffer_size(UDP_SOCKET_BUFFER);
+    tracing::debug!(
+        receive = sock.recv_buffer_size().unwrap_or(0),
+        send = sock.send_buffer_size().unwrap_or(0),
+        "UDP socket buffers"
+    );
+}
+
 async fn bind_pair(
     ip: IpAddr,
     port: u16,
@@ -487,6 +506,7 @@ async fn bind_pair(
     // With port 0 the UDP port is picked first and TCP takes the same number; retry on a clash.
     for _ in 0..20 {
         let udp = UdpSocket::bind(SocketAddr::new(ip, port)).await?;
+        size_udp_buffers(&udp);
         if !tcp {
             return Ok((udp, None));
         }
@@ -545,6 +565,31 @@ mod tests {
     use super::*;
 
     const WAIT: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn udp_sockets_get_buffers_sized_for_bursts() {
+        let (t, _events) = Transport::bind(IpAddr::from([127, 0, 0, 1]), 0, false)
+            .await
+            .unwrap();
+        let udp = t.inner.udp.lock().unwrap().clone().expect("bound");
+        let sock = socket2::SockRef::from(udp.as_ref());
+        let cap = |f: &str| {
+            std::fs::read_to_string(format!("/proc/sys/net/core/{f}"))
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(UDP_SOCKET_BUFFER)
+        };
+        // Linux reports twice what was granted (its bookkeeping overhead).
+        assert!(
+            sock.recv_buffer_size().unwrap() >= UDP_SOCKET_BUFFER.min(cap("rmem_max")),
+            "the receive buffer must be raised to what the system allows, not left at the \
+             default that overflows under a burst of requests"
+        );
+        assert!(
+            sock.send_buffer_size().unwrap() >= UDP_SOCKET_BUFFER.min(cap("wmem_max")),
+            "the send buffer likewise"
+        );
+    }
 
     #[tokio::test]
     async fn a_ping_on_our_connection_is_answered_and_the_pong_reported() {
