@@ -65,6 +65,10 @@ const SERVER: &str = concat!("hookflash-switchboard/", env!("CARGO_PKG_VERSION")
 const ALLOW: &str =
     "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, SUBSCRIBE, NOTIFY, REFER, MESSAGE, INFO, UPDATE, PRACK";
 
+/// The timer heap is never compacted below this size (compaction would cost more than it
+/// saves).
+const MIN_TIMER_COMPACTION: usize = 4096;
+
 /// How long a finished transaction on `flow` lingers after the last copy it absorbed.
 fn absorb_window(flow: Flow) -> Duration {
     if flow.transport == TransportKind::Udp {
@@ -335,6 +339,8 @@ pub struct Engine {
     clients: HashMap<String, ClientTx>,
     timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
     timer_seq: u64,
+    /// When the timer heap grows past this, timers of finished transactions are dropped.
+    compact_timers_at: usize,
     out: VecDeque<Transmit>,
     no_answer_timeout: Duration,
     epoch: (Instant, u64),
@@ -397,6 +403,7 @@ impl Engine {
             clients: HashMap::new(),
             timers: BinaryHeap::new(),
             timer_seq: 0,
+            compact_timers_at: MIN_TIMER_COMPACTION,
             out: VecDeque::new(),
             no_answer_timeout,
             epoch: (now, now_unix),
@@ -421,6 +428,33 @@ impl Engine {
     fn schedule(&mut self, at: Instant, timer: Timer) {
         self.timer_seq += 1;
         self.timers.push(Reverse((at, self.timer_seq, timer)));
+        if self.timers.len() > self.compact_timers_at {
+            self.compact_timers();
+        }
+    }
+
+    /// Drops the timers whose transaction, NOTIFY or subscription is gone. A heap cannot
+    /// cancel, so a timer stays until it fires even when what it was for finished long
+    /// before (a no-answer timer of a call answered at once, a transaction timeout of one
+    /// answered in a millisecond): under load that is most of the heap. Compacting whenever
+    /// the heap doubles keeps it within twice the live timers, at amortised constant cost.
+    fn compact_timers(&mut self) {
+        let (servers, clients) = (&self.servers, &self.clients);
+        let (notifies, subscriptions) = (&self.notifies, &self.subscriptions);
+        self.timers.retain(|Reverse((_, _, timer))| match timer {
+            Timer::ServerRetransmit(k)
+            | Timer::ServerExpire(k)
+            | Timer::NoAnswer(k, _)
+            | Timer::ForwardNoAnswer(k, _)
+            | Timer::CancelGrace(k) => servers.contains_key(k),
+            Timer::ClientRetransmit(b)
+            | Timer::ClientTimeout(b)
+            | Timer::ClientExpire(b)
+            | Timer::CancelRetransmit(b) => clients.contains_key(b),
+            Timer::NotifyRetransmit(b) | Timer::NotifyTimeout(b) => notifies.contains_key(b),
+            Timer::SubscriptionExpire(id, _) => subscriptions.contains_key(id),
+        });
+        self.compact_timers_at = (self.timers.len() * 2).max(MIN_TIMER_COMPACTION);
     }
 
     /// The next message to send, if any.
@@ -647,9 +681,6 @@ impl Engine {
                 stopped: false,
             },
         );
-        // A leak guard: a transaction that somehow never completes is dropped eventually.
-        let cap = self.transaction_cap(invite, self.no_answer_timeout);
-        self.schedule(now + cap, Timer::ServerExpire(key.clone()));
         if invite {
             let trying = req.response(100, None, None);
             self.respond(&key, trying, now);
@@ -665,6 +696,13 @@ impl Engine {
             self.on_register(&key, req, now);
         } else {
             self.on_proxy_request(&key, req, max_forwards, now);
+        }
+        // A leak guard: a transaction that somehow never completes is dropped eventually.
+        // Most are answered by now (REGISTER, challenges, local answers) and need none: at
+        // thousands of requests a second, a guard each would fill the timer heap for a minute.
+        if self.servers.get(&key).is_some_and(|tx| !tx.is_final()) {
+            let cap = self.transaction_cap(invite, self.no_answer_timeout);
+            self.schedule(now + cap, Timer::ServerExpire(key));
         }
     }
 
@@ -2520,6 +2558,45 @@ From: <sip:bob@hookflash.local>;tag=1\r\nTo: <sip:bob@hookflash.local>\r\nCall-I
             format!("{:?}", first[0].message),
             format!("{:?}", again[0].message),
             "the retransmission is answered from the transaction, same nonce"
+        );
+    }
+
+    #[test]
+    fn timers_of_finished_calls_do_not_pile_up() {
+        let mut rig = Rig::new();
+        rig.register_bob();
+        // Calls answered at once, a few a (virtual) millisecond: each leaves timers meant
+        // for a call that rings on (no-answer, transaction timeouts, the leak guard) that
+        // would otherwise wait a minute or more in the heap.
+        for n in 0..8_000u16 {
+            let out = rig.authed(
+                "alice",
+                10_000 + n,
+                "INVITE",
+                "sip:bob@hookflash.local",
+                "Proxy-Authorization",
+                "",
+            );
+            let Some(Message::Request(inv)) = out
+                .iter()
+                .map(|t| &t.message)
+                .find(|m| matches!(m, Message::Request(_)))
+            else {
+                panic!("call {n} is forwarded to bob");
+            };
+            let mut ok = inv.response(200, None, Some("bobtag"));
+            ok.headers.push("Contact", "<sip:bob@127.0.0.1:4002>");
+            rig.engine.handle_message(ok.into(), flow(4002), rig.now);
+            let out: Vec<_> = std::iter::from_fn(|| rig.engine.poll_transmit()).collect();
+            assert_eq!(statuses(&out), [200], "call {n} is answered upstream");
+            rig.advance(Duration::from_millis(5));
+        }
+        let live = rig.engine.servers.len() + rig.engine.clients.len();
+        assert!(
+            rig.engine.timers.len() <= MIN_TIMER_COMPACTION + 4 * live,
+            "the timer heap ({} timers for {live} live transactions) must stay within a small \
+             multiple of what is live, not grow with every call of the last minute",
+            rig.engine.timers.len()
         );
     }
 
