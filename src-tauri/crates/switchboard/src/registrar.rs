@@ -1,7 +1,7 @@
 //! Registrar bindings (RFC 3261 §10.3), in memory, time passed in.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use hookflash_core::sip::{NameAddr, Uri};
@@ -32,7 +32,9 @@ impl Binding {
 }
 
 /// The identity of a contact URI: scheme, user, host (case-insensitive), port and transport.
-fn contact_key(uri: &Uri) -> (String, Option<String>, String, u16, Option<String>) {
+type ContactKey = (String, Option<String>, String, u16, Option<String>);
+
+fn contact_key(uri: &Uri) -> ContactKey {
     (
         uri.scheme.clone(),
         uri.user.clone(),
@@ -47,18 +49,61 @@ pub fn same_contact(a: &Uri, b: &Uri) -> bool {
     contact_key(a) == contact_key(b)
 }
 
-/// All bindings, by user name, with their expiry times in a heap: purging looks only at the
-/// users whose bindings are due, not at every binding (which, done on every REGISTER, made a
-/// registrar with many users slow down with its size).
+/// All bindings, by user name, with their expiry times in a heap and two indexes: purging
+/// looks only at the users whose bindings are due, and finding the binding of a contact (every
+/// in-dialog request) or of a closed connection looks only at the users that hold it. A scan
+/// of every binding per request made the registrar slow down with its size.
 #[derive(Debug, Default)]
 pub struct Registrar {
     bindings: HashMap<String, Vec<Binding>>,
     /// (when, user) for every binding made or refreshed; entries outlived by a refresh or a
     /// removal are skipped when they come up.
     expiries: BinaryHeap<Reverse<(Instant, String)>>,
+    /// The users holding a binding for each contact.
+    by_contact: HashMap<ContactKey, HashSet<String>>,
+    /// The users holding a binding on each flow.
+    by_flow: HashMap<Flow, HashSet<String>>,
+    /// How many bindings there are.
+    count: usize,
+}
+
+/// Removes `user` from the set under `key`, and the set when it empties.
+fn unlink<K: std::hash::Hash + Eq>(index: &mut HashMap<K, HashSet<String>>, key: &K, user: &str) {
+    if let Some(users) = index.get_mut(key) {
+        users.remove(user);
+        if users.is_empty() {
+            index.remove(key);
+        }
+    }
 }
 
 impl Registrar {
+    /// Changes `user`'s bindings through `change`, keeping the indexes and the count right.
+    fn edit<R>(&mut self, user: &str, change: impl FnOnce(&mut Vec<Binding>) -> R) -> R {
+        let mut list = self.bindings.remove(user).unwrap_or_default();
+        for b in &list {
+            unlink(&mut self.by_contact, &contact_key(&b.contact.uri), user);
+            unlink(&mut self.by_flow, &b.flow, user);
+        }
+        self.count -= list.len();
+        let out = change(&mut list);
+        for b in &list {
+            self.by_contact
+                .entry(contact_key(&b.contact.uri))
+                .or_default()
+                .insert(user.to_owned());
+            self.by_flow
+                .entry(b.flow)
+                .or_default()
+                .insert(user.to_owned());
+        }
+        self.count += list.len();
+        if !list.is_empty() {
+            self.bindings.insert(user.to_owned(), list);
+        }
+        out
+    }
+
     /// Add, refresh (`expires > 0`) or remove (`expires == 0`) one contact of `user`.
     pub fn update(
         &mut self,
@@ -72,55 +117,55 @@ impl Registrar {
         contact
             .params
             .retain(|(n, _)| !n.eq_ignore_ascii_case("expires"));
-        let list = self.bindings.entry(user.to_owned()).or_default();
-        list.retain(|b| b.expires_at > now && !same_contact(&b.contact.uri, &contact.uri));
-        if expires > 0 {
-            if list.len() >= MAX_BINDINGS_PER_USER {
-                if let Some(i) = list
-                    .iter()
-                    .enumerate()
-                    .min_by_key(|(_, b)| b.expires_at)
-                    .map(|(i, _)| i)
-                {
-                    list.remove(i);
+        let expires_at = now + Duration::from_secs(u64::from(expires));
+        self.edit(user, |list| {
+            list.retain(|b| b.expires_at > now && !same_contact(&b.contact.uri, &contact.uri));
+            if expires > 0 {
+                if list.len() >= MAX_BINDINGS_PER_USER {
+                    if let Some(i) = list
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, b)| b.expires_at)
+                        .map(|(i, _)| i)
+                    {
+                        list.remove(i);
+                    }
                 }
+                list.push(Binding {
+                    contact,
+                    flow,
+                    expires_at,
+                    call_id: call_id.to_owned(),
+                });
             }
-            let expires_at = now + Duration::from_secs(u64::from(expires));
-            list.push(Binding {
-                contact,
-                flow,
-                expires_at,
-                call_id: call_id.to_owned(),
-            });
+        });
+        if expires > 0 {
             self.expiries.push(Reverse((expires_at, user.to_owned())));
-        }
-        if list.is_empty() {
-            self.bindings.remove(user);
         }
     }
 
     /// Remove every contact of `user` (`Contact: *`).
     pub fn remove_all(&mut self, user: &str) {
-        self.bindings.remove(user);
+        self.edit(user, Vec::clear);
     }
 
     /// The live bindings of `user` (expired ones are dropped on the way).
     pub fn lookup(&mut self, user: &str, now: Instant) -> Vec<Binding> {
-        let Some(list) = self.bindings.get_mut(user) else {
+        if !self.bindings.contains_key(user) {
             return Vec::new();
-        };
-        list.retain(|b| b.expires_at > now);
-        let out = list.clone();
-        if out.is_empty() {
-            self.bindings.remove(user);
         }
-        out
+        self.edit(user, |list| {
+            list.retain(|b| b.expires_at > now);
+            list.clone()
+        })
     }
 
     /// The live binding whose contact is `uri`, if any (the newest when several users share it).
     pub fn find_contact(&self, uri: &Uri, now: Instant) -> Option<Binding> {
-        self.bindings
-            .values()
+        let users = self.by_contact.get(&contact_key(uri))?;
+        users
+            .iter()
+            .filter_map(|u| self.bindings.get(u))
             .flatten()
             .filter(|b| b.expires_at > now && same_contact(&b.contact.uri, uri))
             .max_by_key(|b| b.expires_at)
@@ -129,14 +174,21 @@ impl Registrar {
 
     /// Drop every binding that uses `flow` (its TCP connection closed); how many went.
     pub fn remove_flow(&mut self, flow: Flow) -> usize {
-        let mut n = 0;
-        self.bindings.retain(|_, list| {
-            let before = list.len();
-            list.retain(|b| b.flow != flow);
-            n += before - list.len();
-            !list.is_empty()
-        });
-        n
+        let users: Vec<String> = self
+            .by_flow
+            .get(&flow)
+            .map(|u| u.iter().cloned().collect())
+            .unwrap_or_default();
+        users
+            .iter()
+            .map(|user| {
+                self.edit(user, |list| {
+                    let before = list.len();
+                    list.retain(|b| b.flow != flow);
+                    before - list.len()
+                })
+            })
+            .sum()
     }
 
     /// Drop expired bindings everywhere: only the users with a binding due are looked at.
@@ -148,17 +200,13 @@ impl Registrar {
             let Some(Reverse((_, user))) = self.expiries.pop() else {
                 break;
             };
-            if let Some(list) = self.bindings.get_mut(&user) {
-                list.retain(|b| b.expires_at > now);
-                if list.is_empty() {
-                    self.bindings.remove(&user);
-                }
+            if self.bindings.contains_key(&user) {
+                self.edit(&user, |list| list.retain(|b| b.expires_at > now));
             }
         }
         // The heap holds one entry per registration ever made until it comes due; with
         // refreshes it can outgrow the bindings. Rebuild it when it is mostly stale.
-        let live: usize = self.bindings.values().map(Vec::len).sum();
-        if self.expiries.len() > 4 * live + 1024 {
+        if self.expiries.len() > 4 * self.count + 1024 {
             self.expiries = self
                 .bindings
                 .iter()
@@ -167,14 +215,14 @@ impl Registrar {
         }
     }
 
-    /// How many bindings are live (expired ones not yet purged count too).
+    /// How many bindings there are (expired ones not yet purged count too).
     pub fn len(&self) -> usize {
-        self.bindings.values().map(Vec::len).sum()
+        self.count
     }
 
     /// Whether there are no bindings.
     pub fn is_empty(&self) -> bool {
-        self.bindings.is_empty()
+        self.count == 0
     }
 }
 
@@ -192,6 +240,83 @@ mod tests {
 
     fn contact(s: &str) -> NameAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_contact_and_flow_indexes_agree_with_a_scan_of_every_binding() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut r = Registrar::default();
+        let t0 = Instant::now();
+        let mut now = t0;
+        let scan = |r: &Registrar, uri: &Uri, now: Instant| {
+            r.bindings
+                .values()
+                .flatten()
+                .filter(|b| b.expires_at > now && same_contact(&b.contact.uri, uri))
+                .map(|b| b.expires_at)
+                .max()
+        };
+        let uri =
+            |u: u16, port: u16| -> Uri { format!("sip:u{u}@127.0.0.1:{port}").parse().unwrap() };
+        for step in 0..1_500 {
+            let (user, port) = (rng.gen_range(0..40u16), rng.gen_range(5000..5012u16));
+            let transport = if rng.gen_bool(0.5) {
+                TransportKind::Udp
+            } else {
+                TransportKind::Tcp
+            };
+            match rng.gen_range(0..100) {
+                0..=59 => {
+                    let expires = if rng.gen_bool(0.1) {
+                        0
+                    } else {
+                        rng.gen_range(1..60)
+                    };
+                    let c = NameAddr::new(uri(user % 8, port));
+                    r.update(
+                        &format!("u{user}"),
+                        c,
+                        expires,
+                        flow(port, transport),
+                        "c",
+                        now,
+                    );
+                }
+                60..=64 => r.remove_all(&format!("u{user}")),
+                65..=69 => {
+                    r.remove_flow(flow(port, transport));
+                }
+                70..=79 => {
+                    r.lookup(&format!("u{user}"), now);
+                }
+                _ => {
+                    now += Duration::from_millis(rng.gen_range(0..3000));
+                    r.purge(now);
+                }
+            }
+            let total: usize = r.bindings.values().map(Vec::len).sum();
+            assert_eq!(
+                r.len(),
+                total,
+                "step {step}: the kept count matches the bindings"
+            );
+            for u in 0..8 {
+                for port in 5000..5012 {
+                    let c = uri(u, port);
+                    assert_eq!(
+                        r.find_contact(&c, now).map(|b| b.expires_at),
+                        scan(&r, &c, now),
+                        "step {step}: the index finds what a scan of every binding finds"
+                    );
+                }
+            }
+            let flows: HashSet<Flow> = r.bindings.values().flatten().map(|b| b.flow).collect();
+            assert!(
+                r.by_flow.keys().all(|f| flows.contains(f)),
+                "step {step}: no flow is indexed that no binding uses (the index must shrink)"
+            );
+        }
     }
 
     #[test]
