@@ -27,6 +27,7 @@ pub mod netns;
 pub mod process;
 pub mod procstat;
 pub mod pulse;
+pub mod servers;
 
 /// The secret the rig's switchboard signs tokens with.
 pub const SECRET: &str = "rig-secret";
@@ -71,27 +72,13 @@ impl Rig {
         tone_hz: f64,
         transport: TransportKind,
     ) -> (AgentConfig, Ears) {
-        let mut config = AgentConfig::new(
+        agent_config(
             self.switchboard.local_addr(),
             self.switchboard.domain(),
             Credential::Token(self.token(user)),
-        );
-        config.transport = transport;
-        config.microphone = hookflash_core::agent::source_from_spec(DeviceSpec::Tone(tone_hz));
-        config.registration = RegistrationPolicy {
-            retry_initial: Duration::from_millis(200),
-            slow_retry: Duration::from_millis(500),
-            ..RegistrationPolicy::default()
-        };
-        config.register_timeout = Duration::from_millis(800);
-        config.keepalive_interval = Duration::from_millis(300);
-        let ears = Ears::default();
-        let e = ears.clone();
-        config.speaker = Arc::new(move |call_id: &str| {
-            let buf = e.buffer(call_id);
-            Ok(Box::new(CaptureSink::with_buffer(buf)) as Box<dyn AudioSink>)
-        });
-        (config, ears)
+            tone_hz,
+            transport,
+        )
     }
 
     /// A signed-in agent for `user` whose microphone plays `tone_hz`.
@@ -120,6 +107,35 @@ impl Rig {
         a.wait_connected().await;
         a
     }
+}
+
+/// An agent config for any server: `credential` signs in to `domain` through `server`, the
+/// microphone plays `tone_hz`, the speaker fills the returned [`Ears`]; quick retries and
+/// keep-alives, as tests want them.
+pub fn agent_config(
+    server: std::net::SocketAddr,
+    domain: &str,
+    credential: Credential,
+    tone_hz: f64,
+    transport: TransportKind,
+) -> (AgentConfig, Ears) {
+    let mut config = AgentConfig::new(server, domain, credential);
+    config.transport = transport;
+    config.microphone = hookflash_core::agent::source_from_spec(DeviceSpec::Tone(tone_hz));
+    config.registration = RegistrationPolicy {
+        retry_initial: Duration::from_millis(200),
+        slow_retry: Duration::from_millis(500),
+        ..RegistrationPolicy::default()
+    };
+    config.register_timeout = Duration::from_millis(800);
+    config.keepalive_interval = Duration::from_millis(300);
+    let ears = Ears::default();
+    let e = ears.clone();
+    config.speaker = Arc::new(move |call_id: &str| {
+        let buf = e.buffer(call_id);
+        Ok(Box::new(CaptureSink::with_buffer(buf)) as Box<dyn AudioSink>)
+    });
+    (config, ears)
 }
 
 /// One call's received audio, shared with the capture sink that fills it.

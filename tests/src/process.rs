@@ -27,6 +27,8 @@ pub struct SwitchboardProcess {
     child: Child,
     /// `IP:PORT` it listens on (UDP and TCP).
     pub server: String,
+    /// `IP:PORT` of its HTTP API, when it serves one (`--http-port`).
+    pub http: Option<String>,
     secret: String,
     /// The network namespace it runs in (its agents run there too); none: this one.
     netns: Option<String>,
@@ -54,6 +56,11 @@ impl SwitchboardProcess {
     /// restarted server would be.
     pub async fn start_on_port(secret: &str, port: u16) -> SwitchboardProcess {
         Self::start_on(None, "127.0.0.1", port, secret, &[]).await
+    }
+
+    /// Start it on loopback on `port` (0: any) with extra flags.
+    pub async fn start_on_port_with(secret: &str, port: u16, extra: &[&str]) -> SwitchboardProcess {
+        Self::start_on(None, "127.0.0.1", port, secret, extra).await
     }
 
     /// Start it on `ip` inside a network namespace (for peers that need a non-loopback
@@ -94,10 +101,14 @@ impl SwitchboardProcess {
             .find(|w| w.starts_with(&format!("{ip}:")))
             .unwrap_or_else(|| panic!("listening line names the address: {line}"))
             .to_owned();
+        let http = line
+            .split_once(" http ")
+            .map(|(_, a)| a.split_whitespace().next().unwrap_or_default().to_owned());
         tokio::spawn(async move { while let Ok(Some(_)) = out.next_line().await {} });
         SwitchboardProcess {
             child,
             server,
+            http,
             secret: secret.to_owned(),
             netns: netns.map(str::to_owned),
         }
@@ -175,6 +186,11 @@ impl SwitchboardProcess {
     /// Stop it.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
+    }
+
+    /// Its process id (none once it has been waited for).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 }
 

@@ -1,6 +1,6 @@
 //! Configuration: the library [`Config`], the TOML file form and humane durations.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -45,6 +45,11 @@ pub struct Config {
     /// Limits on the SIP TCP connections clients open: how many at once, how long one may sit
     /// idle, how long a message may take to arrive.
     pub tcp_limits: hookflash_core::sip::StreamLimits,
+    /// Where the voicemail agent registers: `None` is this switchboard itself; `Some` is an
+    /// external registrar that shares the secret and the domain, such as Kamailio with
+    /// `deploy/kamailio/kamailio.cfg`, which then sends voicemail calls to the agent and
+    /// message-summary SUBSCRIBEs to this switchboard (see the crate docs, "Behind Kamailio").
+    pub voicemail_registrar: Option<SocketAddr>,
 }
 
 impl Config {
@@ -66,6 +71,7 @@ impl Config {
             http_port: Some(0),
             voicemail_max: DEFAULT_VOICEMAIL_MAX,
             tcp_limits: hookflash_core::sip::StreamLimits::default(),
+            voicemail_registrar: None,
         }
     }
 }
@@ -85,6 +91,7 @@ impl Config {
 /// voicemail_max = "2m"
 /// tcp_max_connections = 1024
 /// tcp_idle_timeout = "3m"
+/// voicemail_registrar = "10.0.0.5:5060"
 /// ```
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -111,6 +118,9 @@ pub struct FileConfig {
     pub tcp_max_connections: Option<usize>,
     /// See [`Config::tcp_limits`]: how long a SIP TCP connection may sit idle (`3m`).
     pub tcp_idle_timeout: Option<String>,
+    /// See [`Config::voicemail_registrar`]: `HOST:PORT` of the registrar the voicemail
+    /// agent registers to.
+    pub voicemail_registrar: Option<String>,
 }
 
 impl FileConfig {

@@ -163,6 +163,24 @@
 //! subscription. In-dialog SUBSCRIBEs refresh it (and NOTIFY); `Expires: 0` ends it with a
 //! final `terminated` NOTIFY; so does expiry. At most 16 subscriptions per mailbox.
 //!
+//! # Behind Kamailio
+//!
+//! At scale Kamailio 5.6 can be the SIP server, with `deploy/kamailio/kamailio.cfg`
+//! (registrar, record-routing stateful proxy, the same tokens through `auth_ephemeral`, UDP,
+//! TCP, TLS and WebSocket, busy and unanswered calls to voicemail unless
+//! `X-Disable-Forwarding: true`), and the switchboard beside it serves voicemail, MWI and
+//! the HTTP API. With [`Config::voicemail_registrar`] (`serve --voicemail-registrar
+//! HOST:PORT`) the voicemail agent registers as [`VOICEMAIL_USER`] to that registrar
+//! instead of to the switchboard, with a token signed by the shared secret; Kamailio sends
+//! it calls for `sip:voicemail@DOMAIN;target=...;cause=...` with those parameters appended to
+//! its contact, as the switchboard would. Kamailio forwards message-summary SUBSCRIBEs
+//! (record-routed, not authenticated by Kamailio) to the switchboard's SIP port
+//! (`-A 'MWI_SERVER="sip:IP:PORT"'`), where the switchboard challenges and checks them as
+//! above; its NOTIFYs follow the route set back through Kamailio to the owner. Recording,
+//! indexing and the HTTP API are unchanged. The switchboard's SIP port then needs to be
+//! reachable from Kamailio only. The switchboard's forwarding rules do not apply there:
+//! Kamailio's configuration forwards every user's busy and unanswered calls to voicemail.
+//!
 //! # HTTP API
 //!
 //! With [`Config::http_port`] set (`Config::local` picks a port; see
@@ -230,10 +248,10 @@
 //!
 //! # Not (yet) here
 //!
-//! TLS/WebSocket transports, DNS resolution of other domains, RFC 5626 outbound flow tokens,
-//! the registrar's Call-ID/CSeq ordering check (RFC 3261 §10.3 step 7), other voicemail URI
-//! styles than RFC 4458, and a way for users to call in and listen to their messages (the
-//! HTTP API serves them).
+//! TLS/WebSocket transports (Kamailio offers them, see "Behind Kamailio"), DNS resolution of
+//! other domains, RFC 5626 outbound flow tokens, the registrar's Call-ID/CSeq ordering check
+//! (RFC 3261 §10.3 step 7), other voicemail URI styles than RFC 4458, and a way for users to
+//! call in and listen to their messages (the HTTP API serves them).
 #![warn(missing_docs)]
 
 pub mod config;
@@ -404,7 +422,7 @@ impl Switchboard {
             http_addr: None,
         };
         let setup = voicemail::Setup {
-            server: local_addr,
+            server: config.voicemail_registrar.unwrap_or(local_addr),
             bind_ip: advertised,
             domain: config.domain.clone(),
             secret: config.secret.clone(),

@@ -3,6 +3,7 @@
 //! ```text
 //! hookflash-switchboard serve [--bind 127.0.0.1] [--port 5060] [--domain D] [--secret S] [--db PATH]
 //!                             [--data-dir DIR] [--http-port 8080] [--voicemail-max 2m]
+//!                             [--voicemail-registrar HOST:PORT]
 //! hookflash-switchboard token USER [--ttl 1h]
 //! hookflash-switchboard users add USER [--password P | --password-stdin]
 //! hookflash-switchboard users list
@@ -86,6 +87,10 @@ enum Command {
         /// Close a SIP TCP connection idle this long (clients ping to stay) [default: 3m].
         #[arg(long, value_name = "DURATION")]
         tcp_idle_timeout: Option<String>,
+        /// Register the voicemail agent to this registrar (Kamailio with
+        /// deploy/kamailio/kamailio.cfg, same secret and domain) instead of to this switchboard.
+        #[arg(long, value_name = "HOST:PORT")]
+        voicemail_registrar: Option<String>,
     },
     /// Print a token for USER on stdout.
     Token {
@@ -253,6 +258,7 @@ fn run(cli: Cli) -> Result<ExitCode, SwitchboardError> {
             voicemail_max,
             tcp_max_connections,
             tcp_idle_timeout,
+            voicemail_registrar,
         } => {
             let timeout = match no_answer_timeout.or_else(|| s.file.no_answer_timeout.clone()) {
                 Some(t) => parse_duration(&t)?,
@@ -282,6 +288,10 @@ fn run(cli: Cli) -> Result<ExitCode, SwitchboardError> {
                 http_port: http_port.or(s.file.http_port),
                 voicemail_max,
                 tcp_limits,
+                voicemail_registrar: voicemail_registrar
+                    .or_else(|| s.file.voicemail_registrar.clone())
+                    .map(|r| resolve(&r))
+                    .transpose()?,
             };
             serve(config)
         }
@@ -431,6 +441,18 @@ fn serve(config: Config) -> Result<ExitCode, SwitchboardError> {
         sb.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// `HOST:PORT` (a name or an address) as the first socket address it resolves to.
+fn resolve(host_port: &str) -> Result<std::net::SocketAddr, SwitchboardError> {
+    use std::net::ToSocketAddrs;
+    host_port
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| {
+            SwitchboardError::Config(format!("cannot resolve {host_port:?} (HOST:PORT)"))
+        })
 }
 
 fn print_json<T: serde::Serialize>(value: &T) {

@@ -1,0 +1,825 @@
+//! The end-to-end suite against both servers, chosen by a parameter ([`Server`]): the
+//! switchboard binary, and Kamailio 5.6 with the repository's `deploy/kamailio/kamailio.cfg`
+//! in front of the switchboard's voicemail service. Each scenario runs once per server
+//! (`switchboard::NAME`, `kamailio::NAME`; `cargo test --test THIS kamailio::` picks one):
+//! a call over UDP and TCP with audio both ways; blind, attended and voicemail transfers;
+//! an unanswered and a busy call going to voicemail, the message recorded, indexed and
+//! announced to its owner (MWI); `disableForwardingAndUnanswered` keeping an unanswered
+//! transfer out of voicemail (480); transfer failures with their codes.
+//!
+//! Kamailio alone: SIP over TLS and WebSocket with tokens, and a static password user.
+//!
+//! Every server process runs on loopback ports the test picks and is stopped by its PID
+//! (Kamailio with all its children) when the test ends, also when it fails; each test checks
+//! at its end that nothing it started is left running.
+
+use std::time::Duration;
+
+use hookflash_core::agent::Credential;
+use hookflash_core::api::{Command, Event};
+use hookflash_core::audio::{tone_present, AudioSource, WavFileSource, SAMPLE_RATE};
+use hookflash_core::auth::{authorization, unix_now, Challenge, Token};
+use hookflash_core::call::{sub_code, CallState};
+use hookflash_core::registration::{ConnectionReason, ConnectionState};
+use hookflash_core::sip::TransportKind;
+use hookflash_core::transfer::{TransferOptions, TransferState, TransferTarget};
+use hookflash_switchboard::BEEP_HZ;
+use hookflash_tests::servers::{Deployment, Server, DOMAIN, SECRET, STATIC_USER};
+use hookflash_tests::{agent_config, connect, end_reason, hears, http, listen, tail, TestAgent};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const A_HZ: f64 = 440.0;
+const B_HZ: f64 = 660.0;
+const C_HZ: f64 = 1000.0;
+
+/// Each scenario as one test per server.
+macro_rules! on_both_servers {
+    ($($name:ident),* $(,)?) => {
+        mod switchboard {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Server::Switchboard).await
+                }
+            )*
+        }
+        mod kamailio {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Server::Kamailio).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_servers!(
+    a_call_over_udp_and_tcp_has_audio_both_ways,
+    blind_transfer_moves_the_caller_to_the_target,
+    attended_transfer_joins_transferee_and_target,
+    transfer_to_voicemail_records_the_caller_and_notifies_the_owner,
+    an_unanswered_call_goes_to_voicemail_and_leaves_a_message,
+    a_busy_callee_sends_the_caller_to_voicemail,
+    disabled_forwarding_fails_an_unanswered_transfer_with_480,
+    failed_transfers_report_their_codes_and_the_call_comes_back,
+);
+
+/// Sign the agents out, then stop the servers and check nothing is left running.
+async fn finish(d: Deployment, agents: Vec<TestAgent>) {
+    for a in agents {
+        a.agent.shutdown().await;
+    }
+    d.stop().await;
+}
+
+/// Whether A heard the greeting's beep on `call` (waiting at most `within`).
+async fn hears_beep(a: &TestAgent, call: &str, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        listen(Duration::from_millis(200)).await;
+        if a.ears
+            .heard(call)
+            .chunks(9600)
+            .any(|w| w.len() == 9600 && hears(w, BEEP_HZ))
+        {
+            return true;
+        }
+    }
+    false
+}
+
+async fn wait_mwi(agent: &mut TestAgent, new: u32, old: u32) {
+    agent
+        .wait_for(&format!("MWI {new} new, {old} old"), move |e| {
+            matches!(e, Event::MessageWaiting { new_messages, old_messages, .. }
+                if *new_messages == new && *old_messages == old)
+        })
+        .await;
+}
+
+/// Waits (at most 5 s) for `owner` to have `n` messages; returns them.
+async fn messages(d: &Deployment, owner: &str, n: usize) -> Vec<serde_json::Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let list = d.voicemail(owner).await;
+        if list.len() == n || tokio::time::Instant::now() >= deadline {
+            return list;
+        }
+        listen(Duration::from_millis(100)).await;
+    }
+}
+
+/// The recording of `owner`'s message `id`, fetched over the HTTP API with the owner's token.
+async fn recording(d: &Deployment, owner: &str, id: &str) -> Vec<i16> {
+    let token = d.token(owner).to_string();
+    let wav = http::request(
+        d.http,
+        "GET",
+        &format!("/api/voicemail/{id}"),
+        Some(&token),
+        b"",
+    )
+    .await;
+    assert_eq!(wav.status, 200, "{owner} fetches the recording");
+    let path = std::env::temp_dir().join(format!("hookflash-both-{id}.wav"));
+    std::fs::write(&path, &wav.body).expect("write the recording");
+    let mut src = WavFileSource::open(&path)
+        .expect("the body is a WAV file")
+        .with_looping(false);
+    let mut samples = vec![0i16; src.len_samples()];
+    for chunk in samples.chunks_mut(960) {
+        src.read_frame(chunk).expect("read the recording");
+    }
+    let _ = std::fs::remove_file(&path);
+    samples
+}
+
+async fn a_call_over_udp_and_tcp_has_audio_both_ways(server: Server) {
+    let d = Deployment::start(server).await;
+    let mut a = d.agent("alice", A_HZ).await;
+    let mut b = d.agent_on("bob", B_HZ, TransportKind::Tcp).await;
+    let (a_call, b_call) = connect(&mut a, &mut b).await;
+    listen(Duration::from_millis(1500)).await;
+    assert!(
+        hears(
+            tail(&a.ears.heard(&a_call), Duration::from_millis(800)),
+            B_HZ
+        ),
+        "{server:?}: A (UDP) hears B (TCP)"
+    );
+    assert!(
+        hears(
+            tail(&b.ears.heard(&b_call), Duration::from_millis(800)),
+            A_HZ
+        ),
+        "{server:?}: B (TCP) hears A (UDP)"
+    );
+    a.agent.call(&a_call).hang_up().await.expect("A hangs up");
+    let ended = b.wait_state(&b_call, CallState::Disconnected).await;
+    assert_eq!(
+        end_reason(&ended).map(|r| r.code),
+        Some(200),
+        "{server:?}: B's call ends normally when A hangs up"
+    );
+    finish(d, vec![a, b]).await;
+}
+
+async fn blind_transfer_moves_the_caller_to_the_target(server: Server) {
+    let d = Deployment::start(server).await;
+    let mut a = d.agent("alice", A_HZ).await;
+    let mut b = d.agent("bob", B_HZ).await;
+    let mut c = d.agent("carol", C_HZ).await;
+    let (a_call, b_call) = connect(&mut a, &mut b).await;
+    b.transfer(&b_call, TransferTarget::Participant("carol".into()))
+        .await;
+    let new_call = a.transfer_accepted().await;
+    let c_call = match c
+        .wait_for("incomingCall", |e| matches!(e, Event::IncomingCall { .. }))
+        .await
+    {
+        Event::IncomingCall {
+            call_id,
+            transferor_info,
+            ..
+        } => {
+            let t = transferor_info.expect("a transferred call names its transferor");
+            assert!(
+                t.identifier.starts_with("sip:bob@"),
+                "{server:?}: C's call names B as the transferor: {}",
+                t.identifier
+            );
+            call_id
+        }
+        _ => unreachable!(),
+    };
+    c.agent.call(&c_call).accept().await.expect("C answers");
+    b.transfer_outcome()
+        .await
+        .expect("the blind transfer succeeds");
+    let ended = b.wait_state(&b_call, CallState::Disconnected).await;
+    assert_eq!(
+        end_reason(&ended).map(|r| r.sub_code),
+        Some(sub_code::TRANSFERRED),
+        "{server:?}: B's call ends as transferred"
+    );
+    a.wait_state(&a_call, CallState::Disconnected).await;
+    a.wait_state(&new_call, CallState::Connected).await;
+    listen(Duration::from_millis(1200)).await;
+    assert!(
+        hears(
+            tail(&a.ears.heard(&new_call), Duration::from_millis(600)),
+            C_HZ
+        ),
+        "{server:?}: A hears C"
+    );
+    assert!(
+        hears(
+            tail(&c.ears.heard(&c_call), Duration::from_millis(600)),
+            A_HZ
+        ),
+        "{server:?}: C hears A"
+    );
+    finish(d, vec![a, b, c]).await;
+}
+
+async fn attended_transfer_joins_transferee_and_target(server: Server) {
+    let d = Deployment::start(server).await;
+    let mut a = d.agent("alice", A_HZ).await;
+    let mut b = d.agent("bob", B_HZ).await;
+    let mut c = d.agent("carol", C_HZ).await;
+    let (a_call, b_to_a) = connect(&mut a, &mut b).await;
+    b.agent.call(&b_to_a).hold().await.expect("B holds A");
+    b.wait_state(&b_to_a, CallState::LocalHold).await;
+    let (b_to_c, c_from_b) = connect(&mut b, &mut c).await;
+    b.transfer(&b_to_a, TransferTarget::Call(b_to_c.clone()))
+        .await;
+    let new_call = a.transfer_accepted().await;
+    let c_new = match c
+        .wait_for("callReplaced", |e| matches!(e, Event::CallReplaced { .. }))
+        .await
+    {
+        Event::CallReplaced {
+            call_id,
+            new_call_id,
+        } => {
+            assert_eq!(
+                call_id, c_from_b,
+                "{server:?}: the call with B is the one replaced"
+            );
+            new_call_id
+        }
+        _ => unreachable!(),
+    };
+    b.transfer_outcome()
+        .await
+        .expect("the attended transfer succeeds");
+    b.wait_state(&b_to_a, CallState::Disconnected).await;
+    b.wait_state(&b_to_c, CallState::Disconnected).await;
+    a.wait_state(&a_call, CallState::Disconnected).await;
+    a.wait_state(&new_call, CallState::Connected).await;
+    c.wait_state(&c_new, CallState::Connected).await;
+    listen(Duration::from_millis(1200)).await;
+    assert!(
+        hears(
+            tail(&a.ears.heard(&new_call), Duration::from_millis(600)),
+            C_HZ
+        ),
+        "{server:?}: A hears C after the attended transfer"
+    );
+    assert!(
+        hears(
+            tail(&c.ears.heard(&c_new), Duration::from_millis(600)),
+            A_HZ
+        ),
+        "{server:?}: C hears A after the attended transfer"
+    );
+    c.assert_no_further_incoming("the replacing INVITE must not ring C");
+    finish(d, vec![a, b, c]).await;
+}
+
+async fn transfer_to_voicemail_records_the_caller_and_notifies_the_owner(server: Server) {
+    let d = Deployment::start(server).await;
+    let mut a = d.agent("alice", A_HZ).await;
+    let mut b = d.agent("bob", B_HZ).await;
+    let mut c = d.agent("carol", C_HZ).await;
+    wait_mwi(&mut c, 0, 0).await;
+    let (_a_call, b_call) = connect(&mut a, &mut b).await;
+    b.transfer(&b_call, TransferTarget::Voicemail("carol".into()))
+        .await;
+    let vm_call = a.transfer_accepted().await;
+    b.transfer_outcome()
+        .await
+        .expect("the transfer to voicemail succeeds");
+    a.wait_state(&vm_call, CallState::Connected).await;
+    assert!(
+        hears_beep(&a, &vm_call, Duration::from_secs(6)).await,
+        "{server:?}: A hears C's greeting end in the {BEEP_HZ} Hz beep"
+    );
+    listen(Duration::from_millis(2000)).await; // A "speaks" its tone into the mailbox
+    a.agent.call(&vm_call).hang_up().await.expect("A hangs up");
+    wait_mwi(&mut c, 1, 0).await;
+    let list = messages(&d, "carol", 1).await;
+    assert_eq!(list.len(), 1, "{server:?}: one message for C: {list:?}");
+    assert!(
+        list[0]["caller"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("sip:alice@")),
+        "{server:?}: left by A: {}",
+        list[0]
+    );
+    assert!(
+        list[0]["durationMs"].as_u64().is_some_and(|ms| ms >= 1000),
+        "{server:?}: it holds A's words: {}",
+        list[0]
+    );
+    let id = list[0]["id"].as_str().expect("a message id").to_owned();
+    let samples = recording(&d, "carol", &id).await;
+    assert!(
+        tone_present(&samples[samples.len() / 2..], A_HZ, SAMPLE_RATE),
+        "{server:?}: the recording holds A's {A_HZ} Hz"
+    );
+    let token = d.token("carol").to_string();
+    let heard = http::request(
+        d.http,
+        "POST",
+        &format!("/api/voicemail/{id}/heard"),
+        Some(&token),
+        b"",
+    )
+    .await;
+    assert_eq!(heard.status, 200, "{server:?}: C marks it heard");
+    wait_mwi(&mut c, 0, 1).await;
+    finish(d, vec![a, b, c]).await;
+}
+
+async fn an_unanswered_call_goes_to_voicemail_and_leaves_a_message(server: Server) {
+    let d = Deployment::start(server).await;
+    let mut a = d.agent("alice", A_HZ).await;
+    let mut c = d.agent("carol", C_HZ).await;
+    wait_mwi(&mut c, 0, 0).await;
+    let a_call = a.agent.start_call("carol").await.expect("A calls C");
+    let c_call = c.wait_incoming().await; // C rings, and does not answer
+    let ended = c.wait_state(&c_call, CallState::Disconnected).await;
+    assert_eq!(
+        end_reason(&ended).map(|r| r.code),
+        Some(487),
+        "{server:?}: C stops ringing when the call moves on to voicemail"
+    );
+    a.wait_state(&a_call, CallState::Connected).await;
+    assert!(
+        hears_beep(&a, &a_call, Duration::from_secs(6)).await,
+        "{server:?}: A reached C's voicemail"
+    );
+    listen(Duration::from_millis(1500)).await;
+    a.agent.call(&a_call).hang_up().await.expect("A hangs up");
+    wait_mwi(&mut c, 1, 0).await;
+    let list = messages(&d, "carol", 1).await;
+    assert_eq!(
+        list.len(),
+        1,
+        "{server:?}: the message is indexed in C's mailbox: {list:?}"
+    );
+    assert!(
+        list[0]["caller"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("sip:alice@")),
+        "{server:?}: left by A: {}",
+        list[0]
+    );
+    finish(d, vec![a, c]).await;
+}
+
+async fn a_busy_callee_sends_the_caller_to_voicemail(server: Server) {
+    let d = Deployment::start(server).await;
+    let mut a = d.agent("alice", A_HZ).await;
+    let c = d.agent("carol", C_HZ).await;
+    c.agent
+        .execute(Command::SetDoNotDisturb { enabled: true })
+        .await
+        .expect("C is busy");
+    let a_call = a.agent.start_call("carol").await.expect("A calls C");
+    a.wait_state(&a_call, CallState::Connected).await;
+    assert!(
+        hears_beep(&a, &a_call, Duration::from_secs(6)).await,
+        "{server:?}: a busy C sends A to C's voicemail"
+    );
+    a.agent.call(&a_call).hang_up().await.expect("A hangs up");
+    finish(d, vec![a, c]).await;
+}
+
+async fn disabled_forwarding_fails_an_unanswered_transfer_with_480(server: Server) {
+    let d = Deployment::start(server).await;
+    let mut a = d.agent("alice", A_HZ).await;
+    let mut b = d.agent("bob", B_HZ).await;
+    let mut c = d.agent("carol", C_HZ).await;
+    let (a_call, b_call) = connect(&mut a, &mut b).await;
+    let options = TransferOptions {
+        disable_forwarding_and_unanswered: true,
+        ..TransferOptions::default()
+    };
+    b.agent
+        .call(&b_call)
+        .transfer(TransferTarget::Participant("carol".into()), options)
+        .await
+        .expect("B transfers A");
+    let _ = c.wait_incoming().await; // only C rings, and does not answer
+    let failed = b
+        .wait_for("Failed", |e| {
+            matches!(
+                e,
+                Event::TransferStateChanged {
+                    state: TransferState::Failed,
+                    ..
+                }
+            )
+        })
+        .await;
+    match failed {
+        Event::TransferStateChanged {
+            error: Some(err), ..
+        } => assert_eq!(
+            err.code, 480,
+            "{server:?}: unanswered with forwarding off is 480"
+        ),
+        other => panic!("a failed transfer carries its error: {other:?}"),
+    }
+    a.wait_state(&a_call, CallState::Connected).await;
+    let mark = b.ears.mark(&b_call);
+    listen(Duration::from_millis(800)).await;
+    assert!(
+        hears(&b.ears.since(&b_call, mark), A_HZ),
+        "{server:?}: A is back with B, audio flowing again"
+    );
+    assert!(
+        d.voicemail("carol").await.is_empty(),
+        "{server:?}: nothing went to C's voicemail"
+    );
+    finish(d, vec![a, b, c]).await;
+}
+
+async fn failed_transfers_report_their_codes_and_the_call_comes_back(server: Server) {
+    let d = Deployment::start(server).await;
+    let mut a = d.agent("alice", A_HZ).await;
+    let mut b = d.agent("bob", B_HZ).await;
+    let c = d.agent("carol", C_HZ).await;
+    let (a_call, b_call) = connect(&mut a, &mut b).await;
+
+    b.transfer(&b_call, TransferTarget::Participant("nobody".into()))
+        .await;
+    assert_eq!(
+        b.transfer_outcome().await.map_err(|e| e.code),
+        Err(404),
+        "{server:?}: a transfer to an unknown target fails with 404"
+    );
+    // A held the call while it tried; it takes it back.
+    a.wait_state(&a_call, CallState::Connected).await;
+    b.wait_state(&b_call, CallState::Connected).await;
+
+    // Busy, with forwarding off (else the busy target's voicemail would take the call).
+    c.agent
+        .execute(Command::SetDoNotDisturb { enabled: true })
+        .await
+        .expect("C is busy");
+    let options = TransferOptions {
+        disable_forwarding_and_unanswered: true,
+        ..TransferOptions::default()
+    };
+    b.agent
+        .call(&b_call)
+        .transfer(TransferTarget::Participant("carol".into()), options)
+        .await
+        .expect("B transfers A again");
+    assert_eq!(
+        b.transfer_outcome().await.map_err(|e| e.code),
+        Err(486),
+        "{server:?}: a busy target with forwarding off fails with 486"
+    );
+    a.wait_state(&a_call, CallState::Connected).await;
+    b.wait_state(&b_call, CallState::Connected).await;
+    let mark = b.ears.mark(&b_call);
+    listen(Duration::from_millis(800)).await;
+    assert!(
+        hears(&b.ears.since(&b_call, mark), A_HZ),
+        "{server:?}: after the failures B hears A again"
+    );
+    finish(d, vec![a, b, c]).await;
+}
+
+// ---- Kamailio alone: TLS, WebSocket, static users ----
+
+/// A SIP client over a stream of Kamailio's: TLS (through `openssl s_client`, a child process
+/// stopped by its PID) or WebSocket (RFC 6455 frames by hand, RFC 7118 subprotocol `sip`).
+enum StreamClient {
+    Tls {
+        child: Box<tokio::process::Child>,
+        stdin: tokio::process::ChildStdin,
+        stdout: tokio::process::ChildStdout,
+        buf: Vec<u8>,
+    },
+    Ws {
+        stream: tokio::net::TcpStream,
+    },
+}
+
+impl StreamClient {
+    async fn tls(addr: std::net::SocketAddr) -> StreamClient {
+        let mut child = tokio::process::Command::new("openssl")
+            .args(["s_client", "-quiet", "-connect", &addr.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("openssl is installed");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        StreamClient::Tls {
+            child: Box::new(child),
+            stdin,
+            stdout,
+            buf: Vec::new(),
+        }
+    }
+
+    async fn ws(addr: std::net::SocketAddr) -> StreamClient {
+        let mut stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connect to Kamailio's WebSocket port");
+        let upgrade = format!(
+            "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Protocol: sip\r\n\r\n"
+        );
+        stream.write_all(upgrade.as_bytes()).await.expect("upgrade");
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut byte))
+                .await
+                .expect("Kamailio answers the upgrade")
+                .expect("read the upgrade's answer");
+            assert!(n == 1, "the connection stays open through the upgrade");
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head);
+        assert!(
+            head.starts_with("HTTP/1.1 101"),
+            "Kamailio switches to WebSocket: {head}"
+        );
+        StreamClient::Ws { stream }
+    }
+
+    async fn send(&mut self, msg: &str) {
+        match self {
+            StreamClient::Tls { stdin, .. } => {
+                stdin
+                    .write_all(msg.as_bytes())
+                    .await
+                    .expect("send over TLS");
+                stdin.flush().await.expect("flush");
+            }
+            StreamClient::Ws { stream } => {
+                // One masked text frame (clients must mask).
+                let payload = msg.as_bytes();
+                let mask = [0x1b, 0x2c, 0x3d, 0x4e];
+                let mut frame = vec![0x81u8];
+                if payload.len() < 126 {
+                    frame.push(0x80 | payload.len() as u8);
+                } else {
+                    frame.push(0x80 | 126);
+                    frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+                }
+                frame.extend_from_slice(&mask);
+                frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+                stream.write_all(&frame).await.expect("send over WebSocket");
+            }
+        }
+    }
+
+    /// The next SIP message (headers and a body of `Content-Length`), within 5 s.
+    async fn recv(&mut self) -> String {
+        tokio::time::timeout(Duration::from_secs(5), self.recv_inner())
+            .await
+            .expect("Kamailio answers within 5 s")
+    }
+
+    async fn recv_inner(&mut self) -> String {
+        match self {
+            StreamClient::Tls { stdout, buf, .. } => loop {
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
+                    let len = header(&head, "Content-Length")
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + len {
+                        let msg = String::from_utf8_lossy(&buf[..end + 4 + len]).into_owned();
+                        buf.drain(..end + 4 + len);
+                        return msg;
+                    }
+                }
+                let mut chunk = [0u8; 4096];
+                let n = stdout.read(&mut chunk).await.expect("read over TLS");
+                assert!(n > 0, "the TLS connection stays open");
+                buf.extend_from_slice(&chunk[..n]);
+            },
+            StreamClient::Ws { stream } => loop {
+                let mut head = [0u8; 2];
+                stream.read_exact(&mut head).await.expect("a frame header");
+                let opcode = head[0] & 0x0f;
+                let mut len = u64::from(head[1] & 0x7f);
+                if len == 126 {
+                    let mut l = [0u8; 2];
+                    stream.read_exact(&mut l).await.expect("length");
+                    len = u64::from(u16::from_be_bytes(l));
+                } else if len == 127 {
+                    let mut l = [0u8; 8];
+                    stream.read_exact(&mut l).await.expect("length");
+                    len = u64::from_be_bytes(l);
+                }
+                let mut payload = vec![0u8; len as usize];
+                stream.read_exact(&mut payload).await.expect("payload");
+                if opcode == 1 || opcode == 2 {
+                    return String::from_utf8_lossy(&payload).into_owned();
+                }
+            },
+        }
+    }
+
+    async fn close(self) {
+        if let StreamClient::Tls { mut child, .. } = self {
+            let _ = child.kill().await;
+        }
+    }
+}
+
+/// The value of the first header `name` in `msg`.
+fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+    msg.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+fn status(msg: &str) -> u16 {
+    msg.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// REGISTER `user` over `client` (`via` names the transport), answering the challenge with
+/// `token`; returns the status of the first and of the authenticated REGISTER.
+async fn register(client: &mut StreamClient, via: &str, user: &str, token: &Token) -> (u16, u16) {
+    let host = format!("{user}-client.invalid");
+    let call_id = format!("{user}-{via}-{}", unix_now());
+    let request = |cseq: u32, auth: &str| {
+        format!(
+            "REGISTER sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/{via} {host};branch=z9hG4bK{via}{cseq}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:{user}@{DOMAIN}>;tag=t{cseq}\r\nTo: <sip:{user}@{DOMAIN}>\r\n\
+             Call-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n\
+             Contact: <sip:{user}@{host};transport={t}>\r\nExpires: 300\r\n{auth}Content-Length: 0\r\n\r\n",
+            t = via.to_ascii_lowercase()
+        )
+    };
+    client.send(&request(1, "")).await;
+    let first = client.recv().await;
+    let Some(challenge) =
+        header(&first, "WWW-Authenticate").and_then(|v| v.parse::<Challenge>().ok())
+    else {
+        return (status(&first), 0);
+    };
+    assert_eq!(
+        challenge.realm, DOMAIN,
+        "the challenge's realm is the domain"
+    );
+    let auth = authorization(
+        &challenge,
+        "REGISTER",
+        &format!("sip:{DOMAIN}"),
+        &token.sip_username(),
+        token.sip_password(),
+        1,
+        "c0ffee",
+    );
+    client
+        .send(&request(2, &format!("Authorization: {auth}\r\n")))
+        .await;
+    let second = client.recv().await;
+    (status(&first), status(&second))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kamailio_takes_tls_and_websocket_clients_with_tokens() {
+    let d = Deployment::start(Server::Kamailio).await;
+    let k = d.kamailio.as_ref().expect("a Kamailio deployment");
+    let token = Token::issue(SECRET, "erin", Duration::from_secs(3600), unix_now());
+    let forged = Token::issue(
+        "not-the-secret",
+        "erin",
+        Duration::from_secs(3600),
+        unix_now(),
+    );
+
+    let mut tls = StreamClient::tls(k.tls).await;
+    assert_eq!(
+        register(&mut tls, "TLS", "erin", &token).await,
+        (401, 200),
+        "over TLS a REGISTER is challenged and a token answers the challenge"
+    );
+    assert_eq!(
+        register(&mut tls, "TLS", "erin", &forged).await,
+        (401, 403),
+        "over TLS a token signed with another secret is refused"
+    );
+    tls.close().await;
+
+    for (addr, via) in [(k.ws, "WS"), (k.wss, "WSS")] {
+        let mut ws = if via == "WS" {
+            StreamClient::ws(addr).await
+        } else {
+            // Secure WebSocket: the same upgrade inside TLS is not spoken by this small
+            // client; the listener's TLS handshake is what it checks.
+            let mut c = StreamClient::tls(addr).await;
+            c.send("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+                .await;
+            match &mut c {
+                StreamClient::Tls { stdout, .. } => {
+                    let mut answer = [0u8; 64];
+                    let n = tokio::time::timeout(Duration::from_secs(5), stdout.read(&mut answer))
+                        .await
+                        .expect("the WSS listener answers over TLS")
+                        .expect("read");
+                    assert!(
+                        answer[..n].starts_with(b"HTTP/1.1 404"),
+                        "the WSS listener speaks HTTP inside TLS: {}",
+                        String::from_utf8_lossy(&answer[..n])
+                    );
+                }
+                StreamClient::Ws { .. } => unreachable!(),
+            }
+            c.close().await;
+            continue;
+        };
+        assert_eq!(
+            register(&mut ws, via, "erin", &token).await,
+            (401, 200),
+            "over {via} a token answers the challenge"
+        );
+        assert_eq!(
+            register(&mut ws, via, "erin", &forged).await,
+            (401, 403),
+            "over {via} a forged token is refused"
+        );
+        ws.close().await;
+    }
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_password_user_signs_in_to_kamailio_and_calls() {
+    let d = Deployment::start(Server::Kamailio).await;
+    let (user, password) = STATIC_USER;
+    let credential = Credential::Password {
+        user: user.into(),
+        password: password.into(),
+    };
+    let (config, ears) = agent_config(d.sip, DOMAIN, credential, B_HZ, TransportKind::Udp);
+    let mut dora = TestAgent::create(user, config, ears).await;
+    dora.wait_connection(ConnectionState::Connected, ConnectionReason::Registered)
+        .await;
+    let mut a = d.agent("alice", A_HZ).await;
+    let (a_call, dora_call) = connect(&mut a, &mut dora).await;
+    listen(Duration::from_millis(1200)).await;
+    assert!(
+        hears(
+            tail(&a.ears.heard(&a_call), Duration::from_millis(600)),
+            B_HZ
+        ),
+        "a token user hears a static user"
+    );
+    assert!(
+        hears(
+            tail(&dora.ears.heard(&dora_call), Duration::from_millis(600)),
+            A_HZ
+        ),
+        "the static user hears the token user"
+    );
+    // And the other way round: the static user's INVITE is authenticated too.
+    dora.agent
+        .call(&dora_call)
+        .hang_up()
+        .await
+        .expect("hang up");
+    a.wait_state(&a_call, CallState::Disconnected).await;
+    let (_, _) = connect(&mut dora, &mut a).await;
+
+    let wrong = Credential::Password {
+        user: user.into(),
+        password: "not dora's password".into(),
+    };
+    let (config, ears) = agent_config(d.sip, DOMAIN, wrong, B_HZ, TransportKind::Udp);
+    let mut impostor = TestAgent::create(user, config, ears).await;
+    let refused = impostor
+        .wait_for("refused", |e| {
+            matches!(
+                e,
+                Event::ConnectionStateChanged {
+                    new_value: ConnectionState::Disconnected,
+                    ..
+                }
+            )
+        })
+        .await;
+    assert!(
+        !matches!(
+            refused,
+            Event::ConnectionStateChanged {
+                reason: ConnectionReason::Registered,
+                ..
+            }
+        ),
+        "a wrong password does not sign in: {refused:?}"
+    );
+    finish(d, vec![a, dora, impostor]).await;
+}
