@@ -448,6 +448,13 @@ impl Deployment {
         let mut left = Vec::new();
         if let Some(k) = self.kamailio.take() {
             let pid = k.pid();
+            let log = k.log();
+            let errors: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR: ")).collect();
+            assert!(
+                errors.is_empty(),
+                "kamailio ran its configuration without errors:\n{}",
+                errors.join("\n")
+            );
             left.extend(k.stop().await);
             assert!(!alive(pid), "kamailio ({pid}) is stopped");
         }

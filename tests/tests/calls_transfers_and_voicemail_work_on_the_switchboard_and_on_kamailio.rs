@@ -24,7 +24,9 @@ use hookflash_core::registration::{ConnectionReason, ConnectionState};
 use hookflash_core::sip::TransportKind;
 use hookflash_core::transfer::{TransferOptions, TransferState, TransferTarget};
 use hookflash_switchboard::BEEP_HZ;
-use hookflash_tests::servers::{Deployment, Server, DOMAIN, SECRET, STATIC_USER};
+use hookflash_tests::servers::{
+    alive, processes_mentioning, Deployment, Server, DOMAIN, SECRET, STATIC_USER,
+};
 use hookflash_tests::{agent_config, connect, end_reason, hears, http, listen, tail, TestAgent};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -488,21 +490,19 @@ async fn failed_transfers_report_their_codes_and_the_call_comes_back(server: Ser
 
 // ---- Kamailio alone: TLS, WebSocket, static users ----
 
-/// A SIP client over a stream of Kamailio's: TLS (through `openssl s_client`, a child process
-/// stopped by its PID) or WebSocket (RFC 6455 frames by hand, RFC 7118 subprotocol `sip`).
-enum StreamClient {
-    Tls {
-        child: Box<tokio::process::Child>,
-        stdin: tokio::process::ChildStdin,
-        stdout: tokio::process::ChildStdout,
-        buf: Vec<u8>,
-    },
-    Ws {
-        stream: tokio::net::TcpStream,
-    },
+/// A SIP client over a stream of Kamailio's: TCP, or TLS through `openssl s_client` (a child
+/// process, killed with the client); SIP messages written as they are, or in WebSocket frames
+/// after an RFC 6455 upgrade with the RFC 7118 subprotocol `sip`.
+struct StreamClient {
+    reader: Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+    writer: Box<dyn tokio::io::AsyncWrite + Unpin + Send>,
+    websocket: bool,
+    buf: Vec<u8>,
+    _openssl: Option<tokio::process::Child>,
 }
 
 impl StreamClient {
+    /// A TLS connection to `addr` (the server's certificate is self-signed: not verified).
     async fn tls(addr: std::net::SocketAddr) -> StreamClient {
         let mut child = tokio::process::Command::new("openssl")
             .args(["s_client", "-quiet", "-connect", &addr.to_string()])
@@ -511,73 +511,105 @@ impl StreamClient {
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .expect("openssl is installed");
-        let stdin = child.stdin.take().expect("stdin");
-        let stdout = child.stdout.take().expect("stdout");
-        StreamClient::Tls {
-            child: Box::new(child),
-            stdin,
-            stdout,
+            .expect("openssl is installed (scripts/deps installs it)");
+        StreamClient {
+            writer: Box::new(child.stdin.take().expect("stdin")),
+            reader: Box::new(child.stdout.take().expect("stdout")),
+            websocket: false,
             buf: Vec::new(),
+            _openssl: Some(child),
         }
     }
 
-    async fn ws(addr: std::net::SocketAddr) -> StreamClient {
-        let mut stream = tokio::net::TcpStream::connect(addr)
+    /// A TCP connection to `addr`.
+    async fn tcp(addr: std::net::SocketAddr) -> StreamClient {
+        let (reader, writer) = tokio::net::TcpStream::connect(addr)
             .await
-            .expect("connect to Kamailio's WebSocket port");
-        let upgrade = format!(
-            "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-             Sec-WebSocket-Protocol: sip\r\n\r\n"
-        );
-        stream.write_all(upgrade.as_bytes()).await.expect("upgrade");
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            let mut byte = [0u8; 1];
-            let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut byte))
-                .await
-                .expect("Kamailio answers the upgrade")
-                .expect("read the upgrade's answer");
-            assert!(n == 1, "the connection stays open through the upgrade");
-            head.push(byte[0]);
+            .expect("connect to Kamailio")
+            .into_split();
+        StreamClient {
+            reader: Box::new(reader),
+            writer: Box::new(writer),
+            websocket: false,
+            buf: Vec::new(),
+            _openssl: None,
         }
-        let head = String::from_utf8_lossy(&head);
+    }
+
+    /// Upgrade the connection to WebSocket; from now on messages travel in frames.
+    async fn upgrade(mut self) -> StreamClient {
+        let upgrade = "GET / HTTP/1.1\r\nHost: hookflash.local\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: sip\r\n\r\n";
+        self.write(upgrade.as_bytes()).await;
+        let head = tokio::time::timeout(Duration::from_secs(5), self.read_head())
+            .await
+            .expect("Kamailio answers the upgrade within 5 s");
         assert!(
             head.starts_with("HTTP/1.1 101"),
             "Kamailio switches to WebSocket: {head}"
         );
-        StreamClient::Ws { stream }
+        self.websocket = true;
+        self
     }
 
-    async fn send(&mut self, msg: &str) {
-        match self {
-            StreamClient::Tls { stdin, .. } => {
-                stdin
-                    .write_all(msg.as_bytes())
-                    .await
-                    .expect("send over TLS");
-                stdin.flush().await.expect("flush");
+    async fn write(&mut self, bytes: &[u8]) {
+        self.writer
+            .write_all(bytes)
+            .await
+            .expect("send to Kamailio");
+        self.writer.flush().await.expect("flush");
+    }
+
+    async fn fill(&mut self) {
+        let mut chunk = [0u8; 4096];
+        let n = self
+            .reader
+            .read(&mut chunk)
+            .await
+            .expect("read from Kamailio");
+        assert!(n > 0, "Kamailio keeps the connection open");
+        self.buf.extend_from_slice(&chunk[..n]);
+    }
+
+    async fn take(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            self.fill().await;
+        }
+        self.buf.drain(..n).collect()
+    }
+
+    /// Everything up to and including the first empty line.
+    async fn read_head(&mut self) -> String {
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = self.take(end + 4).await;
+                return String::from_utf8_lossy(&head).into_owned();
             }
-            StreamClient::Ws { stream } => {
-                // One masked text frame (clients must mask).
-                let payload = msg.as_bytes();
-                let mask = [0x1b, 0x2c, 0x3d, 0x4e];
-                let mut frame = vec![0x81u8];
-                if payload.len() < 126 {
-                    frame.push(0x80 | payload.len() as u8);
-                } else {
-                    frame.push(0x80 | 126);
-                    frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-                }
-                frame.extend_from_slice(&mask);
-                frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-                stream.write_all(&frame).await.expect("send over WebSocket");
-            }
+            self.fill().await;
         }
     }
 
-    /// The next SIP message (headers and a body of `Content-Length`), within 5 s.
+    async fn send(&mut self, msg: &str) {
+        if !self.websocket {
+            return self.write(msg.as_bytes()).await;
+        }
+        // One masked text frame (a client must mask).
+        let payload = msg.as_bytes();
+        let mask = [0x1b, 0x2c, 0x3d, 0x4e];
+        let mut frame = vec![0x81u8];
+        if payload.len() < 126 {
+            frame.push(0x80 | payload.len() as u8);
+        } else {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        }
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.write(&frame).await;
+    }
+
+    /// The next SIP message, within 5 s.
     async fn recv(&mut self) -> String {
         tokio::time::timeout(Duration::from_secs(5), self.recv_inner())
             .await
@@ -585,50 +617,29 @@ impl StreamClient {
     }
 
     async fn recv_inner(&mut self) -> String {
-        match self {
-            StreamClient::Tls { stdout, buf, .. } => loop {
-                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    let head = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
-                    let len = header(&head, "Content-Length")
-                        .and_then(|v| v.parse::<usize>().ok())
-                        .unwrap_or(0);
-                    if buf.len() >= end + 4 + len {
-                        let msg = String::from_utf8_lossy(&buf[..end + 4 + len]).into_owned();
-                        buf.drain(..end + 4 + len);
-                        return msg;
-                    }
-                }
-                let mut chunk = [0u8; 4096];
-                let n = stdout.read(&mut chunk).await.expect("read over TLS");
-                assert!(n > 0, "the TLS connection stays open");
-                buf.extend_from_slice(&chunk[..n]);
-            },
-            StreamClient::Ws { stream } => loop {
-                let mut head = [0u8; 2];
-                stream.read_exact(&mut head).await.expect("a frame header");
-                let opcode = head[0] & 0x0f;
-                let mut len = u64::from(head[1] & 0x7f);
-                if len == 126 {
-                    let mut l = [0u8; 2];
-                    stream.read_exact(&mut l).await.expect("length");
-                    len = u64::from(u16::from_be_bytes(l));
-                } else if len == 127 {
-                    let mut l = [0u8; 8];
-                    stream.read_exact(&mut l).await.expect("length");
-                    len = u64::from_be_bytes(l);
-                }
-                let mut payload = vec![0u8; len as usize];
-                stream.read_exact(&mut payload).await.expect("payload");
-                if opcode == 1 || opcode == 2 {
-                    return String::from_utf8_lossy(&payload).into_owned();
-                }
-            },
+        if !self.websocket {
+            let head = self.read_head().await;
+            let len = header(&head, "Content-Length")
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            let body = self.take(len).await;
+            return head + &String::from_utf8_lossy(&body);
         }
-    }
-
-    async fn close(self) {
-        if let StreamClient::Tls { mut child, .. } = self {
-            let _ = child.kill().await;
+        loop {
+            let head = self.take(2).await;
+            let opcode = head[0] & 0x0f;
+            let mut len = u64::from(head[1] & 0x7f);
+            if len == 126 {
+                let l = self.take(2).await;
+                len = u64::from(u16::from_be_bytes([l[0], l[1]]));
+            } else if len == 127 {
+                let l = self.take(8).await;
+                len = u64::from_be_bytes(l.try_into().expect("8 bytes"));
+            }
+            let payload = self.take(len as usize).await;
+            if opcode == 1 || opcode == 2 {
+                return String::from_utf8_lossy(&payload).into_owned();
+            }
         }
     }
 }
@@ -700,58 +711,22 @@ async fn kamailio_takes_tls_and_websocket_clients_with_tokens() {
         Duration::from_secs(3600),
         unix_now(),
     );
-
-    let mut tls = StreamClient::tls(k.tls).await;
-    assert_eq!(
-        register(&mut tls, "TLS", "erin", &token).await,
-        (401, 200),
-        "over TLS a REGISTER is challenged and a token answers the challenge"
-    );
-    assert_eq!(
-        register(&mut tls, "TLS", "erin", &forged).await,
-        (401, 403),
-        "over TLS a token signed with another secret is refused"
-    );
-    tls.close().await;
-
-    for (addr, via) in [(k.ws, "WS"), (k.wss, "WSS")] {
-        let mut ws = if via == "WS" {
-            StreamClient::ws(addr).await
-        } else {
-            // Secure WebSocket: the same upgrade inside TLS is not spoken by this small
-            // client; the listener's TLS handshake is what it checks.
-            let mut c = StreamClient::tls(addr).await;
-            c.send("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
-                .await;
-            match &mut c {
-                StreamClient::Tls { stdout, .. } => {
-                    let mut answer = [0u8; 64];
-                    let n = tokio::time::timeout(Duration::from_secs(5), stdout.read(&mut answer))
-                        .await
-                        .expect("the WSS listener answers over TLS")
-                        .expect("read");
-                    assert!(
-                        answer[..n].starts_with(b"HTTP/1.1 404"),
-                        "the WSS listener speaks HTTP inside TLS: {}",
-                        String::from_utf8_lossy(&answer[..n])
-                    );
-                }
-                StreamClient::Ws { .. } => unreachable!(),
-            }
-            c.close().await;
-            continue;
-        };
+    let clients = [
+        ("TLS", StreamClient::tls(k.tls).await),
+        ("WS", StreamClient::tcp(k.ws).await.upgrade().await),
+        ("WSS", StreamClient::tls(k.wss).await.upgrade().await),
+    ];
+    for (via, mut client) in clients {
         assert_eq!(
-            register(&mut ws, via, "erin", &token).await,
+            register(&mut client, via, "erin", &token).await,
             (401, 200),
-            "over {via} a token answers the challenge"
+            "over {via} a REGISTER is challenged and a token answers the challenge"
         );
         assert_eq!(
-            register(&mut ws, via, "erin", &forged).await,
+            register(&mut client, via, "erin", &forged).await,
             (401, 403),
-            "over {via} a forged token is refused"
+            "over {via} a token signed with another secret is refused"
         );
-        ws.close().await;
     }
     d.stop().await;
 }
@@ -812,14 +787,49 @@ async fn a_static_password_user_signs_in_to_kamailio_and_calls() {
         })
         .await;
     assert!(
-        !matches!(
+        matches!(
             refused,
             Event::ConnectionStateChanged {
-                reason: ConnectionReason::Registered,
+                reason: ConnectionReason::InvalidToken,
                 ..
             }
         ),
-        "a wrong password does not sign in: {refused:?}"
+        "a wrong password is refused as bad credentials: {refused:?}"
     );
     finish(d, vec![a, dora, impostor]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_test_leaves_no_kamailio_process_behind() {
+    // A test body that starts Kamailio and then fails: its guard must kill the whole tree.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let failing = tokio::spawn(async move {
+        let d = Deployment::start(Server::Kamailio).await;
+        let k = d.kamailio.as_ref().expect("a Kamailio deployment");
+        let tree = hookflash_tests::procstat::process_tree(k.pid());
+        let _ = tx.send((tree, k.dir.display().to_string()));
+        panic!("a test fails with Kamailio running");
+    });
+    assert!(
+        failing.await.is_err(),
+        "the failing body did fail (its panic is expected)"
+    );
+    let (tree, dir) = rx.await.expect("the body reported Kamailio's processes");
+    assert!(
+        tree.len() > 1,
+        "Kamailio runs as a tree of processes (main and workers): {tree:?}"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tree.iter().any(|p| alive(*p)) && tokio::time::Instant::now() < deadline {
+        listen(Duration::from_millis(50)).await;
+    }
+    let left: Vec<u32> = tree.iter().copied().filter(|p| alive(*p)).collect();
+    assert!(
+        left.is_empty(),
+        "every Kamailio process of a failed test is gone: {left:?}"
+    );
+    assert!(
+        processes_mentioning(&dir).is_empty(),
+        "nothing started with the failed test's directory is left"
+    );
 }
