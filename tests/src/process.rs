@@ -156,9 +156,33 @@ impl SwitchboardProcess {
             let ip = self.server.rsplit_once(':').map_or("", |(ip, _)| ip);
             command.args(["--bind", ip]);
         }
+        command.args(["--server", &self.server]);
+        AgentProcess::spawn(command, user, &token, extra, env).await
+    }
+
+    /// Stop it.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// Its process id (none once it has been waited for).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
+
+impl AgentProcess {
+    /// Run `command` (a `hookflash-agent` with its `--server`) for `user` signed in with
+    /// `token`, with extra flags and environment variables, and wait until it is Connected.
+    pub async fn spawn(
+        mut command: Command,
+        user: &str,
+        token: &str,
+        extra: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> AgentProcess {
         let mut child = command
-            .args(["--server", &self.server])
-            .env("HOOKFLASH_TOKEN", &token)
+            .env("HOOKFLASH_TOKEN", token)
             .args(extra)
             .envs(env.iter().copied())
             .stdin(Stdio::piped())
@@ -181,16 +205,6 @@ impl SwitchboardProcess {
         })
         .await;
         a
-    }
-
-    /// Stop it.
-    pub async fn stop(mut self) {
-        let _ = self.child.kill().await;
-    }
-
-    /// Its process id (none once it has been waited for).
-    pub fn pid(&self) -> Option<u32> {
-        self.child.id()
     }
 }
 

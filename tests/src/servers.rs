@@ -25,7 +25,7 @@ use hookflash_core::agent::{AgentConfig, Credential};
 use hookflash_core::auth::{unix_now, Token};
 use hookflash_core::sip::TransportKind;
 
-use crate::process::SwitchboardProcess;
+use crate::process::{AgentProcess, SwitchboardProcess};
 use crate::procstat::process_tree;
 use crate::{agent_config, http, Ears, TestAgent};
 
@@ -409,6 +409,15 @@ impl Deployment {
         let mut a = TestAgent::create(user, config, ears).await;
         a.wait_connected().await;
         a
+    }
+
+    /// A `hookflash-agent` process for `user` with extra flags, signed in with a token and
+    /// Connected (the same rules as [`Deployment::agent_on`] on the switchboard).
+    pub async fn agent_process(&self, user: &str, extra: &[&str]) -> AgentProcess {
+        self.forward_to_voicemail(user).await;
+        let mut command = tokio::process::Command::new(crate::process::bin("hookflash-agent"));
+        command.args(["--server", &self.sip.to_string(), "--domain", DOMAIN]);
+        AgentProcess::spawn(command, user, &self.token(user).to_string(), extra, &[]).await
     }
 
     /// On the switchboard: `user`'s busy and unanswered (after [`NO_ANSWER`]) calls go to

@@ -1,7 +1,11 @@
-//! Blind and attended transfers driven entirely through `hookflash-agent` processes and the
-//! switchboard binary: the same JSON commands a script or bot would send.
+//! Blind, attended and voicemail transfers driven entirely through `hookflash-agent`
+//! processes: the same JSON commands a script or bot would send. Once against the switchboard
+//! binary and once against Kamailio with `deploy/kamailio/kamailio.cfg` and the switchboard's
+//! voicemail service ([`Server`]); every server process is stopped by its PID at the end, and
+//! none may be left.
 
-use hookflash_tests::process::{AgentProcess, SwitchboardProcess};
+use hookflash_tests::process::AgentProcess;
+use hookflash_tests::servers::{Deployment, Server};
 use serde_json::json;
 
 async fn answer(bob: &mut AgentProcess) -> String {
@@ -32,12 +36,21 @@ async fn transferred_call(alice: &mut AgentProcess, what: &str) -> String {
 }
 
 #[tokio::test]
-async fn blind_and_attended_transfers_through_processes() {
-    let sb = SwitchboardProcess::start("transfer-secret", &[]).await;
-    let mut alice = sb.agent("alice", &["--mic", "tone:440"]).await;
-    let mut bob = sb.agent("bob", &["--mic", "tone:660"]).await;
-    let mut carol = sb
-        .agent("carol", &["--auto-answer", "--mic", "tone:1000"])
+async fn blind_attended_and_voicemail_transfers_through_processes_on_the_switchboard() {
+    transfers_through_processes(Server::Switchboard).await;
+}
+
+#[tokio::test]
+async fn blind_attended_and_voicemail_transfers_through_processes_on_kamailio() {
+    transfers_through_processes(Server::Kamailio).await;
+}
+
+async fn transfers_through_processes(server: Server) {
+    let d = Deployment::start(server).await;
+    let mut alice = d.agent_process("alice", &["--mic", "tone:440"]).await;
+    let mut bob = d.agent_process("bob", &["--mic", "tone:660"]).await;
+    let mut carol = d
+        .agent_process("carol", &["--auto-answer", "--mic", "tone:1000"])
         .await;
 
     // Blind.
@@ -166,5 +179,5 @@ async fn blind_and_attended_transfers_through_processes() {
     alice.sign_out().await;
     bob.sign_out().await;
     carol.sign_out().await;
-    sb.stop().await;
+    d.stop().await;
 }
