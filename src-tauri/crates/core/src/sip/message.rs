@@ -1,5 +1,6 @@
 //! SIP messages (RFC 3261 §7): parsing, header access and serialization.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -794,15 +795,17 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// The header lines with folded continuations (LWS = [*WSP CRLF] 1*WSP) joined to their
-/// header line by one space; and whether a continuation came before any header line.
-fn unfold<'a>(lines: impl Iterator<Item = &'a str>) -> (Vec<String>, bool) {
-    let (mut out, mut orphan) = (Vec::<String>::new(), false);
+/// header line by one space; and whether a continuation came before any header line. Lines
+/// are borrowed unless folding joined them (every message is parsed here: no copy per line).
+fn unfold<'a>(lines: impl Iterator<Item = &'a str>) -> (Vec<Cow<'a, str>>, bool) {
+    let (mut out, mut orphan) = (Vec::<Cow<'a, str>>::with_capacity(16), false);
     for line in lines {
         if line.starts_with([' ', '\t']) {
             match out.last_mut() {
                 Some(last) => {
                     let more = line.trim();
                     if !more.is_empty() {
+                        let last = last.to_mut();
                         last.truncate(last.trim_end().len());
                         last.push(' ');
                         last.push_str(more);
@@ -811,7 +814,7 @@ fn unfold<'a>(lines: impl Iterator<Item = &'a str>) -> (Vec<String>, bool) {
                 None => orphan = true,
             }
         } else {
-            out.push(line.to_owned());
+            out.push(Cow::Borrowed(line));
         }
     }
     (out, orphan)
