@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 use crate::mailbox::MailboxCounts;
 use crate::mwi;
 use crate::nonce::{NonceCheck, NonceKey};
-use crate::registrar::{Binding, Registrar};
+use crate::registrar::{Binding, FastMap, FastSet, Registrar};
 use crate::routing::{
     best_response, branch_prefix, clamp_expires, classify, loop_hash, number_candidates, resolve,
     via_destination, Destination, DialogMarks, Flow, Local, DEFAULT_EXPIRES, SIP_PORT,
@@ -334,9 +334,9 @@ pub struct Engine {
     marks: DialogMarks,
     users: Arc<UserStore>,
     registrar: Registrar,
-    token_users: HashSet<String>,
-    servers: HashMap<ServerKey, ServerTx>,
-    clients: HashMap<String, ClientTx>,
+    token_users: FastSet<String>,
+    servers: FastMap<ServerKey, ServerTx>,
+    clients: FastMap<String, ClientTx>,
     timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
     timer_seq: u64,
     /// When the timer heap grows past this, timers of finished transactions are dropped.
@@ -345,9 +345,9 @@ pub struct Engine {
     no_answer_timeout: Duration,
     epoch: (Instant, u64),
     /// Message-summary subscriptions by our tag.
-    subscriptions: HashMap<String, Subscription>,
+    subscriptions: FastMap<String, Subscription>,
     /// Our NOTIFY client transactions by branch.
-    notifies: HashMap<String, NotifyTx>,
+    notifies: FastMap<String, NotifyTx>,
 }
 
 /// The address-of-record of a header, redacted for logs.
@@ -398,17 +398,17 @@ impl Engine {
             marks: DialogMarks::new(secret),
             users,
             registrar: Registrar::default(),
-            token_users: HashSet::new(),
-            servers: HashMap::new(),
-            clients: HashMap::new(),
+            token_users: FastSet::default(),
+            servers: FastMap::default(),
+            clients: FastMap::default(),
             timers: BinaryHeap::new(),
             timer_seq: 0,
             compact_timers_at: MIN_TIMER_COMPACTION,
             out: VecDeque::new(),
             no_answer_timeout,
             epoch: (now, now_unix),
-            subscriptions: HashMap::new(),
-            notifies: HashMap::new(),
+            subscriptions: FastMap::default(),
+            notifies: FastMap::default(),
         }
     }
 
