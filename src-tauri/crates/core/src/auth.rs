@@ -106,6 +106,15 @@ pub fn is_valid_user(user: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()+&=$,;?/".contains(&b))
 }
 
+/// The canonical form of a user name: ASCII lower case (user names are ASCII, see
+/// [`is_valid_user`]). SIP compares URI user parts with case (RFC 3261 §19.1.4), but "Alice"
+/// and "alice" must not be two people on one switchboard, nor two mailboxes whose greeting
+/// files collide on a case-insensitive file system: every registrar, routing, mailbox and
+/// rules key is the folded name.
+pub fn fold_user(user: &str) -> String {
+    user.to_ascii_lowercase()
+}
+
 impl Token {
     /// Issue a token for `user`, valid for `ttl` from `now_unix`.
     ///

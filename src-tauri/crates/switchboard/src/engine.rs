@@ -8,11 +8,11 @@
 //! virtual time.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hookflash_core::auth::{ephemeral_password, Challenge, DigestResponse};
+use hookflash_core::auth::{ephemeral_password, fold_user, Challenge, DigestResponse};
 use hookflash_core::privacy::redact;
 use hookflash_core::sip::{
     escape_uri_header, new_tag, Message, Method, NameAddr, Request, Response, TransportKind, Uri,
@@ -379,6 +379,7 @@ fn user_of(value: Option<&str>) -> Option<String> {
     value
         .and_then(|v| v.parse::<NameAddr>().ok())
         .and_then(|a| a.uri.user)
+        .map(|u| fold_user(&u))
 }
 
 impl Engine {
@@ -893,8 +894,9 @@ impl Engine {
                 warn!(user = %redact(user), "token credentials refused: expired");
                 return AuthOutcome::Forbidden("Token Expired");
             }
-            self.token_users.insert(user.to_owned());
-            return AuthOutcome::Ok(user.to_owned());
+            let user = fold_user(user);
+            self.token_users.insert(user.clone());
+            return AuthOutcome::Ok(user);
         }
         if d.username == VOICEMAIL_USER {
             // The voicemail account signs in with a token signed by our secret, never with a
@@ -922,7 +924,7 @@ impl Engine {
             warn!(user = %redact(&d.username), "credentials refused: wrong password");
             return AuthOutcome::Forbidden("Forbidden");
         }
-        AuthOutcome::Ok(d.username)
+        AuthOutcome::Ok(fold_user(&d.username))
     }
 
     fn challenge(&mut self, key: &ServerKey, proxy: bool, stale: bool, now: Instant) {
@@ -2558,6 +2560,42 @@ From: <sip:bob@hookflash.local>;tag=1\r\nTo: <sip:bob@hookflash.local>\r\nCall-I
             format!("{:?}", first[0].message),
             format!("{:?}", again[0].message),
             "the retransmission is answered from the transaction, same nonce"
+        );
+    }
+
+    #[test]
+    fn user_names_are_one_user_whatever_their_case() {
+        let mut rig = Rig::new();
+        let out = rig.authed(
+            "BoB",
+            4002,
+            "REGISTER",
+            "sip:hookflash.local",
+            "Authorization",
+            "",
+        );
+        assert_eq!(
+            statuses(&out),
+            [200],
+            "BoB registers with a token issued to BoB"
+        );
+        let out = rig.authed(
+            "alice",
+            4000,
+            "INVITE",
+            "sip:bob@hookflash.local",
+            "Proxy-Authorization",
+            "",
+        );
+        assert_eq!(
+            requests(&out),
+            [(Method::Invite, flow(4002))],
+            "a call to bob reaches the user who registered as BoB: one user, not two"
+        );
+        assert_eq!(
+            rig.engine.registrar.len(),
+            1,
+            "a single binding, kept under the folded name"
         );
     }
 

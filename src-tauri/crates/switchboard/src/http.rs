@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use hookflash_core::auth::{ct_eq, ha1, unix_now, Token};
+use hookflash_core::auth::{ct_eq, fold_user, ha1, unix_now, Token};
 use hookflash_core::privacy::redact;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -424,7 +424,7 @@ async fn authenticate(api: &Arc<Api>, headers: &HeaderMap) -> Result<String, Api
     let user = if scheme.eq_ignore_ascii_case("Bearer") {
         let token = Token::parse(rest).map_err(|_| ApiError::unauthorized("malformed token"))?;
         match token.verify(&api.secret, unix_now()) {
-            Ok(()) => token.user,
+            Ok(()) => fold_user(&token.user),
             Err(e) => {
                 warn!(user = %redact(&token.user), code = e.code(), "HTTP token refused");
                 return Err(ApiError::unauthorized("token refused"));
@@ -448,7 +448,7 @@ async fn authenticate(api: &Arc<Api>, headers: &HeaderMap) -> Result<String, Api
                 .filter(|r| r.realm == domain)
                 .and_then(|r| r.ha1)
                 .is_some_and(|h| ct_eq(h.as_bytes(), ha1(&user, &domain, &password).as_bytes()))
-                .then_some(user))
+                .then_some(fold_user(&user)))
         })
         .await?;
         match ok {

@@ -13,6 +13,8 @@ use rand::Rng;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
+use hookflash_core::auth::fold_user;
+
 use crate::users::{db_err, lock, Db};
 use crate::SwitchboardError;
 
@@ -77,6 +79,8 @@ pub fn is_message_id(id: &str) -> bool {
 /// A file-system-safe directory (or file stem) name for a user: letters, digits, `-`, `_`
 /// and `+` are kept; every other byte becomes `%XX` (so `..` and `/` never reach a path).
 pub fn mailbox_dir_name(owner: &str) -> String {
+    // Folded, so that no two users' files can collide on a case-insensitive file system.
+    let owner = &fold_user(owner);
     let mut out = String::with_capacity(owner.len());
     for b in owner.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+') {
@@ -157,7 +161,7 @@ impl VoicemailStore {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     m.id,
-                    m.owner,
+                    fold_user(&m.owner),
                     m.caller,
                     m.created as i64,
                     m.duration_ms.min(i64::MAX as u64) as i64,
@@ -171,6 +175,7 @@ impl VoicemailStore {
 
     /// The messages of `owner`, newest first.
     pub fn list(&self, owner: &str) -> Result<Vec<VoicemailMessage>, SwitchboardError> {
+        let owner = &fold_user(owner);
         let conn = lock(&self.db);
         let mut stmt = conn
             .prepare(&format!(
@@ -185,6 +190,7 @@ impl VoicemailStore {
 
     /// One message of `owner` (`None` if there is none with that id, or it is someone else's).
     pub fn get(&self, owner: &str, id: &str) -> Result<Option<VoicemailMessage>, SwitchboardError> {
+        let owner = &fold_user(owner);
         lock(&self.db)
             .query_row(
                 &format!("SELECT {COLUMNS} FROM voicemail WHERE owner = ?1 AND id = ?2"),
@@ -197,6 +203,7 @@ impl VoicemailStore {
 
     /// Mark a message heard; whether `owner` has it.
     pub fn mark_heard(&self, owner: &str, id: &str) -> Result<bool, SwitchboardError> {
+        let owner = &fold_user(owner);
         let n = lock(&self.db)
             .execute(
                 "UPDATE voicemail SET heard = 1 WHERE owner = ?1 AND id = ?2",
@@ -212,6 +219,7 @@ impl VoicemailStore {
         owner: &str,
         id: &str,
     ) -> Result<Option<VoicemailMessage>, SwitchboardError> {
+        let owner = &fold_user(owner);
         let Some(m) = self.get(owner, id)? else {
             return Ok(None);
         };
@@ -226,6 +234,7 @@ impl VoicemailStore {
 
     /// New and old message counts of `owner` (an indexed count, quick).
     pub fn counts(&self, owner: &str) -> Result<MailboxCounts, SwitchboardError> {
+        let owner = &fold_user(owner);
         lock(&self.db)
             .query_row(
                 "SELECT COALESCE(SUM(heard = 0), 0), COALESCE(SUM(heard != 0), 0)

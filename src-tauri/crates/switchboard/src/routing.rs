@@ -4,6 +4,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use hookflash_core::auth::fold_user;
 use hookflash_core::sip::{Request, TransportKind, Uri, Via};
 use sha1::{Digest, Sha1};
 
@@ -201,12 +202,13 @@ pub enum Destination {
     Remote,
 }
 
-/// Classify a URI: a `tel:` number or `sip:USER@our-host` is one of our users, `sip:our-host`
+/// Classify a URI: a `tel:` number or `sip:USER@our-host` is one of our users (named by its
+/// folded name, [`fold_user`]), `sip:our-host`
 /// is the switchboard, anything else is remote.
 pub fn classify(uri: &Uri, local: &Local) -> Destination {
     if uri.scheme == "tel" {
         return match &uri.user {
-            Some(u) if !u.is_empty() => Destination::User(u.clone()),
+            Some(u) if !u.is_empty() => Destination::User(fold_user(u)),
             _ => Destination::Remote,
         };
     }
@@ -214,7 +216,7 @@ pub fn classify(uri: &Uri, local: &Local) -> Destination {
         return Destination::Remote;
     }
     match &uri.user {
-        Some(u) if !u.is_empty() => Destination::User(u.clone()),
+        Some(u) if !u.is_empty() => Destination::User(fold_user(u)),
         _ => Destination::Local,
     }
 }

@@ -19,7 +19,7 @@
 
 use std::fmt;
 
-use hookflash_core::auth::{is_valid_user, unix_now};
+use hookflash_core::auth::{fold_user, is_valid_user, unix_now};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -204,6 +204,7 @@ impl RuleStore {
     /// The rules of `user` (none if never set). A stored target that no longer parses is
     /// treated as no rule.
     pub fn get(&self, user: &str) -> Result<Rules, SwitchboardError> {
+        let user = &fold_user(user);
         let row = lock(&self.db)
             .query_row(
                 "SELECT always_to, busy_to, no_answer_to, no_answer_after FROM rules WHERE user = ?1",
@@ -237,6 +238,7 @@ impl RuleStore {
 
     /// Replace the rules of `user` (validated first); empty rules delete the row.
     pub fn set(&self, user: &str, rules: &Rules) -> Result<(), SwitchboardError> {
+        let user = &fold_user(user);
         if !is_valid_user(user) || user.eq_ignore_ascii_case(VOICEMAIL_USER) {
             return Err(SwitchboardError::InvalidUser(user.to_owned()));
         }

@@ -14,7 +14,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use hookflash_core::auth::{ha1, is_valid_user, unix_now};
+use hookflash_core::auth::{fold_user, ha1, is_valid_user, unix_now};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::SwitchboardError;
@@ -127,12 +127,29 @@ impl UserStore {
                 "{VOICEMAIL_USER:?} is reserved for the switchboard's voicemail"
             )));
         }
+        // Names are one user whatever their case (see `fold_user`): a name that differs from
+        // a stored one only by case is that user, not a second one. The digest HA1 keeps the
+        // case typed here, which is what a phone configured with this name will hash.
+        let stored: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT name FROM users WHERE name = ?1 COLLATE NOCASE",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err)?;
         let h = password.map(|p| ha1(name, realm, p));
         self.conn()
             .execute(
                 "INSERT INTO users (name, realm, ha1, created) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(name) DO UPDATE SET realm = excluded.realm, ha1 = excluded.ha1",
-                params![name, realm, h, unix_now() as i64],
+                params![
+                    stored.unwrap_or_else(|| fold_user(name)),
+                    realm,
+                    h,
+                    unix_now() as i64
+                ],
             )
             .map_err(db_err)?;
         Ok(())
@@ -142,7 +159,10 @@ impl UserStore {
     pub fn remove(&self, name: &str) -> Result<bool, SwitchboardError> {
         let n = self
             .conn()
-            .execute("DELETE FROM users WHERE name = ?1", params![name])
+            .execute(
+                "DELETE FROM users WHERE name = ?1 COLLATE NOCASE",
+                params![name],
+            )
             .map_err(db_err)?;
         Ok(n > 0)
     }
@@ -151,7 +171,7 @@ impl UserStore {
     pub fn get(&self, name: &str) -> Result<Option<UserRecord>, SwitchboardError> {
         self.conn()
             .query_row(
-                "SELECT name, realm, ha1, created FROM users WHERE name = ?1",
+                "SELECT name, realm, ha1, created FROM users WHERE name = ?1 COLLATE NOCASE",
                 params![name],
                 row_to_record,
             )
@@ -193,6 +213,28 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_that_differ_only_by_case_are_one_user() {
+        let db = UserStore::in_memory().unwrap();
+        db.add("Carol", "hookflash.local", Some("pw")).unwrap();
+        db.add("CAROL", "hookflash.local", Some("new")).unwrap();
+        let names: Vec<_> = db.list().unwrap().into_iter().map(|u| u.name).collect();
+        assert_eq!(
+            names,
+            ["carol"],
+            "a second spelling of a name updates that user, never makes a second one"
+        );
+        assert!(db.exists("cArOl"), "lookups ignore case");
+        assert_eq!(
+            crate::mailbox::mailbox_dir_name("Carol"),
+            crate::mailbox::mailbox_dir_name("carol"),
+            "one mailbox directory whatever the case, so files cannot clash on a \
+             case-insensitive file system"
+        );
+        assert!(db.remove("CAROL").unwrap(), "removal ignores case too");
+        assert!(!db.exists("carol"), "and removes the one user");
+    }
 
     #[test]
     fn users_are_added_listed_updated_and_removed() {

@@ -213,12 +213,13 @@ impl AudioSink for RecordingSink {
 }
 
 /// The mailbox owner named by a voicemail Request-URI (`...;target=sip:OWNER%40DOMAIN`,
-/// or `...;target=OWNER`; see [`hookflash_core::transfer::voicemail_owner`]).
+/// or `...;target=OWNER`; see [`hookflash_core::transfer::voicemail_owner`]), folded.
 pub fn mailbox_owner(called: &str) -> Option<String> {
     let uri: Uri = called.parse().ok()?;
     hookflash_core::transfer::voicemail_owner(&uri)?
         .user
         .filter(|u| !u.is_empty())
+        .map(|u| hookflash_core::auth::fold_user(&u))
 }
 
 /// `DATA_DIR/greeting-default.wav`: where the default greeting is written at start.
