@@ -91,6 +91,33 @@ pub fn processes_mentioning(needle: &str) -> Vec<u32> {
         .collect()
 }
 
+/// The user and group id Kamailio runs as when the tests run as root.
+const NOBODY: u32 = 65534;
+
+/// Whether this process runs as root (its real uid, from `/proc/self/status`).
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// The user id `pid` runs as (its effective uid).
+pub fn uid_of(pid: u32) -> Option<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("Uid:"))?
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
+
 fn kill(signal: &str, pids: &[u32]) {
     if pids.is_empty() {
         return;
@@ -164,6 +191,22 @@ impl Kamailio {
         )
         .expect("version table");
 
+        // As root (CI), Kamailio drops to `nobody` after binding: it runs unprivileged, and
+        // reads its key and users as that user.
+        let unprivileged = running_as_root();
+        if unprivileged {
+            for path in [
+                dir,
+                &users,
+                &users.join("subscriber"),
+                &users.join("version"),
+                &cert,
+                &key,
+            ] {
+                std::os::unix::fs::chown(path, Some(NOBODY), Some(NOBODY))
+                    .expect("hand kamailio's files to nobody");
+            }
+        }
         let port = free_port();
         let (tls, ws, wss) = (free_port(), free_port(), free_port());
         let log = std::fs::File::create(dir.join("kamailio.log")).expect("log file");
@@ -189,6 +232,9 @@ impl Kamailio {
         crate::kamailio_args(&mut command, &kamailio_cfg(), dir);
         for d in &defines {
             command.arg("-A").arg(d);
+        }
+        if unprivileged {
+            command.args(["-u", &NOBODY.to_string(), "-g", &NOBODY.to_string()]);
         }
         let child = command
             .env("HOOKFLASH_SECRET", SECRET)

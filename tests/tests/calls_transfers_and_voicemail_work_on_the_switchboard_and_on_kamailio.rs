@@ -25,7 +25,7 @@ use hookflash_core::sip::TransportKind;
 use hookflash_core::transfer::{TransferOptions, TransferState, TransferTarget};
 use hookflash_switchboard::BEEP_HZ;
 use hookflash_tests::servers::{
-    alive, processes_mentioning, Deployment, Server, DOMAIN, SECRET, STATIC_USER,
+    alive, processes_mentioning, uid_of, Deployment, Server, DOMAIN, SECRET, STATIC_USER,
 };
 use hookflash_tests::{agent_config, connect, end_reason, hears, http, listen, tail, TestAgent};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -704,6 +704,13 @@ async fn register(client: &mut StreamClient, via: &str, user: &str, token: &Toke
 async fn kamailio_takes_tls_and_websocket_clients_with_tokens() {
     let d = Deployment::start(Server::Kamailio).await;
     let k = d.kamailio.as_ref().expect("a Kamailio deployment");
+    for pid in hookflash_tests::procstat::process_tree(k.pid()) {
+        assert_ne!(
+            uid_of(pid),
+            Some(0),
+            "Kamailio's processes run unprivileged (pid {pid})"
+        );
+    }
     let token = Token::issue(SECRET, "erin", Duration::from_secs(3600), unix_now());
     let forged = Token::issue(
         "not-the-secret",
