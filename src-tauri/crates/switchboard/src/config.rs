@@ -212,6 +212,14 @@ mod tests {
             Some(std::path::Path::new("x.db")),
             "db read"
         );
+        assert_eq!(
+            FileConfig::parse("voicemail_registrar = \"10.0.0.5:5060\"")
+                .expect("the voicemail registrar parses")
+                .voicemail_registrar
+                .as_deref(),
+            Some("10.0.0.5:5060"),
+            "voicemail_registrar read (the voicemail agent registers there, e.g. Kamailio)"
+        );
         assert!(
             FileConfig::parse("prot = 5060").is_err(),
             "a typo must not be ignored silently"
