@@ -200,7 +200,19 @@ impl Registrar {
 
     /// Drop expired bindings everywhere: only the users with a binding due are looked at.
     pub fn purge(&mut self, now: Instant) {
-        while let Some(Reverse((at, _))) = self.expiries.peek() {
+        self.purge_some(now, usize::MAX);
+    }
+
+    /// [`purge`](Self::purge), looking at no more than `budget` due entries: a request's
+    /// share of the work. When a crowd of registrations lapses together (100,000 users
+    /// registered in a burst, gone silent), purging them all on the next REGISTER stalled the
+    /// switchboard for a third of a second, long enough for every client to retransmit at
+    /// once. Expired bindings still waiting are never used: lookups skip them.
+    pub fn purge_some(&mut self, now: Instant, budget: usize) {
+        for _ in 0..budget {
+            let Some(Reverse((at, _))) = self.expiries.peek() else {
+                break;
+            };
             if *at > now {
                 break;
             }
@@ -347,6 +359,17 @@ mod tests {
         );
         r.purge(t0 + Duration::from_secs(59));
         assert_eq!(r.len(), 10_000, "nothing is due before its time");
+        r.purge_some(t0 + Duration::from_secs(61), 100);
+        assert!(
+            (9_900..10_000).contains(&r.len()),
+            "a budgeted purge looks at its 100 due entries only (some of them outlived by a \
+             refresh), however many lapsed together: {} left",
+            r.len()
+        );
+        assert!(
+            r.lookup("u1", t0 + Duration::from_secs(61)).is_empty(),
+            "a lapsed binding not purged yet is never used"
+        );
         r.purge(t0 + Duration::from_secs(61));
         assert_eq!(
             r.len(),
