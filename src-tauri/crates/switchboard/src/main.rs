@@ -235,6 +235,12 @@ fn open_db(s: &Settings) -> Result<UserStore, SwitchboardError> {
     UserStore::open(path)
 }
 
+/// mimalloc rather than glibc's malloc: under load the UDP reader threads allocate each
+/// message and the engine's thread frees it, and glibc's per-thread arenas kept what was freed
+/// (the switchboard grew by tens of MiB with each wave of registrations that came and went).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
