@@ -259,9 +259,17 @@ fn credentials_line(user: &str, contact: &str, expires: u32, expiry: u64) -> Str
     )
 }
 
-/// Writes an injection file with users `first..first+count` (named `prefix` + number).
-fn users_file(path: &Path, prefix: &str, first: u32, count: u32, contact: &str, expires: u32) {
-    let expiry = unix_now() + 7200;
+/// Writes an injection file with users `first..first+count` (named `prefix` + number), their
+/// tokens valid for `valid_secs`.
+fn users_file(
+    path: &Path,
+    prefix: &str,
+    (first, count): (u32, u32),
+    contact: &str,
+    expires: u32,
+    valid_secs: u64,
+) {
+    let expiry = unix_now() + valid_secs;
     let mut s = String::from("SEQUENTIAL\n");
     for i in first..first + count {
         s.push_str(&credentials_line(
@@ -385,10 +393,10 @@ async fn register_step(server: &Server, work: &Path, rate: u32, secs: u32, first
     users_file(
         &users,
         "r",
-        first,
-        count,
+        (first, count),
         &format!("127.0.0.1:{port}"),
         3600,
+        7200,
     );
     let stats = work.join(format!("reg-{rate}.stat"));
     let (cpu0, t0) = (tree_cpu_seconds(server.pid()), Instant::now());
@@ -421,7 +429,7 @@ async fn call_step(server: &Server, work: &Path, callee_port: u16, rate: u32, se
     let count = rate * secs;
     let callers = work.join("callers.csv");
     if !callers.exists() {
-        users_file(&callers, "c", 0, 1_000, "unused", 0);
+        users_file(&callers, "c", (0, 1_000), "unused", 0, 7200);
     }
     let answer_stats = work.join(format!("answer-{rate}.stat"));
     let mut answer = sipp(
@@ -565,13 +573,16 @@ async fn waves(server: &Server, work: &Path, wave: u32, rate: u32, out: &mut Str
     for n in 0..3u32 {
         let port = free_udp_port();
         let users = work.join(format!("wave-{n}.csv"));
+        // Users who come and go: each token is valid while the wave registers and its
+        // registrations last (twice the time the wave should take, for slack), so what the
+        // switchboard remembers of them may lapse too, before the next wave starts.
         users_file(
             &users,
             &format!("w{n}-"),
-            0,
-            wave,
+            (0, wave),
             &format!("127.0.0.1:{port}"),
             WAVE_EXPIRES,
+            u64::from(2 * wave / rate.max(1) + WAVE_EXPIRES),
         );
         let stats = work.join(format!("wave-{n}.stat"));
         let users_arg = users.display().to_string();

@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 use crate::mailbox::MailboxCounts;
 use crate::mwi;
 use crate::nonce::{NonceCheck, NonceKey};
-use crate::registrar::{Binding, FastMap, FastSet, Registrar};
+use crate::registrar::{Binding, FastMap, Registrar, TokenUsers};
 use crate::routing::{
     best_response, branch_prefix, clamp_expires, classify, loop_hash, number_candidates, resolve,
     via_destination, Destination, DialogMarks, Flow, Local, DEFAULT_EXPIRES, SIP_PORT,
@@ -338,7 +338,7 @@ pub struct Engine {
     marks: DialogMarks,
     users: Arc<UserStore>,
     registrar: Registrar,
-    token_users: FastSet<String>,
+    token_users: TokenUsers,
     servers: FastMap<ServerKey, ServerTx>,
     clients: FastMap<String, ClientTx>,
     timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
@@ -403,7 +403,7 @@ impl Engine {
             marks: DialogMarks::new(secret),
             users,
             registrar: Registrar::default(),
-            token_users: FastSet::default(),
+            token_users: TokenUsers::default(),
             servers: FastMap::default(),
             clients: FastMap::default(),
             timers: BinaryHeap::new(),
@@ -894,12 +894,16 @@ impl Engine {
                 warn!(user = %redact(user), "token credentials refused: bad signature");
                 return AuthOutcome::Forbidden("Forbidden");
             }
-            if expiry.parse::<u64>().map_or(true, |e| now_unix > e) {
-                warn!(user = %redact(user), "token credentials refused: expired");
-                return AuthOutcome::Forbidden("Token Expired");
-            }
+            let expiry = match expiry.parse::<u64>() {
+                Ok(e) if e >= now_unix => e,
+                _ => {
+                    warn!(user = %redact(user), "token credentials refused: expired");
+                    return AuthOutcome::Forbidden("Token Expired");
+                }
+            };
             let user = fold_user(user);
-            self.token_users.insert(user.clone());
+            self.token_users.purge_some(now_unix, PURGE_PER_REGISTER);
+            self.token_users.record(&user, expiry);
             return AuthOutcome::Ok(user);
         }
         if d.username == VOICEMAIL_USER {
@@ -1073,8 +1077,8 @@ impl Engine {
         self.marks.verify(route, call_id, &tags)
     }
 
-    fn is_known_user(&self, user: &str) -> bool {
-        self.token_users.contains(user) || self.users.exists(user)
+    fn is_known_user(&self, user: &str, now: Instant) -> bool {
+        self.token_users.contains(user, self.unix(now)) || self.users.exists(user)
     }
 
     fn choose_hops(
@@ -1117,7 +1121,7 @@ impl Engine {
                         );
                     }
                 }
-                if candidates.iter().any(|c| self.is_known_user(c)) {
+                if candidates.iter().any(|c| self.is_known_user(c, now)) {
                     Hops::Reject(480, "Temporarily Unavailable")
                 } else {
                     Hops::Reject(404, "Not Found")
@@ -1362,7 +1366,7 @@ impl Engine {
 
     /// The user a dialled user part means: the first candidate (see [`number_candidates`])
     /// that is registered, else the first that is known (in the database, signed in with a
-    /// token since start, or with rules stored).
+    /// token still valid, or with rules stored).
     fn resolve_user(&mut self, dialled: &str, now: Instant) -> Option<String> {
         let candidates = number_candidates(dialled);
         for c in &candidates {
@@ -1372,7 +1376,7 @@ impl Engine {
         }
         candidates
             .into_iter()
-            .find(|c| self.is_known_user(c) || !self.rules_of(c).is_empty())
+            .find(|c| self.is_known_user(c, now) || !self.rules_of(c).is_empty())
     }
 
     /// An initial INVITE to one of our users: voicemail URIs, then the user's rules.
@@ -2393,7 +2397,8 @@ mod tests {
             hdr: &str,
             extra: &str,
         ) -> Vec<Transmit> {
-            let token = Token::issue(SECRET, user, Duration::from_secs(3600), UNIX0);
+            let now_unix = self.engine.unix(self.now);
+            let token = Token::issue(SECRET, user, Duration::from_secs(3600), now_unix);
             let to = if method == "REGISTER" {
                 format!("sip:{user}@hookflash.local")
             } else {
@@ -2564,6 +2569,47 @@ From: <sip:bob@hookflash.local>;tag=1\r\nTo: <sip:bob@hookflash.local>\r\nCall-I
             format!("{:?}", first[0].message),
             format!("{:?}", again[0].message),
             "the retransmission is answered from the transaction, same nonce"
+        );
+    }
+
+    #[test]
+    fn an_offline_token_user_is_known_until_the_token_expires_then_forgotten() {
+        let mut rig = Rig::new();
+        let out = rig.authed(
+            "bob",
+            4002,
+            "REGISTER",
+            "sip:hookflash.local",
+            "Authorization",
+            "Expires: 30\r\n",
+        );
+        assert_eq!(statuses(&out), [200], "bob registers for 30 s with a 1 h token");
+        rig.advance(Duration::from_secs(31));
+        let call = |rig: &mut Rig, port: u16| {
+            statuses(&rig.authed(
+                "alice",
+                port,
+                "INVITE",
+                "sip:bob@hookflash.local",
+                "Proxy-Authorization",
+                "",
+            ))
+        };
+        assert_eq!(
+            call(&mut rig, 4000).last(),
+            Some(&480),
+            "bob's binding lapsed but his token is valid: he is a user who is away (480), \
+             not a stranger (404)"
+        );
+        rig.advance(Duration::from_secs(3600));
+        assert_eq!(
+            call(&mut rig, 4010).last(),
+            Some(&404),
+            "once bob's token expired nothing of him is kept: he is unknown"
+        );
+        assert!(
+            !rig.engine.token_users.contains("bob", rig.engine.unix(rig.now)),
+            "and the set of token users does not keep him"
         );
     }
 

@@ -249,8 +249,108 @@ impl Registrar {
     }
 }
 
+/// The users who signed in with a token, each until the latest token they used expires (Unix
+/// seconds): such a user is known while offline (a call reaches voicemail, not 404), and is
+/// forgotten once no token of theirs is valid, so the set does not grow with every name that
+/// ever signed in.
+#[derive(Debug, Default)]
+pub struct TokenUsers {
+    until: FastMap<String, u64>,
+    /// (expiry, user) for every expiry recorded; stale entries (a later token came) are
+    /// skipped when they come due.
+    expiries: BinaryHeap<Reverse<(u64, String)>>,
+}
+
+impl TokenUsers {
+    /// `user` signed in with a token valid until `expiry`.
+    pub fn record(&mut self, user: &str, expiry: u64) {
+        match self.until.get_mut(user) {
+            Some(until) if *until >= expiry => return,
+            Some(until) => *until = expiry,
+            None => {
+                self.until.insert(user.to_owned(), expiry);
+            }
+        }
+        self.expiries.push(Reverse((expiry, user.to_owned())));
+    }
+
+    /// Whether `user` holds a token still valid at `now_unix`.
+    pub fn contains(&self, user: &str, now_unix: u64) -> bool {
+        self.until.get(user).is_some_and(|until| *until >= now_unix)
+    }
+
+    /// How many users are remembered.
+    pub fn len(&self) -> usize {
+        self.until.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.until.is_empty()
+    }
+
+    /// Forget up to `budget` users whose tokens all expired before `now_unix`; the tables
+    /// give memory back once they are mostly empty.
+    pub fn purge_some(&mut self, now_unix: u64, budget: usize) {
+        for _ in 0..budget {
+            match self.expiries.peek() {
+                Some(Reverse((at, _))) if *at < now_unix => {}
+                _ => break,
+            }
+            let Some(Reverse((at, user))) = self.expiries.pop() else {
+                break;
+            };
+            if self.until.get(&user) == Some(&at) {
+                self.until.remove(&user);
+            }
+        }
+        if self.until.capacity() > 1024 && self.until.len() * 4 < self.until.capacity() {
+            self.until.shrink_to_fit();
+        }
+        if self.expiries.capacity() > 1024 && self.expiries.len() * 4 < self.expiries.capacity() {
+            self.expiries.shrink_to_fit();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn token_users_are_known_until_their_latest_token_expires_then_forgotten() {
+        let mut t = TokenUsers::default();
+        t.record("alice", 100);
+        t.record("alice", 200);
+        t.record("alice", 150);
+        t.record("bob", 120);
+        assert!(t.contains("alice", 180), "alice's later token (200) still counts after the first (100) expired");
+        assert!(!t.contains("bob", 121), "bob's only token expired: he is no longer known");
+        t.purge_some(150, usize::MAX);
+        assert_eq!(t.len(), 1, "bob is forgotten; alice's stale entry (100) must not remove her");
+        assert!(t.contains("alice", 150));
+        t.purge_some(201, usize::MAX);
+        assert!(t.is_empty(), "once every token expired, nobody is remembered");
+    }
+
+    #[test]
+    fn purging_token_users_is_bounded_per_call_and_memory_comes_back() {
+        let mut t = TokenUsers::default();
+        for i in 0..100_000u64 {
+            t.record(&format!("u{i}"), 1_000 + i % 10);
+        }
+        let full = t.until.capacity();
+        t.purge_some(2_000, 16);
+        assert_eq!(t.len(), 100_000 - 16, "one call does a bounded share of the work");
+        while !t.is_empty() {
+            t.purge_some(2_000, 16);
+        }
+        assert!(
+            t.until.capacity() < full / 8 && t.expiries.capacity() < full / 8,
+            "the tables must shrink once emptied ({} and {} of {full} slots kept)",
+            t.until.capacity(),
+            t.expiries.capacity()
+        );
+    }
+
     use super::*;
     use hookflash_core::sip::TransportKind;
 
