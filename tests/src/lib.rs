@@ -21,6 +21,7 @@ use hookflash_switchboard::{Config, Switchboard, SwitchboardHandle};
 use tokio::sync::broadcast;
 
 pub mod baresip;
+pub mod certs;
 pub mod desktop;
 pub mod http;
 pub mod netns;

@@ -29,6 +29,8 @@ pub struct SwitchboardProcess {
     pub server: String,
     /// `IP:PORT` of its HTTP API, when it serves one (`--http-port`).
     pub http: Option<String>,
+    /// Its TLS and WebSocket listeners (`tls`, `ws`, `wss` and `IP:PORT`), when configured.
+    pub streams: Vec<(String, String)>,
     secret: String,
     /// The network namespace it runs in (its agents run there too); none: this one.
     netns: Option<String>,
@@ -104,11 +106,18 @@ impl SwitchboardProcess {
         let http = line
             .split_once(" http ")
             .map(|(_, a)| a.split_whitespace().next().unwrap_or_default().to_owned());
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let streams = words
+            .windows(2)
+            .filter(|w| matches!(w[0], "tls" | "ws" | "wss"))
+            .map(|w| (w[0].to_owned(), w[1].to_owned()))
+            .collect();
         tokio::spawn(async move { while let Ok(Some(_)) = out.next_line().await {} });
         SwitchboardProcess {
             child,
             server,
             http,
+            streams,
             secret: secret.to_owned(),
             netns: netns.map(str::to_owned),
         }

@@ -25,6 +25,7 @@ use hookflash_core::agent::{AgentConfig, Credential};
 use hookflash_core::auth::{unix_now, Token};
 use hookflash_core::sip::TransportKind;
 
+use crate::certs::TestPki;
 use crate::process::{AgentProcess, SwitchboardProcess};
 use crate::procstat::process_tree;
 use crate::{agent_config, http, Ears, TestAgent};
@@ -144,6 +145,8 @@ pub struct Kamailio {
     pub ws: SocketAddr,
     /// SIP over secure WebSocket.
     pub wss: SocketAddr,
+    /// The authority that issued its certificate (for the domain and 127.0.0.1).
+    pub pki: TestPki,
 }
 
 impl Kamailio {
@@ -161,19 +164,10 @@ impl Kamailio {
             );
         }
         std::fs::create_dir_all(dir).expect("kamailio's directory");
-        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-        let made = std::process::Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-            .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
-            .args(["-subj", &format!("/CN={DOMAIN}"), "-keyout"])
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("openssl is installed (scripts/deps installs it)");
-        assert!(made.success(), "openssl makes a self-signed certificate");
+        // A certificate from an authority of the test's own, for the domain and the address,
+        // so that clients verify it as they would a real one.
+        let pki = TestPki::issue(dir, "kamailio", &[DOMAIN, "127.0.0.1"]);
+        let (cert, key) = (pki.cert.clone(), pki.key.clone());
         let users = dir.join("users");
         std::fs::create_dir_all(&users).expect("users directory");
         let (user, password) = STATIC_USER;
@@ -253,6 +247,7 @@ impl Kamailio {
             tls: SocketAddr::from((ip, tls)),
             ws: SocketAddr::from((ip, ws)),
             wss: SocketAddr::from((ip, wss)),
+            pki,
         };
         k.wait_ready().await;
         k
@@ -340,12 +335,18 @@ pub struct Deployment {
     pub server: Server,
     /// Where agents send SIP (UDP and TCP).
     pub sip: SocketAddr,
+    /// Where agents send SIP over TLS, WS and WSS.
+    pub streams: Vec<(TransportKind, SocketAddr)>,
+    /// The authority agents trust for TLS and WSS (it issued the server's certificate).
+    pub ca: PathBuf,
     /// The switchboard's HTTP API (voicemail, rules).
     pub http: SocketAddr,
     /// Kamailio, in a [`Server::Kamailio`] deployment.
     pub kamailio: Option<Kamailio>,
     switchboard: Option<SwitchboardProcess>,
     dir: PathBuf,
+    /// Kamailio log errors the test provokes on purpose (substrings of the lines).
+    expected_errors: Vec<&'static str>,
 }
 
 impl Deployment {
@@ -364,10 +365,30 @@ impl Deployment {
         let data = data.to_str().expect("a UTF-8 temporary directory");
         let (switchboard, kamailio) = match server {
             Server::Switchboard => {
+                let pki = TestPki::issue(&dir, "switchboard", &[DOMAIN, "127.0.0.1"]);
+                let (cert, key) = (
+                    pki.cert.display().to_string(),
+                    pki.key.display().to_string(),
+                );
                 let sb = SwitchboardProcess::start_on_port_with(
                     SECRET,
                     0,
-                    &["--http-port", "0", "--data-dir", data],
+                    &[
+                        "--http-port",
+                        "0",
+                        "--data-dir",
+                        data,
+                        "--tls-cert",
+                        &cert,
+                        "--tls-key",
+                        &key,
+                        "--tls-port",
+                        "0",
+                        "--ws-port",
+                        "0",
+                        "--wss-port",
+                        "0",
+                    ],
                 )
                 .await;
                 (sb, None)
@@ -398,12 +419,33 @@ impl Deployment {
                 (sb, Some(kamailio))
             }
         };
-        let sip = match &kamailio {
-            Some(k) => k.sip,
-            None => switchboard
-                .server
-                .parse()
-                .expect("the switchboard's address"),
+        let (sip, streams, ca) = match &kamailio {
+            Some(k) => (
+                k.sip,
+                vec![
+                    (TransportKind::Tls, k.tls),
+                    (TransportKind::Ws, k.ws),
+                    (TransportKind::Wss, k.wss),
+                ],
+                k.pki.ca.clone(),
+            ),
+            None => (
+                switchboard
+                    .server
+                    .parse()
+                    .expect("the switchboard's address"),
+                switchboard
+                    .streams
+                    .iter()
+                    .map(|(kind, addr)| {
+                        (
+                            kind.parse().expect("a transport"),
+                            addr.parse().expect("an address"),
+                        )
+                    })
+                    .collect(),
+                dir.join("switchboard-ca.pem"),
+            ),
         };
         let http = switchboard
             .http
@@ -414,10 +456,13 @@ impl Deployment {
         Deployment {
             server,
             sip,
+            streams,
+            ca,
             http,
             kamailio,
             switchboard: Some(switchboard),
             dir,
+            expected_errors: Vec::new(),
         }
     }
 
@@ -426,20 +471,41 @@ impl Deployment {
         Token::issue(SECRET, user, Duration::from_secs(3600), unix_now())
     }
 
-    /// An agent config for `user` signed in with a token.
+    /// Errors in Kamailio's log that the test provokes on purpose: lines containing
+    /// `pattern` do not fail [`Deployment::stop`].
+    pub fn expect_log_errors(&mut self, pattern: &'static str) {
+        self.expected_errors.push(pattern);
+    }
+
+    /// Where agents reach the server over `transport`.
+    pub fn addr(&self, transport: TransportKind) -> SocketAddr {
+        if !transport.is_stream() || transport == TransportKind::Tcp {
+            return self.sip;
+        }
+        self.streams
+            .iter()
+            .find(|(k, _)| *k == transport)
+            .map(|(_, a)| *a)
+            .unwrap_or_else(|| panic!("{:?} serves {transport:?}", self.server))
+    }
+
+    /// An agent config for `user` signed in with a token, over `transport`, trusting the
+    /// deployment's authority.
     pub fn config(
         &self,
         user: &str,
         tone_hz: f64,
         transport: TransportKind,
     ) -> (AgentConfig, Ears) {
-        agent_config(
-            self.sip,
+        let (mut config, ears) = agent_config(
+            self.addr(transport),
             DOMAIN,
             Credential::Token(self.token(user)),
             tone_hz,
             transport,
-        )
+        );
+        config.tls_roots = vec![self.ca.clone()];
+        (config, ears)
     }
 
     /// A signed-in agent for `user` over UDP whose microphone plays `tone_hz`.
@@ -504,7 +570,11 @@ impl Deployment {
         if let Some(k) = self.kamailio.take() {
             let pid = k.pid();
             let log = k.log();
-            let errors: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR: ")).collect();
+            let errors: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains(" ERROR: "))
+                .filter(|l| !self.expected_errors.iter().any(|e| l.contains(e)))
+                .collect();
             assert!(
                 errors.is_empty(),
                 "kamailio ran its configuration without errors:\n{}",

@@ -7,7 +7,10 @@
 //! announced to its owner (MWI); `disableForwardingAndUnanswered` keeping an unanswered
 //! transfer out of voicemail (480); transfer failures with their codes.
 //!
-//! Kamailio alone: SIP over TLS and WebSocket with tokens, and a static password user.
+//! Calls over TLS, WS and WSS with audio both ways, across transports; sign-in over them
+//! refused for an untrusted certificate (unknown authority, another name) and a forged token.
+//!
+//! Kamailio alone: a static password user.
 //!
 //! Every server process runs on loopback ports the test picks and is stopped by its PID
 //! (Kamailio with all its children) when the test ends, also when it fails; each test checks
@@ -18,17 +21,16 @@ use std::time::Duration;
 use hookflash_core::agent::Credential;
 use hookflash_core::api::{Command, Event};
 use hookflash_core::audio::{tone_present, AudioSource, WavFileSource, SAMPLE_RATE};
-use hookflash_core::auth::{authorization, unix_now, Challenge, Token};
+use hookflash_core::auth::{unix_now, Token};
 use hookflash_core::call::{sub_code, CallState};
 use hookflash_core::registration::{ConnectionReason, ConnectionState};
 use hookflash_core::sip::TransportKind;
 use hookflash_core::transfer::{TransferOptions, TransferState, TransferTarget};
 use hookflash_switchboard::BEEP_HZ;
 use hookflash_tests::servers::{
-    alive, processes_mentioning, uid_of, Deployment, Server, DOMAIN, SECRET, STATIC_USER,
+    alive, processes_mentioning, uid_of, Deployment, Server, DOMAIN, STATIC_USER,
 };
 use hookflash_tests::{agent_config, connect, end_reason, hears, http, listen, tail, TestAgent};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const A_HZ: f64 = 440.0;
 const B_HZ: f64 = 660.0;
@@ -65,6 +67,8 @@ on_both_servers!(
     a_busy_callee_sends_the_caller_to_voicemail,
     disabled_forwarding_fails_an_unanswered_transfer_with_480,
     failed_transfers_report_their_codes_and_the_call_comes_back,
+    calls_over_tls_and_websockets_have_audio_both_ways,
+    tls_and_websocket_sign_in_checks_certificates_and_tokens,
 );
 
 /// Sign the agents out, then stop the servers and check nothing is left running.
@@ -488,255 +492,143 @@ async fn failed_transfers_report_their_codes_and_the_call_comes_back(server: Ser
     finish(d, vec![a, b, c]).await;
 }
 
-// ---- Kamailio alone: TLS, WebSocket, static users ----
-
-/// A SIP client over a stream of Kamailio's: TCP, or TLS through `openssl s_client` (a child
-/// process, killed with the client); SIP messages written as they are, or in WebSocket frames
-/// after an RFC 6455 upgrade with the RFC 7118 subprotocol `sip`.
-struct StreamClient {
-    reader: Box<dyn tokio::io::AsyncRead + Unpin + Send>,
-    writer: Box<dyn tokio::io::AsyncWrite + Unpin + Send>,
-    websocket: bool,
-    buf: Vec<u8>,
-    _openssl: Option<tokio::process::Child>,
-}
-
-impl StreamClient {
-    /// A TLS connection to `addr` (the server's certificate is self-signed: not verified).
-    async fn tls(addr: std::net::SocketAddr) -> StreamClient {
-        let mut child = tokio::process::Command::new("openssl")
-            .args(["s_client", "-quiet", "-connect", &addr.to_string()])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("openssl is installed (scripts/deps installs it)");
-        StreamClient {
-            writer: Box::new(child.stdin.take().expect("stdin")),
-            reader: Box::new(child.stdout.take().expect("stdout")),
-            websocket: false,
-            buf: Vec::new(),
-            _openssl: Some(child),
-        }
-    }
-
-    /// A TCP connection to `addr`.
-    async fn tcp(addr: std::net::SocketAddr) -> StreamClient {
-        let (reader, writer) = tokio::net::TcpStream::connect(addr)
-            .await
-            .expect("connect to Kamailio")
-            .into_split();
-        StreamClient {
-            reader: Box::new(reader),
-            writer: Box::new(writer),
-            websocket: false,
-            buf: Vec::new(),
-            _openssl: None,
-        }
-    }
-
-    /// Upgrade the connection to WebSocket; from now on messages travel in frames.
-    async fn upgrade(mut self) -> StreamClient {
-        let upgrade = "GET / HTTP/1.1\r\nHost: hookflash.local\r\nUpgrade: websocket\r\n\
-             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: sip\r\n\r\n";
-        self.write(upgrade.as_bytes()).await;
-        let head = tokio::time::timeout(Duration::from_secs(5), self.read_head())
-            .await
-            .expect("Kamailio answers the upgrade within 5 s");
-        assert!(
-            head.starts_with("HTTP/1.1 101"),
-            "Kamailio switches to WebSocket: {head}"
-        );
-        self.websocket = true;
-        self
-    }
-
-    async fn write(&mut self, bytes: &[u8]) {
-        self.writer
-            .write_all(bytes)
-            .await
-            .expect("send to Kamailio");
-        self.writer.flush().await.expect("flush");
-    }
-
-    async fn fill(&mut self) {
-        let mut chunk = [0u8; 4096];
-        let n = self
-            .reader
-            .read(&mut chunk)
-            .await
-            .expect("read from Kamailio");
-        assert!(n > 0, "Kamailio keeps the connection open");
-        self.buf.extend_from_slice(&chunk[..n]);
-    }
-
-    async fn take(&mut self, n: usize) -> Vec<u8> {
-        while self.buf.len() < n {
-            self.fill().await;
-        }
-        self.buf.drain(..n).collect()
-    }
-
-    /// Everything up to and including the first empty line.
-    async fn read_head(&mut self) -> String {
-        loop {
-            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = self.take(end + 4).await;
-                return String::from_utf8_lossy(&head).into_owned();
-            }
-            self.fill().await;
-        }
-    }
-
-    async fn send(&mut self, msg: &str) {
-        if !self.websocket {
-            return self.write(msg.as_bytes()).await;
-        }
-        // One masked text frame (a client must mask).
-        let payload = msg.as_bytes();
-        let mask = [0x1b, 0x2c, 0x3d, 0x4e];
-        let mut frame = vec![0x81u8];
-        if payload.len() < 126 {
-            frame.push(0x80 | payload.len() as u8);
-        } else {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-        }
-        frame.extend_from_slice(&mask);
-        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        self.write(&frame).await;
-    }
-
-    /// The next SIP message, within 5 s.
-    async fn recv(&mut self) -> String {
-        tokio::time::timeout(Duration::from_secs(5), self.recv_inner())
-            .await
-            .expect("Kamailio answers within 5 s")
-    }
-
-    async fn recv_inner(&mut self) -> String {
-        if !self.websocket {
-            let head = self.read_head().await;
-            let len = header(&head, "Content-Length")
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(0);
-            let body = self.take(len).await;
-            return head + &String::from_utf8_lossy(&body);
-        }
-        loop {
-            let head = self.take(2).await;
-            let opcode = head[0] & 0x0f;
-            let mut len = u64::from(head[1] & 0x7f);
-            if len == 126 {
-                let l = self.take(2).await;
-                len = u64::from(u16::from_be_bytes([l[0], l[1]]));
-            } else if len == 127 {
-                let l = self.take(8).await;
-                len = u64::from_be_bytes(l.try_into().expect("8 bytes"));
-            }
-            let payload = self.take(len as usize).await;
-            if opcode == 1 || opcode == 2 {
-                return String::from_utf8_lossy(&payload).into_owned();
-            }
-        }
-    }
-}
-
-/// The value of the first header `name` in `msg`.
-fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
-    msg.lines().find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
-
-fn status(msg: &str) -> u16 {
-    msg.split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-}
-
-/// REGISTER `user` over `client` (`via` names the transport), answering the challenge with
-/// `token`; returns the status of the first and of the authenticated REGISTER.
-async fn register(client: &mut StreamClient, via: &str, user: &str, token: &Token) -> (u16, u16) {
-    let host = format!("{user}-client.invalid");
-    let call_id = format!("{user}-{via}-{}", unix_now());
-    let request = |cseq: u32, auth: &str| {
-        format!(
-            "REGISTER sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/{via} {host};branch=z9hG4bK{via}{cseq}\r\n\
-             Max-Forwards: 70\r\nFrom: <sip:{user}@{DOMAIN}>;tag=t{cseq}\r\nTo: <sip:{user}@{DOMAIN}>\r\n\
-             Call-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n\
-             Contact: <sip:{user}@{host};transport={t}>\r\nExpires: 300\r\n{auth}Content-Length: 0\r\n\r\n",
-            t = via.to_ascii_lowercase()
-        )
-    };
-    client.send(&request(1, "")).await;
-    let first = client.recv().await;
-    let Some(challenge) =
-        header(&first, "WWW-Authenticate").and_then(|v| v.parse::<Challenge>().ok())
-    else {
-        return (status(&first), 0);
-    };
+/// X calls Y; each hears the other's tone; Y hangs up (a BYE along the route the other way)
+/// and X's call ends normally.
+async fn talk_and_hang_up(
+    (x, x_hz): (&mut TestAgent, f64),
+    (y, y_hz): (&mut TestAgent, f64),
+    leg: &str,
+) {
+    let (x_call, y_call) = connect(x, y).await;
+    listen(Duration::from_millis(1200)).await;
+    assert!(
+        hears(
+            tail(&x.ears.heard(&x_call), Duration::from_millis(600)),
+            y_hz
+        ),
+        "{leg}: the caller hears the callee"
+    );
+    assert!(
+        hears(
+            tail(&y.ears.heard(&y_call), Duration::from_millis(600)),
+            x_hz
+        ),
+        "{leg}: the callee hears the caller"
+    );
+    y.agent
+        .call(&y_call)
+        .hang_up()
+        .await
+        .expect("the callee hangs up");
+    let ended = x.wait_state(&x_call, CallState::Disconnected).await;
     assert_eq!(
-        challenge.realm, DOMAIN,
-        "the challenge's realm is the domain"
+        end_reason(&ended).map(|r| r.code),
+        Some(200),
+        "{leg}: the caller's call ends normally when the callee hangs up"
     );
-    let auth = authorization(
-        &challenge,
-        "REGISTER",
-        &format!("sip:{DOMAIN}"),
-        &token.sip_username(),
-        token.sip_password(),
-        1,
-        "c0ffee",
-    );
-    client
-        .send(&request(2, &format!("Authorization: {auth}\r\n")))
-        .await;
-    let second = client.recv().await;
-    (status(&first), status(&second))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kamailio_takes_tls_and_websocket_clients_with_tokens() {
-    let d = Deployment::start(Server::Kamailio).await;
-    let k = d.kamailio.as_ref().expect("a Kamailio deployment");
-    for pid in hookflash_tests::procstat::process_tree(k.pid()) {
-        assert_ne!(
-            uid_of(pid),
-            Some(0),
-            "Kamailio's processes run unprivileged (pid {pid})"
-        );
-    }
-    let token = Token::issue(SECRET, "erin", Duration::from_secs(3600), unix_now());
-    let forged = Token::issue(
-        "not-the-secret",
-        "erin",
-        Duration::from_secs(3600),
-        unix_now(),
-    );
-    let clients = [
-        ("TLS", StreamClient::tls(k.tls).await),
-        ("WS", StreamClient::tcp(k.ws).await.upgrade().await),
-        ("WSS", StreamClient::tls(k.wss).await.upgrade().await),
-    ];
-    for (via, mut client) in clients {
-        assert_eq!(
-            register(&mut client, via, "erin", &token).await,
-            (401, 200),
-            "over {via} a REGISTER is challenged and a token answers the challenge"
-        );
-        assert_eq!(
-            register(&mut client, via, "erin", &forged).await,
-            (401, 403),
-            "over {via} a token signed with another secret is refused"
-        );
-    }
-    d.stop().await;
+async fn calls_over_tls_and_websockets_have_audio_both_ways(server: Server) {
+    let d = Deployment::start(server).await;
+    let mut a = d.agent_on("alice", A_HZ, TransportKind::Tls).await;
+    let mut b = d.agent_on("bob", B_HZ, TransportKind::Ws).await;
+    let mut c = d.agent_on("carol", C_HZ, TransportKind::Wss).await;
+    let mut u = d.agent_on("ursula", B_HZ, TransportKind::Udp).await;
+    // Each pair crosses transports, so the proxy stays on both legs (double Record-Route)
+    // and every in-dialog request must find the leg's own connection.
+    let leg = |l: &str| format!("{server:?}, {l}");
+    talk_and_hang_up((&mut a, A_HZ), (&mut b, B_HZ), &leg("TLS → WS")).await;
+    talk_and_hang_up((&mut c, C_HZ), (&mut a, A_HZ), &leg("WSS → TLS")).await;
+    talk_and_hang_up((&mut u, B_HZ), (&mut c, C_HZ), &leg("UDP → WSS")).await;
+    finish(d, vec![a, b, c, u]).await;
 }
+
+/// Signs in over `transport` with `config` changed by `change`, and returns why it was refused.
+async fn refused_sign_in(
+    d: &Deployment,
+    user: &str,
+    transport: TransportKind,
+    change: impl FnOnce(&mut hookflash_core::agent::AgentConfig),
+) -> (ConnectionReason, TestAgent) {
+    let (mut config, ears) = d.config(user, A_HZ, transport);
+    change(&mut config);
+    let agent = TestAgent::create(user, config, ears).await;
+    // A refusal without a round trip (a certificate) can come before anyone subscribed:
+    // the agent's state says it all the same.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let (ConnectionState::Disconnected, Some(reason)) = (
+            agent.agent.connection_state(),
+            agent.agent.connection_reason(),
+        ) {
+            return (reason, agent);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{user} over {transport:?}: no refusal within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn tls_and_websocket_sign_in_checks_certificates_and_tokens(server: Server) {
+    let mut d = Deployment::start(server).await;
+    // Our refusals of its certificate (TLS alerts: unknown CA, bad certificate) are errors
+    // to Kamailio's TLS layer and the connection it was reading.
+    d.expect_log_errors(" tls [tls_");
+    d.expect_log_errors("tcp_read_req");
+    if let Some(k) = &d.kamailio {
+        for pid in hookflash_tests::procstat::process_tree(k.pid()) {
+            assert_ne!(
+                uid_of(pid),
+                Some(0),
+                "Kamailio's processes run unprivileged (pid {pid})"
+            );
+        }
+    }
+    let mut agents = Vec::new();
+    for transport in [TransportKind::Tls, TransportKind::Wss] {
+        let (reason, a) = refused_sign_in(&d, "erin", transport, |c| c.tls_roots.clear()).await;
+        assert_eq!(
+            reason,
+            ConnectionReason::CertificateNotTrusted,
+            "{server:?}, {transport:?}: a certificate from an authority we do not trust is \
+             refused, and said so"
+        );
+        agents.push(a);
+        let (reason, a) = refused_sign_in(&d, "erin", transport, |c| {
+            c.tls_server_name = Some("another.example".into())
+        })
+        .await;
+        assert_eq!(
+            reason,
+            ConnectionReason::CertificateNotTrusted,
+            "{server:?}, {transport:?}: a trusted certificate for another name is refused too"
+        );
+        agents.push(a);
+    }
+    for transport in [TransportKind::Tls, TransportKind::Ws, TransportKind::Wss] {
+        let forged = Token::issue(
+            "not-the-secret",
+            "erin",
+            Duration::from_secs(3600),
+            unix_now(),
+        );
+        let (reason, a) = refused_sign_in(&d, "erin", transport, |c| {
+            c.credential = Credential::Token(forged)
+        })
+        .await;
+        assert_eq!(
+            reason,
+            ConnectionReason::InvalidToken,
+            "{server:?}, {transport:?}: a token signed with another secret is refused"
+        );
+        agents.push(a);
+    }
+    finish(d, agents).await;
+}
+
+// ---- Kamailio alone: static users ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_static_password_user_signs_in_to_kamailio_and_calls() {

@@ -106,6 +106,9 @@ pub enum ConnectionReason {
     InvalidToken,
     /// The server could not be reached after the bounded retries.
     ConnectionIssue,
+    /// The server's TLS certificate is not trusted (unknown issuer, another name, expired):
+    /// nothing was sent to it. Retried slowly, in case the server's certificate is mended.
+    CertificateNotTrusted,
     /// The user signed out.
     SignedOut,
 }
@@ -135,6 +138,8 @@ pub enum RegisterOutcome {
         /// 408 for a timeout, 503 for a transport error.
         status: u16,
     },
+    /// The connection was refused for the server's certificate, which we do not trust.
+    Untrusted,
 }
 
 /// Tuning of the state machine.
@@ -327,6 +332,19 @@ impl Registration {
                 self.last_heard = Some(now);
                 self.handle_failure(now, status);
             }
+            RegisterOutcome::Untrusted => {
+                // Not a network failure to retry quickly: only mending the certificate (or the
+                // trusted roots) helps, so say so, and look again at the slow pace.
+                self.failures += 1;
+                self.probe_at = None;
+                self.set_state(
+                    ConnectionState::Disconnected,
+                    ConnectionReason::CertificateNotTrusted,
+                );
+                self.phase = Phase::Waiting {
+                    at: now + self.policy.slow_retry,
+                };
+            }
         }
     }
 
@@ -515,6 +533,46 @@ mod tests {
         reason: ConnectionReason,
     ) -> impl Fn(&RegistrationAction) -> bool {
         move |a| matches!(a, RegistrationAction::StateChanged { new: n, reason: r, .. } if *n == new && *r == reason)
+    }
+
+    #[test]
+    fn an_untrusted_certificate_is_its_own_reason_and_retried_slowly() {
+        let t0 = Instant::now();
+        let policy = RegistrationPolicy::default();
+        let mut r = Registration::new(policy.clone(), None);
+        r.start(t0);
+        drain(&mut r);
+        r.handle_outcome(t0, RegisterOutcome::Untrusted);
+        assert!(
+            drain(&mut r).iter().any(changed(
+                ConnectionState::Disconnected,
+                ConnectionReason::CertificateNotTrusted
+            )),
+            "the user must read that the certificate is not trusted, not that the server is \
+             unreachable"
+        );
+        assert_eq!(
+            r.poll_timeout().map(|at| at - t0),
+            Some(policy.slow_retry),
+            "retrying at once cannot help: look again at the slow pace"
+        );
+        r.handle_timeout(t0 + policy.slow_retry);
+        assert_eq!(
+            drain(&mut r),
+            vec![RegistrationAction::SendRegister { expires: 300 }],
+            "then try again, in case the certificate was mended"
+        );
+        r.handle_outcome(
+            t0 + policy.slow_retry,
+            RegisterOutcome::Registered { expires: 300 },
+        );
+        assert!(
+            drain(&mut r).iter().any(changed(
+                ConnectionState::Connected,
+                ConnectionReason::Registered
+            )),
+            "and connect once it is"
+        );
     }
 
     #[test]

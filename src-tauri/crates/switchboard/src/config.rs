@@ -50,6 +50,24 @@ pub struct Config {
     /// `deploy/kamailio/kamailio.cfg`, which then sends voicemail calls to the agent and
     /// message-summary SUBSCRIBEs to this switchboard (see the crate docs, "Behind Kamailio").
     pub voicemail_registrar: Option<SocketAddr>,
+    /// SIP over TLS (`sips:`): the certificate and the port (0 picks one); `None` serves none.
+    pub tls: Option<TlsListen>,
+    /// SIP over plain WebSocket (RFC 7118) on this port (0 picks one); `None` serves none.
+    pub ws_port: Option<u16>,
+    /// SIP over secure WebSocket on this port, with [`Config::tls`]'s certificate.
+    pub wss_port: Option<u16>,
+}
+
+/// A TLS listener: its certificate chain and key (PEM files) and its port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsListen {
+    /// The certificate chain, leaf first, issued to the SIP domain (RFC 5922) and to any
+    /// host name clients dial.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// The TCP port for TLS; 0 picks a free one [conventionally 5061].
+    pub port: u16,
 }
 
 impl Config {
@@ -72,6 +90,9 @@ impl Config {
             voicemail_max: DEFAULT_VOICEMAIL_MAX,
             tcp_limits: hookflash_core::sip::StreamLimits::default(),
             voicemail_registrar: None,
+            tls: None,
+            ws_port: None,
+            wss_port: None,
         }
     }
 }
@@ -92,6 +113,11 @@ impl Config {
 /// tcp_max_connections = 1024
 /// tcp_idle_timeout = "3m"
 /// voicemail_registrar = "10.0.0.5:5060"
+/// tls_cert = "/etc/hookflash/fullchain.pem"
+/// tls_key = "/etc/hookflash/key.pem"
+/// tls_port = 5061
+/// ws_port = 8080
+/// wss_port = 8443
 /// ```
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -121,6 +147,16 @@ pub struct FileConfig {
     /// See [`Config::voicemail_registrar`]: `HOST:PORT` of the registrar the voicemail
     /// agent registers to.
     pub voicemail_registrar: Option<String>,
+    /// See [`TlsListen::cert`].
+    pub tls_cert: Option<PathBuf>,
+    /// See [`TlsListen::key`].
+    pub tls_key: Option<PathBuf>,
+    /// See [`TlsListen::port`] (default 5061).
+    pub tls_port: Option<u16>,
+    /// See [`Config::ws_port`].
+    pub ws_port: Option<u16>,
+    /// See [`Config::wss_port`].
+    pub wss_port: Option<u16>,
 }
 
 impl FileConfig {

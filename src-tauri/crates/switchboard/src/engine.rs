@@ -533,11 +533,7 @@ impl Engine {
     }
 
     /// The TCP connection to `peer` closed: its bindings go, and branches sent on it fail.
-    pub fn handle_closed(&mut self, peer: std::net::SocketAddr, now: Instant) {
-        let flow = Flow {
-            transport: TransportKind::Tcp,
-            addr: peer,
-        };
+    pub fn handle_closed(&mut self, flow: Flow, now: Instant) {
         let n = self.registrar.remove_flow(flow);
         if n > 0 {
             info!(%flow, bindings = n, "connection closed: bindings dropped");
@@ -2583,7 +2579,11 @@ From: <sip:bob@hookflash.local>;tag=1\r\nTo: <sip:bob@hookflash.local>\r\nCall-I
             "Authorization",
             "Expires: 30\r\n",
         );
-        assert_eq!(statuses(&out), [200], "bob registers for 30 s with a 1 h token");
+        assert_eq!(
+            statuses(&out),
+            [200],
+            "bob registers for 30 s with a 1 h token"
+        );
         rig.advance(Duration::from_secs(31));
         let call = |rig: &mut Rig, port: u16| {
             statuses(&rig.authed(
@@ -2608,7 +2608,9 @@ From: <sip:bob@hookflash.local>;tag=1\r\nTo: <sip:bob@hookflash.local>\r\nCall-I
             "once bob's token expired nothing of him is kept: he is unknown"
         );
         assert!(
-            !rig.engine.token_users.contains("bob", rig.engine.unix(rig.now)),
+            !rig.engine
+                .token_users
+                .contains("bob", rig.engine.unix(rig.now)),
             "and the set of token users does not keep him"
         );
     }

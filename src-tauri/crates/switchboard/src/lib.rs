@@ -275,7 +275,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookflash_core::auth::{unix_now, Token};
-use hookflash_core::sip::Transport;
+use hookflash_core::sip::{Transport, TransportKind};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
@@ -359,6 +359,46 @@ fn make_data_dir(config: &Config) -> Result<(PathBuf, bool), SwitchboardError> {
     Ok((dir, temporary))
 }
 
+/// Start the TLS and WebSocket listeners the configuration asks for: what listens where.
+async fn listen_streams(
+    config: &Config,
+    transport: &Transport,
+) -> Result<Vec<(TransportKind, SocketAddr)>, SwitchboardError> {
+    let tls = config
+        .tls
+        .as_ref()
+        .map(|t| hookflash_core::sip::tls::server_config(&t.cert, &t.key))
+        .transpose()
+        .map_err(|e| SwitchboardError::Config(e.to_string()))?;
+    let mut out = Vec::new();
+    let at = |port: u16| SocketAddr::new(config.bind, port);
+    if let (Some(t), Some(tls)) = (&config.tls, &tls) {
+        let addr = transport
+            .listen_tls(at(t.port), tls.clone())
+            .await
+            .map_err(SwitchboardError::Bind)?;
+        out.push((TransportKind::Tls, addr));
+    }
+    if let Some(port) = config.ws_port {
+        let addr = transport
+            .listen_ws(at(port), None)
+            .await
+            .map_err(SwitchboardError::Bind)?;
+        out.push((TransportKind::Ws, addr));
+    }
+    if let Some(port) = config.wss_port {
+        let tls = tls.clone().ok_or_else(|| {
+            SwitchboardError::Config("secure WebSocket needs a TLS certificate and key".into())
+        })?;
+        let addr = transport
+            .listen_ws(at(port), Some(tls))
+            .await
+            .map_err(SwitchboardError::Bind)?;
+        out.push((TransportKind::Wss, addr));
+    }
+    Ok(out)
+}
+
 impl Switchboard {
     /// Bind UDP and TCP (and the HTTP API when configured), open the database, start the
     /// voicemail agent, and serve in background tasks.
@@ -386,7 +426,11 @@ impl Switchboard {
                 .map_err(SwitchboardError::Bind)?;
         let port = transport.local_udp().port();
         let advertised = server::advertised_ip(config.bind);
-        let local = routing::Local::new(&config.domain, config.bind, advertised, port);
+        let mut local = routing::Local::new(&config.domain, config.bind, advertised, port);
+        let streams = listen_streams(&config, &transport).await?;
+        for (kind, addr) in &streams {
+            local = local.with_port(*kind, addr.port());
+        }
         let engine = engine::Engine::new(
             local,
             &config.secret,
@@ -406,6 +450,10 @@ impl Switchboard {
             commands: cmd_tx.clone(),
         });
         let mut handle = SwitchboardHandle {
+            streams: streams
+                .into_iter()
+                .map(|(kind, addr)| (kind, SocketAddr::new(advertised, addr.port())))
+                .collect(),
             local_addr,
             bind_addr: SocketAddr::new(config.bind, port),
             domain: config.domain.clone(),
@@ -455,7 +503,7 @@ impl Switchboard {
                 }
             }
         }
-        info!(addr = %local_addr, http = ?handle.http_addr, domain = %config.domain, "switchboard started");
+        info!(addr = %local_addr, streams = ?handle.streams, http = ?handle.http_addr, domain = %config.domain, "switchboard started");
         Ok(handle)
     }
 }
@@ -463,6 +511,8 @@ impl Switchboard {
 /// A running switchboard. Dropping it stops the switchboard too, but only
 /// [`SwitchboardHandle::shutdown`] waits until the port is free.
 pub struct SwitchboardHandle {
+    /// The TLS and WebSocket listeners' addresses.
+    streams: Vec<(TransportKind, SocketAddr)>,
     local_addr: SocketAddr,
     bind_addr: SocketAddr,
     domain: String,
@@ -493,6 +543,15 @@ impl SwitchboardHandle {
     /// Where clients send SIP: the same port serves UDP and TCP.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where clients reach SIP over TLS, WS or WSS, when configured ([`Config::tls`],
+    /// [`Config::ws_port`], [`Config::wss_port`]).
+    pub fn stream_addr(&self, kind: TransportKind) -> Option<SocketAddr> {
+        self.streams
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, a)| *a)
     }
 
     /// The SIP domain (and digest realm).

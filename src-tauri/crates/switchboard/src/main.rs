@@ -19,7 +19,8 @@
 //! the secret may also come from the environment variable `HOOKFLASH_SECRET` (flag > env >
 //! file). `serve` prints exactly one line on stdout once it listens —
 //! `switchboard listening on udp+tcp IP:PORT domain D`, followed by ` http IP:PORT` when the
-//! HTTP API is enabled — and logs to stderr (`RUST_LOG`). Without `--data-dir` voicemail
+//! HTTP API is enabled and by ` tls IP:PORT`, ` ws IP:PORT`, ` wss IP:PORT` for the TLS and
+//! WebSocket listeners configured — and logs to stderr (`RUST_LOG`). Without `--data-dir` voicemail
 //! lives in a temporary directory removed at exit. `rules` and `voicemail` work on the
 //! database (`--db`), also while a switchboard serves it: rules apply from the next call.
 
@@ -27,6 +28,8 @@ use std::io::{BufRead, Write};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use hookflash_core::sip::TransportKind;
 
 use clap::{Parser, Subcommand};
 use hookflash_core::auth::{is_valid_user, unix_now, Token};
@@ -91,6 +94,22 @@ enum Command {
         /// deploy/kamailio/kamailio.cfg, same secret and domain) instead of to this switchboard.
         #[arg(long, value_name = "HOST:PORT")]
         voicemail_registrar: Option<String>,
+        /// Serve SIP over TLS with this certificate chain (PEM, leaf first, issued to the
+        /// domain); needs --tls-key.
+        #[arg(long, value_name = "FILE")]
+        tls_cert: Option<PathBuf>,
+        /// The private key (PEM) of --tls-cert.
+        #[arg(long, value_name = "FILE")]
+        tls_key: Option<PathBuf>,
+        /// Port for SIP over TLS; 0 picks one [default: 5061].
+        #[arg(long, value_name = "PORT")]
+        tls_port: Option<u16>,
+        /// Serve SIP over WebSocket (RFC 7118) on this port; 0 picks one [default: none].
+        #[arg(long, value_name = "PORT")]
+        ws_port: Option<u16>,
+        /// Serve SIP over secure WebSocket on this port, with --tls-cert [default: none].
+        #[arg(long, value_name = "PORT")]
+        wss_port: Option<u16>,
     },
     /// Print a token for USER on stdout.
     Token {
@@ -265,7 +284,28 @@ fn run(cli: Cli) -> Result<ExitCode, SwitchboardError> {
             tcp_max_connections,
             tcp_idle_timeout,
             voicemail_registrar,
+            tls_cert,
+            tls_key,
+            tls_port,
+            ws_port,
+            wss_port,
         } => {
+            let tls = match (
+                tls_cert.or_else(|| s.file.tls_cert.clone()),
+                tls_key.or_else(|| s.file.tls_key.clone()),
+            ) {
+                (Some(cert), Some(key)) => Some(hookflash_switchboard::config::TlsListen {
+                    cert,
+                    key,
+                    port: tls_port.or(s.file.tls_port).unwrap_or(5061),
+                }),
+                (None, None) => None,
+                _ => {
+                    return Err(SwitchboardError::Config(
+                        "TLS needs both a certificate (--tls-cert) and its key (--tls-key)".into(),
+                    ))
+                }
+            };
             let timeout = match no_answer_timeout.or_else(|| s.file.no_answer_timeout.clone()) {
                 Some(t) => parse_duration(&t)?,
                 None => hookflash_switchboard::config::DEFAULT_NO_ANSWER_TIMEOUT,
@@ -298,6 +338,9 @@ fn run(cli: Cli) -> Result<ExitCode, SwitchboardError> {
                     .or_else(|| s.file.voicemail_registrar.clone())
                     .map(|r| resolve(&r))
                     .transpose()?,
+                tls,
+                ws_port: ws_port.or(s.file.ws_port),
+                wss_port: wss_port.or(s.file.wss_port),
             };
             serve(config)
         }
@@ -437,8 +480,12 @@ fn serve(config: Config) -> Result<ExitCode, SwitchboardError> {
             .http_addr()
             .map(|a| format!(" http {a}"))
             .unwrap_or_default();
+        let streams: String = [TransportKind::Tls, TransportKind::Ws, TransportKind::Wss]
+            .into_iter()
+            .filter_map(|k| sb.stream_addr(k).map(|a| format!(" {} {a}", k.param())))
+            .collect();
         println!(
-            "switchboard listening on udp+tcp {} domain {domain}{http}",
+            "switchboard listening on udp+tcp {} domain {domain}{http}{streams}",
             sb.local_addr()
         );
         let _ = std::io::stdout().flush();

@@ -322,13 +322,26 @@ mod tests {
         t.record("alice", 200);
         t.record("alice", 150);
         t.record("bob", 120);
-        assert!(t.contains("alice", 180), "alice's later token (200) still counts after the first (100) expired");
-        assert!(!t.contains("bob", 121), "bob's only token expired: he is no longer known");
+        assert!(
+            t.contains("alice", 180),
+            "alice's later token (200) still counts after the first (100) expired"
+        );
+        assert!(
+            !t.contains("bob", 121),
+            "bob's only token expired: he is no longer known"
+        );
         t.purge_some(150, usize::MAX);
-        assert_eq!(t.len(), 1, "bob is forgotten; alice's stale entry (100) must not remove her");
+        assert_eq!(
+            t.len(),
+            1,
+            "bob is forgotten; alice's stale entry (100) must not remove her"
+        );
         assert!(t.contains("alice", 150));
         t.purge_some(201, usize::MAX);
-        assert!(t.is_empty(), "once every token expired, nobody is remembered");
+        assert!(
+            t.is_empty(),
+            "once every token expired, nobody is remembered"
+        );
     }
 
     #[test]
@@ -339,7 +352,11 @@ mod tests {
         }
         let full = t.until.capacity();
         t.purge_some(2_000, 16);
-        assert_eq!(t.len(), 100_000 - 16, "one call does a bounded share of the work");
+        assert_eq!(
+            t.len(),
+            100_000 - 16,
+            "one call does a bounded share of the work"
+        );
         while !t.is_empty() {
             t.purge_some(2_000, 16);
         }

@@ -10,6 +10,8 @@ use sha1::{Digest, Sha1};
 
 /// The default SIP port.
 pub const SIP_PORT: u16 = 5060;
+/// The default SIP port over TLS (`sips:`).
+pub const SIPS_PORT: u16 = 5061;
 
 /// Registration intervals are clamped to this range (seconds).
 pub const MIN_EXPIRES: u32 = 30;
@@ -30,11 +32,7 @@ pub struct Flow {
 
 impl fmt::Display for Flow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let t = match self.transport {
-            TransportKind::Udp => "udp",
-            TransportKind::Tcp => "tcp",
-        };
-        write!(f, "{t}:{}", self.addr)
+        write!(f, "{}:{}", self.transport.param(), self.addr)
     }
 }
 
@@ -49,6 +47,8 @@ pub struct Local {
     pub ips: Vec<IpAddr>,
     /// The UDP and TCP port.
     pub port: u16,
+    /// The ports of the other listeners (TLS, WS, WSS), when they listen.
+    pub other_ports: Vec<(TransportKind, u16)>,
 }
 
 impl Local {
@@ -75,14 +75,39 @@ impl Local {
             advertised,
             ips,
             port,
+            other_ports: Vec::new(),
         }
     }
 
-    /// `host:port` for Via sent-by and Record-Route.
+    /// Also listening for `transport` on `port`.
+    pub fn with_port(mut self, transport: TransportKind, port: u16) -> Local {
+        self.other_ports.push((transport, port));
+        self
+    }
+
+    /// The port we receive `transport` on.
+    pub fn port_for(&self, transport: TransportKind) -> u16 {
+        self.other_ports
+            .iter()
+            .find(|(t, _)| *t == transport)
+            .map_or(self.port, |(_, p)| *p)
+    }
+
+    fn is_our_port(&self, port: u16) -> bool {
+        port == self.port || self.other_ports.iter().any(|(_, p)| *p == port)
+    }
+
+    /// `host:port` for Via sent-by and Record-Route on UDP and TCP.
     pub fn host_port(&self) -> String {
+        self.host_port_for(TransportKind::Udp)
+    }
+
+    /// `host:port` of the listener for `transport`.
+    pub fn host_port_for(&self, transport: TransportKind) -> String {
+        let port = self.port_for(transport);
         match self.advertised {
-            IpAddr::V6(v6) => format!("[{v6}]:{}", self.port),
-            IpAddr::V4(v4) => format!("{v4}:{}", self.port),
+            IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+            IpAddr::V4(v4) => format!("{v4}:{port}"),
         }
     }
 
@@ -94,7 +119,7 @@ impl Local {
         if host.eq_ignore_ascii_case(&self.domain) {
             return true;
         }
-        if port.unwrap_or(SIP_PORT) != self.port {
+        if !self.is_our_port(port.unwrap_or(SIP_PORT)) {
             return false;
         }
         if host.eq_ignore_ascii_case("localhost") {
@@ -106,23 +131,25 @@ impl Local {
     /// Whether a Via was written by us.
     pub fn is_my_via(&self, via: &Via) -> bool {
         parse_host_ip(&via.host).is_some_and(|ip| self.ips.contains(&ip))
-            && via.port.unwrap_or(SIP_PORT) == self.port
+            && self.is_our_port(via.port.unwrap_or(SIP_PORT))
     }
 
     /// A Record-Route value for the leg on `transport` (`r2` marks double record-routing).
     ///
     /// `mark` ([`DialogMarks::mark`]) is carried as the `hf` parameter: requests in the dialog
     /// bring it back in their Route, which is how the proxy knows the route is one it made.
+    /// On TLS the route is `sips:` (RFC 5630: no `transport=tls`), so that requests along
+    /// it stay on TLS.
     pub fn record_route(&self, transport: TransportKind, double: bool, mark: &str) -> String {
-        let t = match transport {
-            TransportKind::Udp => "udp",
-            TransportKind::Tcp => "tcp",
-        };
         let r2 = if double { ";r2=on" } else { "" };
-        format!(
-            "<sip:{};transport={t};lr{r2};{DIALOG_MARK}={mark}>",
-            self.host_port()
-        )
+        let host_port = self.host_port_for(transport);
+        match transport {
+            TransportKind::Tls => format!("<sips:{host_port};lr{r2};{DIALOG_MARK}={mark}>"),
+            t => format!(
+                "<sip:{host_port};transport={};lr{r2};{DIALOG_MARK}={mark}>",
+                t.param()
+            ),
+        }
     }
 
     /// Our Via for a request leaving on `transport` with `branch`.
@@ -130,7 +157,7 @@ impl Local {
         format!(
             "SIP/2.0/{} {};branch={branch};rport",
             transport.as_str(),
-            self.host_port()
+            self.host_port_for(transport)
         )
     }
 }
@@ -306,8 +333,9 @@ pub fn branch_prefix(loop_hash: &str) -> String {
 }
 
 /// Where a URI can be reached without DNS: an IP literal (or `localhost`) host, its port
-/// (5060 if none) and its `;transport=` (else `default`). `None` for names that need DNS and
-/// for transports other than UDP and TCP.
+/// (5060 if none, 5061 for `sips:`) and its `;transport=` (else TLS for `sips:`, else
+/// `default`). `None` for names that need DNS, for unknown transports, and for `sips:` over
+/// anything but TLS.
 pub fn resolve(uri: &Uri, default: TransportKind) -> Option<Flow> {
     if uri.scheme == "tel" {
         return None;
@@ -317,13 +345,19 @@ pub fn resolve(uri: &Uri, default: TransportKind) -> Option<Flow> {
     } else {
         parse_host_ip(&uri.host)?
     };
+    let sips = uri.scheme.eq_ignore_ascii_case("sips");
     let transport = match uri.transport() {
+        None if sips => TransportKind::Tls,
         None => default,
         Some(t) => t.parse().ok()?,
     };
+    if sips && !transport.is_secure() {
+        return None;
+    }
+    let port = if sips { SIPS_PORT } else { SIP_PORT };
     Some(Flow {
         transport,
-        addr: SocketAddr::new(ip, uri.port.unwrap_or(SIP_PORT)),
+        addr: SocketAddr::new(ip, uri.port.unwrap_or(port)),
     })
 }
 

@@ -68,7 +68,7 @@ pub(crate) async fn run(
                     Some(TransportEvent::Malformed { source, transport, error, reply }) => {
                         engine.handle_malformed(Flow { transport, addr: source }, &error, reply.map(|r| *r))
                     }
-                    Some(TransportEvent::Closed { peer }) => engine.handle_closed(peer, now),
+                    Some(TransportEvent::Closed { peer, transport }) => engine.handle_closed(Flow { transport, addr: peer }, now),
                 }
             }
             Some(branch) = fail_rx.recv() => {
@@ -105,7 +105,7 @@ async fn flush(
             addr,
         } = t.flow;
         let bytes = t.message.to_bytes();
-        if kind == TransportKind::Udp || transport.has_connection(addr) {
+        if kind == TransportKind::Udp || transport.has_connection(kind, addr) {
             if let Err(e) = transport.send_raw(kind, addr, bytes).await {
                 warn!(flow = %t.flow, error = %e, "send failed");
                 if let Some(b) = t.branch {

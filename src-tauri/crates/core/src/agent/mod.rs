@@ -129,8 +129,15 @@ pub struct AgentConfig {
     pub server: SocketAddr,
     /// The SIP domain of our address of record.
     pub domain: String,
-    /// UDP or TCP to the server.
+    /// How we reach the server: UDP, TCP, TLS, WS or WSS. Over TLS and WSS the server's
+    /// certificate must be trusted ([`tls_roots`](Self::tls_roots)) and issued to
+    /// [`tls_server_name`](Self::tls_server_name).
     pub transport: TransportKind,
+    /// CA certificates (PEM files) trusted besides the system's, for TLS and WSS.
+    pub tls_roots: Vec<std::path::PathBuf>,
+    /// The name the server's certificate must carry; `None` is the SIP domain (RFC 5922
+    /// §7.2).
+    pub tls_server_name: Option<String>,
     /// How we sign in.
     pub credential: Credential,
     /// Our display name on calls.
@@ -187,6 +194,8 @@ impl AgentConfig {
             server,
             domain: domain.to_owned(),
             transport: TransportKind::Udp,
+            tls_roots: Vec::new(),
+            tls_server_name: None,
             credential,
             display_name: None,
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -234,11 +243,18 @@ impl CallClient {
         let (transport, transport_rx) = Transport::bind(config.bind_ip, 0, true)
             .await
             .map_err(|e| AgentError::Transport(e.to_string()))?;
+        if config.transport.is_secure() {
+            let name = config.tls_server_name.as_deref().unwrap_or(&config.domain);
+            let client = crate::sip::tls::TlsClient::new(name, &config.tls_roots)
+                .map_err(|e| AgentError::Transport(e.to_string()))?;
+            transport.set_tls_client(client);
+        }
         let (events, _) = broadcast::channel(4096);
         devices::forward_events(&config, &events);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Mutex::new(Snapshot {
             connection_state: ConnectionState::Disconnected,
+            connection_reason: None,
             calls: HashMap::new(),
         }));
         let now = Instant::now();
@@ -286,6 +302,7 @@ impl CallClient {
             answer_later: None,
             setup_tx,
             setup_attempts: 0,
+            ws_host: format!("{}.invalid", crate::sip::new_tag()),
         };
         let pongs = core.transport.pongs();
         tokio::spawn(core.run(transport_rx, pongs, cmd_rx, media_rx, setup_rx));
@@ -299,6 +316,7 @@ impl CallClient {
 
 struct Snapshot {
     connection_state: ConnectionState,
+    connection_reason: Option<crate::registration::ConnectionReason>,
     calls: HashMap<String, CallState>,
 }
 
@@ -324,6 +342,12 @@ impl CallAgent {
     /// `connectionState`.
     pub fn connection_state(&self) -> ConnectionState {
         self.snapshot().connection_state
+    }
+
+    /// Why `connectionState` last changed (`None` before the first change): what a window
+    /// opened after the event, or a caller that subscribed late, shows.
+    pub fn connection_reason(&self) -> Option<crate::registration::ConnectionReason> {
+        self.snapshot().connection_reason
     }
 
     /// Waits until the agent is registered (`Connected`), at most `within`; whether it is.
@@ -531,6 +555,8 @@ struct ClientTxn {
     ack: Option<Request>,
     /// The status reported if the deadline passes: 408, or 503 after a transport error.
     fail_status: u16,
+    /// The transport error was the peer's certificate, which we do not trust.
+    untrusted: bool,
     /// When it went out: a timeout says the server is gone only if it was silent since.
     sent_at: Instant,
 }
@@ -629,6 +655,8 @@ struct Core {
     setup_tx: mpsc::UnboundedSender<media_setup::MediaReady>,
     /// Numbers every media set-up, so that one whose call moved on is recognised.
     setup_attempts: u64,
+    /// The made-up host a WebSocket client names itself by (RFC 7118 §5).
+    ws_host: String,
 }
 
 const T1: Duration = Duration::from_millis(500);
@@ -733,19 +761,29 @@ impl Core {
     fn local_addr(&self) -> SocketAddr {
         match self.cfg.transport {
             TransportKind::Udp => self.transport.local_udp(),
-            TransportKind::Tcp => self
+            _ => self
                 .transport
                 .local_tcp()
                 .unwrap_or_else(|| self.transport.local_udp()),
         }
     }
 
-    fn via(&self) -> Via {
+    /// Our host and port for Via and Contact. A WebSocket client cannot be reached but over
+    /// its connection, so it names itself with a made-up `.invalid` host (RFC 7118 §5).
+    fn sent_by(&self) -> (String, Option<u16>) {
+        if self.cfg.transport.is_websocket() {
+            return (self.ws_host.clone(), None);
+        }
         let a = self.local_addr();
+        (a.ip().to_string(), Some(a.port()))
+    }
+
+    fn via(&self) -> Via {
+        let (host, port) = self.sent_by();
         Via {
             transport: self.cfg.transport.as_str().to_owned(),
-            host: a.ip().to_string(),
-            port: Some(a.port()),
+            host,
+            port,
             params: vec![
                 ("branch".into(), Some(new_branch())),
                 ("rport".into(), None),
@@ -754,10 +792,15 @@ impl Core {
     }
 
     fn contact(&self) -> NameAddr {
-        let a = self.local_addr();
-        let mut uri = Uri::sip(Some(&self.user), &a.ip().to_string(), Some(a.port()));
-        if self.cfg.transport == TransportKind::Tcp {
-            uri.set_param("transport", Some("tcp"));
+        let (host, port) = self.sent_by();
+        let mut uri = Uri::sip(Some(&self.user), &host, port);
+        match self.cfg.transport {
+            TransportKind::Udp => {}
+            // A contact reached over TLS only (RFC 5630 §3.1.1: sips, no transport=tls).
+            TransportKind::Tls => uri.scheme = "sips".into(),
+            // RFC 7118 §5.2: `ws` for WSS too.
+            TransportKind::Ws | TransportKind::Wss => uri.set_param("transport", Some("ws")),
+            TransportKind::Tcp => uri.set_param("transport", Some("tcp")),
         }
         NameAddr::new(uri)
     }
@@ -785,15 +828,29 @@ impl Core {
         Ok(Uri::sip(Some(t), &self.cfg.domain, None))
     }
 
-    /// Where a URI points: its host and port, and transport from `;transport=`.
+    /// Where a URI points: its host and port, and its transport: `;transport=`, else TLS for
+    /// a `sips:` URI (RFC 3261 §26.2.2), else ours.
     async fn resolve(&self, uri: &Uri) -> Result<(SocketAddr, TransportKind), AgentError> {
-        let kind = match uri.transport().as_deref() {
-            Some("tcp") => TransportKind::Tcp,
-            Some("udp") => TransportKind::Udp,
+        let sips = uri.scheme.eq_ignore_ascii_case("sips");
+        let kind = match uri.transport().map(|t| t.parse::<TransportKind>()) {
+            Some(Ok(TransportKind::Ws)) if self.cfg.transport == TransportKind::Wss => {
+                TransportKind::Wss
+            }
+            Some(Ok(TransportKind::Tcp)) if sips => TransportKind::Tls,
+            Some(Ok(kind)) => kind,
+            _ if sips && !self.cfg.transport.is_secure() => TransportKind::Tls,
             _ => self.cfg.transport,
         };
+        if sips && !kind.is_secure() {
+            return Err(AgentError::InvalidTarget(format!(
+                "{uri} needs TLS all the way, but this account talks {}",
+                self.cfg.transport.as_str()
+            )));
+        }
         let host = uri.host.trim_start_matches('[').trim_end_matches(']');
-        let port = uri.port.unwrap_or(5060);
+        let port = uri
+            .port
+            .unwrap_or(if sips || kind.is_secure() { 5061 } else { 5060 });
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok((SocketAddr::new(ip, port), kind));
         }
@@ -831,6 +888,7 @@ impl Core {
             .send(kind, dest, &Message::Request(request.clone()))
             .await;
         let failed = result.is_err();
+        let untrusted = result.as_ref().is_err_and(crate::sip::tls::is_untrusted);
         if let Err(e) = result {
             tracing::warn!(method = %request.method, error = %e, "send failed");
         }
@@ -848,6 +906,7 @@ impl Core {
                 deadline: if failed { now } else { now + timeout },
                 ack: None,
                 fail_status: if failed { 503 } else { 408 },
+                untrusted,
                 sent_at: now,
             },
         );
@@ -887,7 +946,11 @@ impl Core {
                     if new == ConnectionState::Connected {
                         self.deferred.push(transferring::Deferred::SubscribeMwi);
                     }
-                    self.snapshot().connection_state = new;
+                    {
+                        let mut snapshot = self.snapshot();
+                        snapshot.connection_state = new;
+                        snapshot.connection_reason = Some(reason);
+                    }
                     self.emit(Event::ConnectionStateChanged {
                         old_value: old,
                         new_value: new,
@@ -1648,8 +1711,8 @@ impl Core {
                     _ => tracing::warn!(%source, %error, "dropped malformed SIP"),
                 }
             }
-            TransportEvent::Closed { peer } => {
-                if peer == self.cfg.server {
+            TransportEvent::Closed { peer, transport } => {
+                if peer == self.cfg.server && transport == self.cfg.transport {
                     tracing::info!("connection to the server closed");
                     self.reg.handle_transport_closed(Instant::now().into_std());
                 }
@@ -2703,6 +2766,9 @@ impl Core {
                 .handle_request_unanswered(now, txn.sent_at.into_std());
         }
         match txn.purpose {
+            Purpose::Register { .. } if txn.untrusted => {
+                self.reg.handle_outcome(now, RegisterOutcome::Untrusted)
+            }
             Purpose::Register { .. } => self
                 .reg
                 .handle_outcome(now, RegisterOutcome::NoAnswer { status }),
@@ -2751,20 +2817,17 @@ impl Core {
     }
 
     /// The probe the registration machine asked for ([`crate::registration`] explains when
-    /// and why): a CRLFCRLF ping on TCP, answered by a CRLF pong (RFC 5626 §4.4.1); an
-    /// OPTIONS to the server on UDP, answered by any response (a 404 or 405 will do). Its
-    /// answer reaches the machine as a sign of life; its silence is the machine's timeout.
+    /// and why): on a connection (TCP, TLS) a CRLFCRLF ping, answered by a CRLF pong (RFC
+    /// 5626 §4.4.1), on a WebSocket a ping frame, answered by a pong frame; an OPTIONS to the
+    /// server on UDP, answered by any response (a 404 or 405 will do). Its answer reaches the
+    /// machine as a sign of life; its silence is the machine's timeout.
     async fn send_keepalive(&mut self) {
         match self.cfg.transport {
-            TransportKind::Tcp => {
-                let sent = if self.transport.has_connection(self.cfg.server) {
-                    self.transport
-                        .send_raw(TransportKind::Tcp, self.cfg.server, b"\r\n\r\n".to_vec())
-                        .await
-                        .is_ok()
-                } else {
-                    false
-                };
+            kind @ (TransportKind::Tcp
+            | TransportKind::Tls
+            | TransportKind::Ws
+            | TransportKind::Wss) => {
+                let sent = self.transport.ping(kind, self.cfg.server).is_ok();
                 if !sent {
                     // The connection is gone: register again over a new one.
                     self.reg.handle_transport_closed(Instant::now().into_std());

@@ -1,10 +1,11 @@
-//! SIP: messages, URIs and the UDP/TCP transport (RFC 3261).
+//! SIP: messages, URIs and the transports: UDP, TCP, TLS and WebSocket (RFC 3261, RFC 7118).
 //!
 //! This layer knows nothing of calls: it parses and prints messages and moves them over
 //! sockets. The protocol state machines ([`crate::registration`], [`crate::call`]) sit above it
 //! and the async driver in [`crate::agent`] glues the two.
 
 mod message;
+pub mod tls;
 pub mod transport;
 mod uri;
 

@@ -109,9 +109,12 @@ impl Ua {
     pub fn contact_uri(&self) -> String {
         match self.kind {
             TransportKind::Udp => format!("sip:{}@127.0.0.1:{}", self.user, self.port()),
-            TransportKind::Tcp => {
-                format!("sip:{}@127.0.0.1:{};transport=tcp", self.user, self.port())
-            }
+            kind => format!(
+                "sip:{}@127.0.0.1:{};transport={}",
+                self.user,
+                self.port(),
+                kind.param()
+            ),
         }
     }
 
