@@ -160,6 +160,9 @@ impl Session {
         config.transport = match account.transport {
             Transport::Udp => TransportKind::Udp,
             Transport::Tcp => TransportKind::Tcp,
+            Transport::Tls => TransportKind::Tls,
+            Transport::Ws => TransportKind::Ws,
+            Transport::Wss => TransportKind::Wss,
         };
         config.display_name = account.display_name.clone();
         config.media_profiles = account.media_profiles.clone();

@@ -33,6 +33,13 @@ pub enum Transport {
     Udp,
     /// TCP.
     Tcp,
+    /// TLS: the server's certificate is checked against the system's trusted authorities
+    /// and the account's domain.
+    Tls,
+    /// WebSocket (RFC 7118).
+    Ws,
+    /// Secure WebSocket, checked like TLS.
+    Wss,
 }
 
 /// A credential as the user enters it.

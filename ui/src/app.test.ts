@@ -184,6 +184,20 @@ describe("voicemail and settings", () => {
     expect(saved, "an empty secret is sent as null (keep)").toEqual({ server: "sip.example.com:5060", domain: "example.com", transport: "tcp", user: "ann", displayName: null, secret: null, mediaProfiles: ["webrtc", "sdes", "rtp"] });
   });
 
+  it("offers TLS and WebSocket transports, shows the saved one and saves the chosen one", async () => {
+    h = await setup((f) => {
+      f.settingsValue.account = { server: "sip.example.com:5061", domain: "example.com", transport: "tls", user: "ann", displayName: null, credential: "password", hasSecret: true, mediaProfiles: ["webrtc", "sdes", "rtp"] };
+    });
+    await h.click("nav-settings");
+    const select = h.$("settings-transport") as HTMLSelectElement;
+    expect([...select.options].map((o) => o.value), "every transport the agent speaks is offered").toEqual(["udp", "tcp", "tls", "ws", "wss"]);
+    expect(select.value, "the saved TLS account shows TLS, not a fallback to UDP").toBe("tls");
+    select.value = "wss";
+    await h.click("settings-save-account");
+    const saved = h.fake.calls.find((c) => c.name === "saveAccount")?.args[0] as { transport: string };
+    expect(saved.transport, "the chosen secure WebSocket is what is saved").toBe("wss");
+  });
+
   it("lets the user choose how call audio travels, and keeps the order most protected first", async () => {
     h = await setup((f) => {
       f.settingsValue.account = { server: "pbx.example.com:5060", domain: "example.com", transport: "udp", user: "ann", displayName: null, credential: "password", hasSecret: true, mediaProfiles: ["webrtc", "rtp"] };

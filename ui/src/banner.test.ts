@@ -32,6 +32,17 @@ describe("connection banner", () => {
     expect(h.$("nav-settings").getAttribute("aria-current"), "the button opens Settings").toBe("page");
   });
 
+  it("says the server's certificate is not trusted, with a way to Settings", async () => {
+    h = await setup();
+    h.emit({ event: "connectionStateChanged", oldValue: "Disconnected", newValue: "Disconnected", reason: "certificateNotTrusted" });
+    await h.flush();
+    const b = h.$("connection-banner");
+    expect(b.dataset.state, "an untrusted certificate is not a lost connection: it has its own state").toBe("certificateNotTrusted");
+    expect(b.textContent, "the text names the cause").toContain("The server's certificate is not trusted");
+    await h.click("banner-settings");
+    expect(h.$("nav-settings").getAttribute("aria-current"), "the button opens Settings, where the address is").toBe("page");
+  });
+
   it("shows disconnected when signed out", async () => {
     h = await setup();
     h.emit({ event: "connectionStateChanged", oldValue: "Connected", newValue: "Disconnected", reason: "signedOut" });

@@ -331,6 +331,11 @@ export type ConnectionReason =
 "invalidToken" | 
 /**  The server could not be reached after the bounded retries. */
 "connectionIssue" | 
+/**
+ *  The server's TLS certificate is not trusted (unknown issuer, another name, expired):
+ *  nothing was sent to it. Retried slowly, in case the server's certificate is mended.
+ */
+"certificateNotTrusted" | 
 /**  The user signed out. */
 "signedOut";
 
@@ -805,7 +810,16 @@ export type Transport =
 /**  UDP. */
 "udp" | 
 /**  TCP. */
-"tcp";
+"tcp" | 
+/**
+ *  TLS: the server's certificate is checked against the system's trusted authorities
+ *  and the account's domain.
+ */
+"tls" | 
+/**  WebSocket (RFC 7118). */
+"ws" | 
+/**  Secure WebSocket, checked like TLS. */
+"wss";
 
 /**  A voicemail message, as the API lists it. */
 export type VoicemailMessage = {

@@ -14,6 +14,7 @@ export const en = {
   "banner.reconnecting": "Connection lost — retrying…",
   "banner.disconnected": "Not connected",
   "banner.invalidToken": "Your sign-in is no longer valid — sign in again",
+  "banner.certificateNotTrusted": "The server's certificate is not trusted — check the server address, or ask its administrator",
   "banner.signIn": "Open settings",
   "banner.demo": "Demo switchboard",
 

@@ -13,6 +13,7 @@ export const ko: Messages = {
   "banner.reconnecting": "연결이 끊겼습니다 — 다시 연결하는 중…",
   "banner.disconnected": "연결되지 않음",
   "banner.invalidToken": "로그인 정보가 더 이상 유효하지 않습니다 — 다시 로그인하세요",
+  "banner.certificateNotTrusted": "서버 인증서를 신뢰할 수 없습니다 — 서버 주소를 확인하거나 관리자에게 문의하세요",
   "banner.signIn": "설정 열기",
   "banner.demo": "데모 교환기",
 

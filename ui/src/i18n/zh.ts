@@ -13,6 +13,7 @@ export const zh: Messages = {
   "banner.reconnecting": "连接已断开 — 正在重试…",
   "banner.disconnected": "未连接",
   "banner.invalidToken": "您的登录已失效 — 请重新登录",
+  "banner.certificateNotTrusted": "服务器证书不受信任 — 请检查服务器地址，或联系其管理员",
   "banner.signIn": "打开设置",
   "banner.demo": "演示交换机",
 

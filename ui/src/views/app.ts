@@ -10,12 +10,13 @@ import { settingsView } from "./settings";
 import { transferDialog } from "./transfer";
 import { voicemailView } from "./voicemail";
 
-export type BannerState = "connected" | "reconnecting" | "disconnected" | "invalidToken";
+export type BannerState = "connected" | "reconnecting" | "disconnected" | "invalidToken" | "certificateNotTrusted";
 
 export function bannerState(s: State): BannerState {
   if (s.connection.state === "Connected") return "connected";
   if (s.connection.reason === "invalidToken") return "invalidToken";
   if (s.connection.reason === "connectionIssue") return "reconnecting";
+  if (s.connection.reason === "certificateNotTrusted") return "certificateNotTrusted";
   return "disconnected";
 }
 
@@ -25,7 +26,7 @@ function banner(s: State, c: Controller, t: Translator) {
     ${b !== "connected" ? icons.warning : nothing}
     <span data-testid="connection-banner-text">${t(`banner.${b}`)}</span>
     ${b === "connected" && s.session?.server === "demo" ? html`<span class="hint">· ${t("banner.demo")}</span>` : nothing}
-    ${b === "invalidToken" ? html`<button type="button" class="btn small" data-testid="banner-settings" @click=${() => c.navigate("settings")}>${t("banner.signIn")}</button>` : nothing}
+    ${b === "invalidToken" || b === "certificateNotTrusted" ? html`<button type="button" class="btn small" data-testid="banner-settings" @click=${() => c.navigate("settings")}>${t("banner.signIn")}</button>` : nothing}
   </div>`;
 }
 

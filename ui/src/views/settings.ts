@@ -9,6 +9,9 @@ import { icons } from "./icons";
 /** The media profiles, most protected first: the order calls try them in. */
 export const MEDIA_PROFILES: readonly MediaProfile[] = ["webrtc", "sdes", "rtp"];
 
+/** The transports to the server, in the order the picker offers them. */
+export const TRANSPORTS: readonly Transport[] = ["udp", "tcp", "tls", "ws", "wss"];
+
 /** Reads the account form; an empty secret keeps the stored one. */
 export function readAccount(form: HTMLFormElement): AccountInput {
   const f = new FormData(form);
@@ -18,7 +21,7 @@ export function readAccount(form: HTMLFormElement): AccountInput {
   return {
     server: get("server"),
     domain: get("domain"),
-    transport: (get("transport") === "tcp" ? "tcp" : "udp") as Transport,
+    transport: (TRANSPORTS.find((t) => t === get("transport")) ?? "udp") as Transport,
     user: get("user"),
     displayName: get("displayName") || null,
     secret: secret ? (kind === "password" ? { kind, password: secret } : { kind, token: secret }) : null,
@@ -61,8 +64,7 @@ export function settingsView(s: State, c: Controller, t: Translator) {
         <input class="input" id="settings-domain" name="domain" data-testid="settings-domain" required .value=${acc?.domain ?? ""} />
         <label class="field-label" for="settings-transport">${t("settings.transport")}</label>
         <select class="input" id="settings-transport" name="transport" data-testid="settings-transport">
-          <option value="udp" ?selected=${acc?.transport !== "tcp"}>UDP</option>
-          <option value="tcp" ?selected=${acc?.transport === "tcp"}>TCP</option>
+          ${TRANSPORTS.map((tr) => html`<option value=${tr} ?selected=${(acc?.transport ?? "udp") === tr}>${tr.toUpperCase()}</option>`)}
         </select>
         <label class="field-label" for="settings-user">${t("settings.user")}</label>
         <input class="input" id="settings-user" name="user" data-testid="settings-user" required autocomplete="username" .value=${acc?.user ?? ""} />

@@ -51,9 +51,15 @@ struct Args {
     /// The SIP password (or env HOOKFLASH_PASSWORD).
     #[arg(long, env = "HOOKFLASH_PASSWORD")]
     password: Option<String>,
-    /// udp or tcp.
+    /// udp, tcp, tls, ws or wss.
     #[arg(long, default_value = "udp")]
     transport: TransportKind,
+    /// A CA certificate (PEM) to trust for TLS and WSS besides the system's; repeatable.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Vec<std::path::PathBuf>,
+    /// The name the server's certificate must carry [default: the domain].
+    #[arg(long, value_name = "NAME")]
+    tls_name: Option<String>,
     /// Our display name.
     #[arg(long)]
     display_name: Option<String>,
@@ -161,6 +167,8 @@ async fn run(args: Args) -> Result<(), AgentError> {
     args.mic.open_source().map_err(AgentError::Device)?;
     let mut config = AgentConfig::new(args.server, &args.domain, credential);
     config.transport = args.transport;
+    config.tls_roots = args.tls_ca.clone();
+    config.tls_server_name = args.tls_name.clone();
     config.display_name = args.display_name.clone();
     config.bind_ip = args.bind;
     config.microphone = source_from_spec(args.mic.clone());
