@@ -159,7 +159,12 @@ pub async fn baresip(
         false
     })
     .await;
-    assert_eq!(seen, Ok(true), "baresip prints {until:?}");
+    assert_eq!(
+        seen,
+        Ok(true),
+        "baresip prints {until:?}; it printed:\n{}",
+        printed.lock().map(|p| p.join("\n")).unwrap_or_default()
+    );
     // Keep reading its output (so it never blocks on a full pipe), and keep it.
     let keep = printed.clone();
     tokio::spawn(async move {

@@ -75,6 +75,24 @@ impl SwitchboardProcess {
         Self::start_on(Some(&netns.name), ip, 0, secret, &[]).await
     }
 
+    /// [`start_in`](Self::start_in) with extra flags.
+    pub async fn start_in_with(
+        netns: &crate::netns::Netns,
+        ip: &str,
+        secret: &str,
+        extra: &[&str],
+    ) -> SwitchboardProcess {
+        Self::start_on(Some(&netns.name), ip, 0, secret, extra).await
+    }
+
+    /// The address of its listener for `kind` (`tls`, `ws`, `wss`), when it has one.
+    pub fn stream(&self, kind: &str) -> Option<String> {
+        self.streams
+            .iter()
+            .find(|(k, _)| k == kind)
+            .map(|(_, a)| a.clone())
+    }
+
     async fn start_on(
         netns: Option<&str>,
         ip: &str,

@@ -138,18 +138,16 @@ impl Local {
     ///
     /// `mark` ([`DialogMarks::mark`]) is carried as the `hf` parameter: requests in the dialog
     /// bring it back in their Route, which is how the proxy knows the route is one it made.
-    /// On TLS the route is `sips:` (RFC 5630: no `transport=tls`), so that requests along
-    /// it stay on TLS.
+    /// On TLS the route says `transport=tls` in a `sip:` URI, as Kamailio writes it:
+    /// baresip (libre 1.1) drops a call whose route set holds a `sips:` URI ("Function not
+    /// implemented"), while every peer tried reads `transport=tls`.
     pub fn record_route(&self, transport: TransportKind, double: bool, mark: &str) -> String {
         let r2 = if double { ";r2=on" } else { "" };
-        let host_port = self.host_port_for(transport);
-        match transport {
-            TransportKind::Tls => format!("<sips:{host_port};lr{r2};{DIALOG_MARK}={mark}>"),
-            t => format!(
-                "<sip:{host_port};transport={};lr{r2};{DIALOG_MARK}={mark}>",
-                t.param()
-            ),
-        }
+        format!(
+            "<sip:{};transport={};lr{r2};{DIALOG_MARK}={mark}>",
+            self.host_port_for(transport),
+            transport.param()
+        )
     }
 
     /// Our Via for a request leaving on `transport` with `branch`.
@@ -391,6 +389,45 @@ mod tests {
             "127.0.0.1".parse().unwrap(),
             5070,
         )
+    }
+
+    #[test]
+    fn each_stream_listener_is_ours_and_routes_name_their_own_port() {
+        let l = local()
+            .with_port(TransportKind::Tls, 5071)
+            .with_port(TransportKind::Wss, 8443);
+        assert!(
+            l.is_local_host("127.0.0.1", Some(5071)),
+            "a Route to our TLS port is a Route to us"
+        );
+        assert!(
+            !l.is_local_host("127.0.0.1", Some(5072)),
+            "another loopback port is someone else"
+        );
+        let rr = l.record_route(TransportKind::Tls, true, "m");
+        assert!(
+            rr.starts_with("<sip:127.0.0.1:5071;transport=tls;lr;r2=on"),
+            "the TLS leg's Record-Route names the TLS listener and transport=tls: {rr}"
+        );
+        assert!(
+            l.via(TransportKind::Wss, "z9hG4bKx")
+                .starts_with("SIP/2.0/WSS 127.0.0.1:8443;"),
+            "our Via on a WSS leg names the WSS listener"
+        );
+        let flow = resolve(&"sips:bob@127.0.0.1".parse().unwrap(), TransportKind::Udp);
+        assert_eq!(
+            flow.map(|f| (f.transport, f.addr.port())),
+            Some((TransportKind::Tls, SIPS_PORT)),
+            "a sips: URI is reached over TLS, on 5061 unless it says otherwise"
+        );
+        assert_eq!(
+            resolve(
+                &"sips:bob@127.0.0.1;transport=udp".parse().unwrap(),
+                TransportKind::Udp
+            ),
+            None,
+            "a sips: URI is never reached over a clear transport"
+        );
     }
 
     fn uri(s: &str) -> Uri {

@@ -1,0 +1,111 @@
+//! SIP over TLS with software nobody here wrote on the other end: baresip 1.0 (Debian, libre
+//! with OpenSSL) registers to the switchboard's TLS listener, given the test's own authority
+//! (`sip_cafile`), and calls a Hookflash agent and is called by one; each side
+//! checks by frequency that it hears the other. The switchboard reaches baresip over the
+//! connection baresip opened (baresip listens on no TLS port of its own here), and the
+//! agent on UDP crosses transports through the switchboard's double Record-Route.
+//!
+//! It runs in a network namespace of the test's own (baresip offers no loopback ICE
+//! candidates); baresip is stopped by PID and the namespace goes with anything left in it.
+
+use std::time::Duration;
+
+use hookflash_tests::baresip::BARESIP_HZ;
+use hookflash_tests::baresip::{baresip, baresip_dir, baresip_heard, middle, recorded_agent, wav};
+use hookflash_tests::certs::TestPki;
+use hookflash_tests::netns::{Netns, HOST_A};
+use hookflash_tests::process::SwitchboardProcess;
+use hookflash_tests::{hears, mostly_hears, tail};
+
+const HOOKFLASH_HZ: f64 = 440.0;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baresip_registers_over_tls_and_calls_both_ways_with_audio() {
+    let root = std::env::temp_dir().join(format!("hookflash-baresip-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).expect("test dir");
+    let pki = TestPki::issue(&root, "switchboard", &["hookflash.local", HOST_A]);
+    let ns = Netns::two_hosts("bstls");
+    let (cert, key) = (
+        pki.cert.display().to_string(),
+        pki.key.display().to_string(),
+    );
+    let sb = SwitchboardProcess::start_in_with(
+        &ns,
+        HOST_A,
+        "interop secret",
+        &["--tls-cert", &cert, "--tls-key", &key, "--tls-port", "0"],
+    )
+    .await;
+    let tls = sb.stream("tls").expect("the switchboard listens on TLS");
+    let media = "medianat=ice;mediaenc=dtls_srtp;audio_codecs=opus/48000/2,pcmu";
+    let dir = baresip_dir(
+        &root,
+        &sb.token("bob").await,
+        &format!("{tls};transport=tls"),
+        media,
+    );
+    // The authority that issued the switchboard's certificate.
+    let mut config = std::fs::read_to_string(dir.join("config")).expect("baresip's config");
+    config.push_str(&format!("sip_cafile\t\t{}\n", pki.ca.display()));
+    std::fs::write(dir.join("config"), config).expect("baresip's config");
+
+    // Hookflash (UDP) calls baresip (TLS), which answers by itself.
+    let (mut registered, printed) = baresip(&ns, &dir, &[], "200 OK").await;
+    assert!(
+        printed
+            .lock()
+            .expect("baresip's output")
+            .iter()
+            .any(|l| l.contains("transport=tls") || l.contains("TLS")),
+        "baresip registered over TLS: {:?}",
+        printed.lock().expect("baresip's output")
+    );
+    let mut alice =
+        recorded_agent(&sb, "alice", 440, &root.join("alice-out-{call}.wav"), false).await;
+    let call = alice.start_call("bob").await;
+    alice.state("Connected").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    alice.hang_up(&call).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let heard = wav(&root.join(format!("alice-out-{call}.wav")));
+    assert!(
+        mostly_hears(tail(&heard, Duration::from_secs(2)), BARESIP_HZ),
+        "Hookflash hears baresip (880 Hz) on a call to baresip over TLS"
+    );
+    assert!(
+        hears(middle(&baresip_heard(&dir)), HOOKFLASH_HZ),
+        "baresip hears Hookflash (440 Hz) on that call"
+    );
+    alice.sign_out().await;
+    let _ = registered.kill().await;
+    let _ = registered.wait().await;
+
+    // baresip (TLS) calls Hookflash (UDP), which answers by itself.
+    let mut alice =
+        recorded_agent(&sb, "alice", 440, &root.join("alice-in-{call}.wav"), true).await;
+    let (mut caller, _) = baresip(
+        &ns,
+        &dir,
+        &["-t", "8", "-e", "/dial sip:alice@hookflash.local"],
+        "Call established",
+    )
+    .await;
+    let call = alice.state("Connected").await;
+    let _ = tokio::time::timeout(Duration::from_secs(15), caller.wait())
+        .await
+        .expect("baresip quits after its -t time");
+    let ended = alice.call_state(&call, "Disconnected").await;
+    assert_eq!(
+        ended["callEndReason"]["subCode"], 1001,
+        "baresip's BYE reached us over TLS and the switchboard: {ended}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let heard = wav(&root.join(format!("alice-in-{call}.wav")));
+    assert!(
+        mostly_hears(tail(&heard, Duration::from_secs(2)), BARESIP_HZ),
+        "Hookflash hears baresip (880 Hz) on a call baresip placed over TLS"
+    );
+    alice.sign_out().await;
+    let _ = std::fs::remove_dir_all(&root);
+}
