@@ -29,6 +29,7 @@ pub mod process;
 pub mod procstat;
 pub mod pulse;
 pub mod servers;
+pub mod turn;
 
 /// The secret the rig's switchboard signs tokens with.
 pub const SECRET: &str = "rig-secret";

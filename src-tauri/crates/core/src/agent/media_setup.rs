@@ -15,11 +15,12 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use super::Credential;
 use super::{sub_code, CallEndReason, Core, Purpose, Retransmit, ALLOW, T1};
 use crate::api::Event;
 use crate::call::CallInput;
 use crate::error::AgentError;
-use crate::media::{MediaConfig, MediaEvent, MediaProfile, MediaSession};
+use crate::media::{IceServer, MediaConfig, MediaEvent, MediaProfile, MediaSession};
 use crate::privacy::redact;
 use crate::sip::Message;
 
@@ -51,6 +52,26 @@ pub(super) struct MediaReady {
 }
 
 impl Core {
+    /// The TURN servers for a call's media, with their credentials, and whether only relay
+    /// candidates may be used.
+    fn ice_servers(&self) -> (Vec<IceServer>, bool) {
+        let Some(turn) = &self.cfg.turn else {
+            return (Vec::new(), false);
+        };
+        let (username, credential) = match (&turn.credentials, &self.cfg.credential) {
+            (Some((u, p)), _) => (u.clone(), p.clone()),
+            (None, Credential::Token(t)) => (t.sip_username(), t.sip_password().to_owned()),
+            // Refused when the agent was created.
+            (None, Credential::Password { .. }) => return (Vec::new(), turn.relay_only),
+        };
+        let server = IceServer {
+            urls: turn.urls.clone(),
+            username,
+            credential,
+        };
+        (vec![server], turn.relay_only)
+    }
+
     /// Starts setting up `call_id`'s media with `profile` beside the loop: an offer, or the
     /// answer to `remote_offer`. The call expects this attempt from now on.
     pub(super) fn start_media_setup(
@@ -68,6 +89,7 @@ impl Core {
         call.setup = Some(attempt);
         let (microphone, speaker) = (self.cfg.microphone.clone(), self.cfg.speaker.clone());
         let bind_ip = self.cfg.bind_ip;
+        let (ice_servers, relay_only) = self.ice_servers();
         let tx = self.setup_tx.clone();
         let id = call_id.to_owned();
         tokio::spawn(async move {
@@ -84,6 +106,8 @@ impl Core {
                 let config = MediaConfig {
                     bind_ip,
                     profile,
+                    ice_servers,
+                    relay_only,
                     ..MediaConfig::default()
                 };
                 let (session, events) = MediaSession::new(config, source, sink)

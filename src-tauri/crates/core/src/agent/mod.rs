@@ -174,6 +174,8 @@ pub struct AgentConfig {
     /// once. Incoming offers in any listed profile are answered; others are refused with
     /// 488 before the user is rung. Default: WebRTC, SDES-SRTP, plain RTP.
     pub media_profiles: Vec<MediaProfile>,
+    /// TURN relays for call media (WebRTC profile); `None`: host candidates only.
+    pub turn: Option<TurnConfig>,
     /// The account's voicemail URI pattern (`{user}`, `{domain}`); `None` is RFC 4458.
     pub voicemail_pattern: Option<String>,
     /// Subscribe to our mailbox's message-summary (RFC 3842) once registered.
@@ -185,6 +187,20 @@ pub struct AgentConfig {
     pub accept_only_from_server: bool,
     /// The sound devices (set by [`AgentConfig::with_devices`]); `None`: device commands fail.
     pub devices: Option<crate::audio::DeviceManager>,
+}
+
+/// A TURN server for call media (RFC 8656), with the TURN REST scheme's credentials by default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnConfig {
+    /// `turn:HOST:PORT` URLs (UDP relays).
+    pub urls: Vec<String>,
+    /// A user name and password of its own; `None` signs in with the account's token (the
+    /// TURN REST scheme: user `EXPIRY:USER`, password the token's signature, which coturn's
+    /// `use-auth-secret` checks against the secret the server shares).
+    pub credentials: Option<(String, String)>,
+    /// Use relay candidates only: the peer and the network between never see our address.
+    /// Only the WebRTC profile has ICE, so the account's other profiles are dropped.
+    pub relay_only: bool,
 }
 
 impl AgentConfig {
@@ -211,6 +227,7 @@ impl AgentConfig {
             media_setup_timeout: Duration::from_secs(8),
             media_profiles: MediaProfile::ALL.to_vec(),
             voicemail_pattern: None,
+            turn: None,
             subscribe_mwi: true,
             accept_only_from_server: true,
             devices: None,
@@ -240,6 +257,31 @@ impl CallClient {
 
     /// Bind the SIP transport, start registering, and hand back the agent.
     pub async fn create_call_agent(&self, config: AgentConfig) -> Result<CallAgent, AgentError> {
+        let mut config = config;
+        if let Some(turn) = &config.turn {
+            if let Some(bad) = turn.urls.iter().find(|u| !u.starts_with("turn:")) {
+                return Err(AgentError::Media(format!(
+                    "TURN server {bad:?}: give turn:HOST:PORT (UDP relays)"
+                )));
+            }
+            if turn.credentials.is_none() && !matches!(config.credential, Credential::Token(_)) {
+                return Err(AgentError::InvalidCredential(
+                    "TURN needs a user name and password of its own when signing in without a \
+                     token"
+                        .into(),
+                ));
+            }
+            if turn.relay_only {
+                config.media_profiles.retain(|p| *p == MediaProfile::WebRtc);
+                if config.media_profiles.is_empty() {
+                    return Err(AgentError::Media(
+                        "relay-only media needs the WebRTC profile, which this account does \
+                         not allow"
+                            .into(),
+                    ));
+                }
+            }
+        }
         let (transport, transport_rx) = Transport::bind(config.bind_ip, 0, true)
             .await
             .map_err(|e| AgentError::Transport(e.to_string()))?;
@@ -2265,11 +2307,17 @@ impl Core {
                             .await;
                         return;
                     }
+                    // BYEs that cross (both ends hung up at once, say both found the media
+                    // path dead): ours went first from where we stand, so our reason stands.
+                    let ours = self.txns.values().find_map(|t| match &t.purpose {
+                        Purpose::Bye { call_id, sub } if *call_id == id => Some(*sub),
+                        _ => None,
+                    });
                     self.end_call(
                         &id,
                         CallEndReason {
                             code: 200,
-                            sub_code: sub_code::REMOTE_HANGUP,
+                            sub_code: ours.unwrap_or(sub_code::REMOTE_HANGUP),
                         },
                     )
                     .await;

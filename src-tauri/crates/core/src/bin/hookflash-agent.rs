@@ -60,6 +60,19 @@ struct Args {
     /// The name the server's certificate must carry [default: the domain].
     #[arg(long, value_name = "NAME")]
     tls_name: Option<String>,
+    /// A TURN server for call media, `turn:HOST:PORT`; repeatable. Signs in with the token
+    /// (TURN REST) unless --turn-user is given.
+    #[arg(long, value_name = "URL")]
+    turn: Vec<String>,
+    /// The TURN user name, when not the token's.
+    #[arg(long, requires = "turn_password")]
+    turn_user: Option<String>,
+    /// The TURN password (or env HOOKFLASH_TURN_PASSWORD).
+    #[arg(long, env = "HOOKFLASH_TURN_PASSWORD")]
+    turn_password: Option<String>,
+    /// Media through the TURN relay only (WebRTC profile only).
+    #[arg(long, requires = "turn")]
+    relay_only: bool,
     /// Our display name.
     #[arg(long)]
     display_name: Option<String>,
@@ -169,6 +182,13 @@ async fn run(args: Args) -> Result<(), AgentError> {
     config.transport = args.transport;
     config.tls_roots = args.tls_ca.clone();
     config.tls_server_name = args.tls_name.clone();
+    if !args.turn.is_empty() {
+        config.turn = Some(hookflash_core::agent::TurnConfig {
+            urls: args.turn.clone(),
+            credentials: args.turn_user.clone().zip(args.turn_password.clone()),
+            relay_only: args.relay_only,
+        });
+    }
     config.display_name = args.display_name.clone();
     config.bind_ip = args.bind;
     config.microphone = source_from_spec(args.mic.clone());

@@ -96,6 +96,23 @@ pub struct MediaConfig {
     /// The transport: what an offer from this session uses, and what an offer it answers
     /// must use ([`MediaSession::check_offer`] says which profile an offer needs).
     pub profile: MediaProfile,
+    /// TURN servers to gather relay candidates from (WebRTC profile).
+    pub ice_servers: Vec<IceServer>,
+    /// Offer and use relay candidates only: the peer never learns our addresses, and media
+    /// crosses any NAT or firewall that lets the TURN server through. Only the WebRTC
+    /// profile has ICE, so the classic profiles are refused under this policy.
+    pub relay_only: bool,
+}
+
+/// A TURN server (RFC 8656) and the credentials to allocate on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IceServer {
+    /// `turn:HOST:PORT` (`?transport=udp`); UDP relays only.
+    pub urls: Vec<String>,
+    /// The TURN user name: with the TURN REST scheme, the token's `EXPIRY:USER`.
+    pub username: String,
+    /// Its password: with the TURN REST scheme, the token's signature.
+    pub credential: String,
 }
 
 impl Default for MediaConfig {
@@ -104,6 +121,8 @@ impl Default for MediaConfig {
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             codecs: Codec::all().to_vec(),
             profile: MediaProfile::WebRtc,
+            ice_servers: Vec::new(),
+            relay_only: false,
         }
     }
 }

@@ -268,6 +268,13 @@ impl MediaSession {
                 "at least one audio codec is needed".into(),
             ));
         }
+        if config.relay_only && config.profile != MediaProfile::WebRtc {
+            // Plain and SDES RTP have no ICE: they would send our own address.
+            return Err(MediaError::Incompatible(format!(
+                "relay-only media needs ICE, which {:?} does not have",
+                config.profile
+            )));
+        }
 
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (dtmf_tx, dtmf_rx) = mpsc::unbounded_channel();

@@ -12,9 +12,11 @@ use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::APIBuilder;
 use webrtc::ice::mdns::MulticastDnsMode;
 use webrtc::ice::network_type::NetworkType;
+use webrtc::ice_transport::ice_server::RTCIceServer;
 use webrtc::interceptor::registry::Registry;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
+use webrtc::peer_connection::policy::ice_transport_policy::RTCIceTransportPolicy;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::signaling_state::RTCSignalingState;
 use webrtc::peer_connection::RTCPeerConnection;
@@ -62,6 +64,27 @@ fn from_rtc(direction: RTCRtpTransceiverDirection) -> Direction {
     }
 }
 
+/// The peer connection's ICE servers and policy.
+fn rtc_configuration(config: &MediaConfig) -> RTCConfiguration {
+    RTCConfiguration {
+        ice_servers: config
+            .ice_servers
+            .iter()
+            .map(|s| RTCIceServer {
+                urls: s.urls.clone(),
+                username: s.username.clone(),
+                credential: s.credential.clone(),
+            })
+            .collect(),
+        ice_transport_policy: if config.relay_only {
+            RTCIceTransportPolicy::Relay
+        } else {
+            RTCIceTransportPolicy::All
+        },
+        ..RTCConfiguration::default()
+    }
+}
+
 /// One peer connection and its audio transceiver.
 pub(super) struct WebRtcTransport {
     pc: Arc<RTCPeerConnection>,
@@ -102,6 +125,10 @@ impl WebRtcTransport {
         // there is nothing better to wait for.
         settings.set_prflx_acceptance_min_wait(Some(Duration::ZERO));
         settings.set_include_loopback_candidate(bind_ip.is_loopback());
+        if config.relay_only {
+            // Only relay pairs exist: nothing better to wait for before nominating one.
+            settings.set_relay_acceptance_min_wait(Some(Duration::ZERO));
+        }
         if !bind_ip.is_unspecified() {
             settings.set_ip_filter(Box::new(move |ip| ip == bind_ip));
         }
@@ -112,7 +139,7 @@ impl WebRtcTransport {
             .with_setting_engine(settings)
             .build();
         let pc = Arc::new(
-            api.new_peer_connection(RTCConfiguration::default())
+            api.new_peer_connection(rtc_configuration(config))
                 .await
                 .map_err(engine("creating the peer connection"))?,
         );
