@@ -118,7 +118,13 @@ impl MailboxError {
 pub struct Mailbox {
     api: SocketAddr,
     authorization: String,
+    /// HTTPS: whom we trust and the name the API's certificate must carry.
+    tls: Option<crate::sip::tls::TlsClient>,
 }
+
+/// A connection to the API, plain or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 impl std::fmt::Debug for Mailbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -141,7 +147,15 @@ impl Mailbox {
         Mailbox {
             api,
             authorization: format!("Bearer {token}"),
+            tls: None,
         }
+    }
+
+    /// Speak HTTPS to the API, verifying its certificate with `client` (as SIP over TLS
+    /// does): what a switchboard serving its API beyond loopback requires.
+    pub fn with_tls(mut self, client: crate::sip::tls::TlsClient) -> Mailbox {
+        self.tls = Some(client);
+        self
     }
 
     /// The messages, newest first.
@@ -228,9 +242,26 @@ impl Mailbox {
         body: Option<Bytes>,
     ) -> Result<Bytes, MailboxError> {
         let unreachable = |e: &dyn std::fmt::Display| MailboxError::Unreachable(e.to_string());
-        let stream = tokio::net::TcpStream::connect(self.api)
+        let tcp = tokio::net::TcpStream::connect(self.api)
             .await
             .map_err(|e| unreachable(&e))?;
+        let stream: Box<dyn Io> = match &self.tls {
+            None => Box::new(tcp),
+            Some(tls) => Box::new(
+                tokio_rustls::TlsConnector::from(tls.config.clone())
+                    .connect(tls.name.clone(), tcp)
+                    .await
+                    .map_err(|e| {
+                        if crate::sip::tls::is_untrusted(&e) {
+                            MailboxError::Unreachable(format!(
+                                "the voicemail server's certificate is not trusted ({e})"
+                            ))
+                        } else {
+                            unreachable(&e)
+                        }
+                    })?,
+            ),
+        };
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                 .await

@@ -30,6 +30,7 @@ use tokio::sync::oneshot;
 use tokio::task::{AbortHandle, JoinSet};
 use tracing::{debug, warn};
 
+use crate::login_limits::LoginLimits;
 use crate::rules::Rules;
 use crate::service::Services;
 use crate::users::VOICEMAIL_USER;
@@ -52,6 +53,8 @@ pub(crate) struct Api {
     pub services: Arc<Services>,
     pub secret: String,
     pub domain: String,
+    /// Failed sign-ins, per user and address ([`LoginLimits`]).
+    pub limits: std::sync::Mutex<LoginLimits>,
 }
 
 /// The running HTTP server.
@@ -62,8 +65,14 @@ pub(crate) struct HttpServer {
 }
 
 impl HttpServer {
-    /// Bind `bind:port` (0 picks a port) and serve.
-    pub async fn start(bind: IpAddr, port: u16, api: Api) -> Result<HttpServer, SwitchboardError> {
+    /// Bind `bind:port` (0 picks a port) and serve: over TLS with `tls`.
+    pub async fn start(
+        bind: IpAddr,
+        port: u16,
+        api: Api,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Result<HttpServer, SwitchboardError> {
+        let tls = tls.map(tokio_rustls::TlsAcceptor::from);
         let listener = TcpListener::bind((bind, port))
             .await
             .map_err(SwitchboardError::Bind)?;
@@ -89,7 +98,7 @@ impl HttpServer {
                     }
                     a = listener.accept() => a,
                 };
-                let (stream, _peer) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
                         warn!(error = %e, "HTTP accept failed");
@@ -115,16 +124,37 @@ impl HttpServer {
                 let api = api.clone();
                 let active = Arc::new(AtomicBool::new(false));
                 let seen = active.clone();
+                let tls = tls.clone();
                 let handle = conns.spawn(async move {
                     let service = service_fn(move |req| {
                         seen.store(true, Ordering::Release);
-                        handle(api.clone(), req)
+                        handle(api.clone(), req, peer.ip())
                     });
-                    let conn = http1::Builder::new()
+                    let mut builder = http1::Builder::new();
+                    builder
                         .timer(TokioTimer::new())
-                        .header_read_timeout(HEADER_TIMEOUT)
-                        .serve_connection(TokioIo::new(stream), service);
-                    if let Err(e) = conn.await {
+                        .header_read_timeout(HEADER_TIMEOUT);
+                    let served = match tls {
+                        None => {
+                            builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await
+                        }
+                        Some(tls) => {
+                            // The handshake is held to the header timeout too.
+                            match tokio::time::timeout(HEADER_TIMEOUT, tls.accept(stream)).await {
+                                Ok(Ok(s)) => {
+                                    builder.serve_connection(TokioIo::new(s), service).await
+                                }
+                                Ok(Err(e)) => {
+                                    debug!(error = %e, "HTTPS handshake failed");
+                                    return;
+                                }
+                                Err(_) => return,
+                            }
+                        }
+                    };
+                    if let Err(e) = served {
                         debug!(error = %e, "HTTP connection ended with an error");
                     }
                 });
@@ -164,6 +194,8 @@ struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds to wait before trying again (429).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -172,6 +204,19 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    fn too_many_failures(wait: Duration) -> ApiError {
+        let secs = wait.as_secs().max(1);
+        ApiError {
+            retry_after: Some(secs),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "http.locked_out",
+                format!("too many failed sign-ins from this address: try again in {secs} s"),
+            )
         }
     }
 
@@ -252,6 +297,10 @@ fn error_response(e: ApiError, domain: &str) -> Response<Body> {
             r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
         }
     }
+    if let Some(secs) = e.retry_after {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
     if e.status == StatusCode::METHOD_NOT_ALLOWED {
         if let Ok(v) = HeaderValue::from_str(&e.message) {
             r.headers_mut().insert(header::ALLOW, v);
@@ -260,9 +309,13 @@ fn error_response(e: ApiError, domain: &str) -> Response<Body> {
     r
 }
 
-async fn handle(api: Arc<Api>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn handle(
+    api: Arc<Api>,
+    req: Request<Incoming>,
+    peer: IpAddr,
+) -> Result<Response<Body>, Infallible> {
     let method = req.method().clone();
-    let resp = match route(&api, req).await {
+    let resp = match route(&api, req, peer).await {
         Ok(r) => r,
         Err(e) => error_response(e, &api.domain),
     };
@@ -309,14 +362,18 @@ fn method_not_allowed(allow: &'static str) -> ApiError {
     )
 }
 
-async fn route(api: &Arc<Api>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+async fn route(
+    api: &Arc<Api>,
+    req: Request<Incoming>,
+    peer: IpAddr,
+) -> Result<Response<Body>, ApiError> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
     let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     let Some((&"api", rest)) = segs.split_first() else {
         return Err(ApiError::not_found());
     };
-    let user = authenticate(api, &parts.headers).await?;
+    let user = authenticate_limited(api, &parts.headers, peer).await?;
     let s = api.services.clone();
     let m = &parts.method;
     match rest {
@@ -408,6 +465,64 @@ async fn route(api: &Arc<Api>, req: Request<Incoming>) -> Result<Response<Body>,
         },
         _ => Err(ApiError::not_found()),
     }
+}
+
+/// [`authenticate`], within the [`LoginLimits`]: a user and address (or an address) with too
+/// many failed sign-ins is answered 429 with `Retry-After`, without looking at the
+/// credentials; presented credentials that fail count against the user they name.
+async fn authenticate_limited(
+    api: &Arc<Api>,
+    headers: &HeaderMap,
+    peer: IpAddr,
+) -> Result<String, ApiError> {
+    let claimed = claimed_user(headers);
+    if let Err(wait) = limits(api).check(&claimed, peer, std::time::Instant::now()) {
+        warn!(user = %redact(&claimed), %peer, ?wait, "HTTP sign-in refused: locked out");
+        return Err(ApiError::too_many_failures(wait));
+    }
+    match authenticate(api, headers).await {
+        Ok(user) => {
+            limits(api).succeeded(&claimed, peer);
+            Ok(user)
+        }
+        Err(e)
+            if e.status == StatusCode::UNAUTHORIZED
+                && headers.contains_key(header::AUTHORIZATION) =>
+        {
+            limits(api).failed(&claimed, peer, std::time::Instant::now());
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn limits(api: &Api) -> std::sync::MutexGuard<'_, LoginLimits> {
+    // A poisoned lock only means a panic mid-update; the counts are still usable.
+    api.limits.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The user the credentials name (folded), before checking them; empty when unreadable.
+fn claimed_user(headers: &HeaderMap) -> String {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .trim();
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let rest = rest.trim();
+    let user = if scheme.eq_ignore_ascii_case("Bearer") {
+        Token::parse(rest).map(|t| t.user).unwrap_or_default()
+    } else if scheme.eq_ignore_ascii_case("Basic") {
+        base64::engine::general_purpose::STANDARD
+            .decode(rest)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|d| d.split_once(':').map(|(u, _)| u.to_owned()))
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    fold_user(&user)
 }
 
 /// The user of a request: `Authorization: Bearer EXPIRY:USER:SIGNATURE` (a token, verified

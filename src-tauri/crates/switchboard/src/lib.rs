@@ -258,6 +258,7 @@ pub mod config;
 pub mod demo;
 mod engine;
 mod http;
+pub mod login_limits;
 pub mod mailbox;
 pub mod mwi;
 pub mod nonce;
@@ -359,11 +360,18 @@ fn make_data_dir(config: &Config) -> Result<(PathBuf, bool), SwitchboardError> {
     Ok((dir, temporary))
 }
 
-/// Start the TLS and WebSocket listeners the configuration asks for: what listens where.
+/// Start the TLS and WebSocket listeners the configuration asks for: what listens where, and
+/// the TLS configuration (which the HTTP API serves with too).
 async fn listen_streams(
     config: &Config,
     transport: &Transport,
-) -> Result<Vec<(TransportKind, SocketAddr)>, SwitchboardError> {
+) -> Result<
+    (
+        Vec<(TransportKind, SocketAddr)>,
+        Option<Arc<rustls::ServerConfig>>,
+    ),
+    SwitchboardError,
+> {
     let tls = config
         .tls
         .as_ref()
@@ -396,7 +404,7 @@ async fn listen_streams(
             .map_err(SwitchboardError::Bind)?;
         out.push((TransportKind::Wss, addr));
     }
-    Ok(out)
+    Ok((out, tls))
 }
 
 impl Switchboard {
@@ -427,7 +435,16 @@ impl Switchboard {
         let port = transport.local_udp().port();
         let advertised = server::advertised_ip(config.bind);
         let mut local = routing::Local::new(&config.domain, config.bind, advertised, port);
-        let streams = listen_streams(&config, &transport).await?;
+        let (streams, http_tls) = listen_streams(&config, &transport).await?;
+        if config.http_port.is_some() && !config.bind.is_loopback() && http_tls.is_none() {
+            // Passwords and tokens travel on it, and a voicemail message is private.
+            return Err(SwitchboardError::Config(format!(
+                "the HTTP API would be open on {} in clear text: keep it on loopback \
+                 (--bind 127.0.0.1), or give a certificate (--tls-cert, --tls-key) to serve \
+                 it over HTTPS",
+                config.bind
+            )));
+        }
         for (kind, addr) in &streams {
             local = local.with_port(*kind, addr.port());
         }
@@ -491,8 +508,9 @@ impl Switchboard {
                 services,
                 secret: config.secret.clone(),
                 domain: config.domain.clone(),
+                limits: Default::default(),
             };
-            match http::HttpServer::start(config.bind, http_port, api).await {
+            match http::HttpServer::start(config.bind, http_port, api, http_tls.clone()).await {
                 Ok(server) => {
                     handle.http_addr = Some(SocketAddr::new(advertised, server.addr.port()));
                     handle.http = Some(server);

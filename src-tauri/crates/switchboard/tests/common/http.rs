@@ -34,9 +34,31 @@ pub async fn request(
     auth: Option<&str>,
     body: &[u8],
 ) -> Reply {
-    let mut s = TcpStream::connect(addr)
-        .await
-        .expect("connect to the HTTP API");
+    request_from(None, addr, method, path, auth, body).await
+}
+
+/// [`request`] from a chosen local address (any of 127.0.0.0/8 reaches a loopback server),
+/// to play clients on different addresses.
+#[allow(dead_code)] // not every test binary plays several addresses
+pub async fn request_from(
+    from: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    body: &[u8],
+) -> Reply {
+    let mut s = match from {
+        None => TcpStream::connect(addr).await,
+        Some(ip) => {
+            let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+            socket
+                .bind(SocketAddr::new(ip, 0))
+                .expect("bind the client address");
+            socket.connect(addr).await
+        }
+    }
+    .expect("connect to the HTTP API");
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
