@@ -246,9 +246,17 @@
 //! and tokens only through [`hookflash_core::privacy::redact`]: one `debug` line per message in
 //! and out, `warn` for faults. Set `RUST_LOG=hookflash_switchboard=debug` to see them.
 //!
+//! # Transports
+//!
+//! UDP and TCP on one port; with [`Config::tls`] SIP over TLS, and with [`Config::ws_port`] /
+//! [`Config::wss_port`] SIP over WebSocket (RFC 7118), plain or secure. Each leg is
+//! record-routed with its own listener (double Record-Route when the transports differ), and
+//! requests reach a client over the connection it registered on. The HTTP API is served over
+//! HTTPS with the same certificate, and refused in clear text beyond loopback.
+//!
 //! # Not (yet) here
 //!
-//! TLS/WebSocket transports (Kamailio offers them, see "Behind Kamailio"), DNS resolution of
+//! Trunks to other domains (a foreign domain is refused with 403), DNS resolution of
 //! other domains, RFC 5626 outbound flow tokens, the registrar's Call-ID/CSeq ordering check
 //! (RFC 3261 §10.3 step 7), other voicemail URI styles than RFC 4458, and a way for users to
 //! call in and listen to their messages (the HTTP API serves them).
