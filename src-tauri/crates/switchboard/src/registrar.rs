@@ -124,6 +124,11 @@ impl Registrar {
         contact
             .params
             .retain(|(n, _)| !n.eq_ignore_ascii_case("expires"));
+        // A registered contact becomes the Request-URI of requests to it, which carries no
+        // headers (RFC 3261 §19.1.5: they would be headers of the request; a registrant has
+        // no business adding headers to its callers' requests, and our agent refuses a
+        // Request-URI with them).
+        contact.uri.headers.clear();
         let expires_at = now + Duration::from_secs(u64::from(expires));
         self.edit(user, |list| {
             list.retain(|b| b.expires_at > now && !same_contact(&b.contact.uri, &contact.uri));
@@ -315,6 +320,33 @@ impl TokenUsers {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_registered_contact_keeps_no_uri_headers() {
+        let mut r = Registrar::default();
+        let now = Instant::now();
+        let contact: NameAddr = "<sip:bob@127.0.0.1:4002?X-Injected=1&Subject=hi>"
+            .parse()
+            .unwrap();
+        r.update(
+            "bob",
+            contact,
+            60,
+            Flow {
+                transport: hookflash_core::sip::TransportKind::Udp,
+                addr: ([127, 0, 0, 1], 4002).into(),
+            },
+            "c",
+            now,
+        );
+        let bound = r.lookup("bob", now);
+        assert!(
+            bound[0].contact.uri.headers.is_empty(),
+            "the headers of a registered Contact must not reach the Request-URI of calls to \
+             it: {}",
+            bound[0].contact.uri
+        );
+    }
+
     #[test]
     fn token_users_are_known_until_their_latest_token_expires_then_forgotten() {
         let mut t = TokenUsers::default();
