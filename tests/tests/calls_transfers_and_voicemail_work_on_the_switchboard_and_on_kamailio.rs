@@ -10,7 +10,8 @@
 //! Calls over TLS, WS and WSS with audio both ways, across transports; sign-in over them
 //! refused for an untrusted certificate (unknown authority, another name) and a forged token.
 //!
-//! Kamailio alone: a static password user.
+//! Kamailio alone: a static password user; no relaying in a dialog for a stranger (a made-up
+//! To-tag and a Route naming Kamailio, without credentials, reach nobody).
 //!
 //! Every server process runs on loopback ports the test picks and is stopped by its PID
 //! (Kamailio with all its children) when the test ends, also when it fails; each test checks
@@ -696,6 +697,192 @@ async fn a_static_password_user_signs_in_to_kamailio_and_calls() {
         "a wrong password is refused as bad credentials: {refused:?}"
     );
     finish(d, vec![a, dora, impostor]).await;
+}
+
+// ---- Kamailio alone: no relay for strangers ----
+
+/// A request a stranger writes by hand, from `me`, with `extra` header lines (each ending in
+/// CRLF): no credentials, whatever tags and Route it likes.
+fn stranger_request(
+    method: &str,
+    ruri: &str,
+    me: std::net::SocketAddr,
+    (call_id, from_tag, to_tag): (&str, &str, Option<&str>),
+    extra: &str,
+) -> String {
+    let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
+    let body_headers = match method {
+        "INVITE" | "SUBSCRIBE" | "REFER" | "NOTIFY" | "UPDATE" => {
+            format!("Contact: <sip:stranger@{me}>\r\n")
+        }
+        _ => String::new(),
+    };
+    let method_headers = match method {
+        "REFER" => format!("Refer-To: <sip:victim@{me}>\r\n"),
+        "NOTIFY" => "Event: message-summary\r\nSubscription-State: active\r\n".to_owned(),
+        _ => String::new(),
+    };
+    format!(
+        "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{call_id}{method}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:stranger@example.com>;tag={from_tag}\r\n\
+         To: <sip:victim@example.com>{to_tag}\r\nCall-ID: {call_id}\r\n\
+         CSeq: 7 {method}\r\n{body_headers}{method_headers}{extra}Content-Length: 0\r\n\r\n"
+    )
+}
+
+/// The response to the request with `call_id` and CSeq method `method` that `socket` receives
+/// within 2 s, if any.
+async fn response_to(
+    socket: &tokio::net::UdpSocket,
+    call_id: &str,
+    method: &str,
+) -> Option<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Ok(Ok((len, _))) = tokio::time::timeout(left, socket.recv_from(&mut buf)).await else {
+            return None;
+        };
+        let text = String::from_utf8_lossy(&buf[..len]).into_owned();
+        let header = |name: &str| {
+            text.lines()
+                .find(|l| {
+                    l.split_once(':')
+                        .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+                })
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+                .unwrap_or_default()
+        };
+        // Provisional responses (none are expected) are skipped; the final one counts.
+        if text.starts_with("SIP/2.0 ")
+            && !text.starts_with("SIP/2.0 1")
+            && header("Call-ID") == call_id
+            && header("CSeq").ends_with(method)
+        {
+            return Some(text);
+        }
+    }
+}
+
+/// What arrives at the victim's socket within `within`, if anything.
+async fn anything_at(victim: &tokio::net::UdpSocket, within: Duration) -> Option<String> {
+    let mut buf = vec![0u8; 65536];
+    match tokio::time::timeout(within, victim.recv_from(&mut buf)).await {
+        Ok(Ok((len, from))) => Some(format!(
+            "from {from}:\n{}",
+            String::from_utf8_lossy(&buf[..len])
+        )),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kamailio_relays_nothing_in_dialog_for_a_stranger() {
+    let d = Deployment::start(Server::Kamailio).await;
+    let kamailio = d.sip;
+    let victim = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("the victim's socket");
+    let target = victim.local_addr().expect("the victim's address");
+    let stranger = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("the stranger's socket");
+    let me = stranger.local_addr().expect("the stranger's address");
+    let ruri = format!("sip:victim@{target}");
+
+    // "In a dialog" (a To-tag made up), routed through Kamailio, aimed at the victim: with a
+    // bare Route naming Kamailio, with a forged mark for the stranger's own From-tag, and
+    // with no Route at all. None is relayed; each is refused with 403.
+    let routes = [
+        format!("Route: <sip:{kamailio};lr>\r\n"),
+        format!("Route: <sip:{kamailio};lr;ftag=s0;hf=AAAAAAAAAAAAAAAAAAAAAA>\r\n"),
+        String::new(),
+    ];
+    for (i, route) in routes.iter().enumerate() {
+        for method in ["INVITE", "MESSAGE", "OPTIONS", "BYE", "REFER", "NOTIFY"] {
+            let call_id = format!("stranger-{i}-{method}");
+            let request =
+                stranger_request(method, &ruri, me, (&call_id, "s0", Some("madeup")), route);
+            stranger
+                .send_to(request.as_bytes(), kamailio)
+                .await
+                .expect("send the stranger's request");
+            let response = response_to(&stranger, &call_id, method).await;
+            assert!(
+                response
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with("SIP/2.0 403")),
+                "a stranger's {method} to {ruri} with {route:?} is refused with 403: \
+                 {response:?}"
+            );
+            if let Some(relayed) = anything_at(&victim, Duration::from_millis(50)).await {
+                panic!("a stranger's {method} with {route:?} reached the victim {relayed}");
+            }
+        }
+        // An ACK is answered by nobody; it must not be relayed either.
+        let call_id = format!("stranger-{i}-ACK");
+        let ack = stranger_request("ACK", &ruri, me, (&call_id, "s0", Some("madeup")), route);
+        stranger
+            .send_to(ack.as_bytes(), kamailio)
+            .await
+            .expect("send the stranger's ACK");
+    }
+
+    // A stranger's message-summary SUBSCRIBE is record-routed to the switchboard without
+    // credentials (the switchboard challenges it): the challenge must not hand the stranger
+    // Kamailio's marked route for its own Call-ID and tag, or it could relay along it.
+    let call_id = "stranger-subscribe";
+    let subscribe = stranger_request(
+        "SUBSCRIBE",
+        &format!("sip:carol@{DOMAIN}"),
+        me,
+        (call_id, "s1", None),
+        "Event: message-summary\r\nExpires: 60\r\n",
+    );
+    stranger
+        .send_to(subscribe.as_bytes(), kamailio)
+        .await
+        .expect("send the stranger's SUBSCRIBE");
+    let challenge = response_to(&stranger, call_id, "SUBSCRIBE")
+        .await
+        .expect("the unauthenticated SUBSCRIBE is answered");
+    assert!(
+        challenge.starts_with("SIP/2.0 401") || challenge.starts_with("SIP/2.0 407"),
+        "the unauthenticated SUBSCRIBE is challenged: {challenge}"
+    );
+    let handed: Vec<&str> = challenge
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("record-route:"))
+        .collect();
+    // Whatever route came back, the stranger tries it (a BYE in "its" dialog to the victim).
+    for (n, record_route) in handed.iter().enumerate() {
+        let route = record_route
+            .split_once(':')
+            .map(|(_, v)| format!("Route: {}\r\n", v.trim()))
+            .unwrap_or_default();
+        let bye = stranger_request(
+            "BYE",
+            &ruri,
+            me,
+            (call_id, "s1", Some(&format!("madeup{n}"))),
+            &route,
+        );
+        stranger
+            .send_to(bye.as_bytes(), kamailio)
+            .await
+            .expect("send the stranger's BYE");
+    }
+
+    if let Some(relayed) = anything_at(&victim, Duration::from_secs(1)).await {
+        panic!("a stranger's request reached the victim {relayed}");
+    }
+    assert!(
+        handed.iter().all(|l| !l.contains("hf=")),
+        "a challenge hands the stranger no marked route of Kamailio's: {challenge}"
+    );
+    finish(d, Vec::new()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
