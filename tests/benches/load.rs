@@ -343,6 +343,14 @@ fn sipp(
         .arg(stats)
         .args(["-trace_err", "-error_file"])
         .arg(stats.with_extension("errors"))
+        // sipp speaks for thousands of clients through one socket: with the default 208 KiB
+        // buffer it dropped answers that came in bursts (415 drops counted on sipp's socket
+        // at 5,000 REGISTER/s, none on the switchboard's), so the bench measured sipp. The
+        // kernel caps this at net.core.rmem_max / wmem_max.
+        .args([
+            "-buff_size",
+            &hookflash_core::sip::transport::UDP_SOCKET_BUFFER.to_string(),
+        ])
         // Bounded: a run whose server stopped answering ends, counted as failed.
         .args([
             "-timeout",
