@@ -255,6 +255,35 @@ pub async fn recorded_agent(
     sb.agent(user, &args).await
 }
 
+/// baresip (the account in `dir`) dials Alice, who answers by herself, talks for its `-t`
+/// 8 s and hangs up: returns Alice's call, once it ended with baresip's BYE (sub-code 1001).
+pub async fn baresip_calls_alice(
+    ns: &crate::netns::Netns,
+    dir: &Path,
+    alice: &mut crate::process::AgentProcess,
+) -> String {
+    let (mut caller, _) = baresip(
+        ns,
+        dir,
+        &["-t", "8", "-e", "/dial sip:alice@hookflash.local"],
+        "Call established",
+    )
+    .await;
+    let call = alice.state("Connected").await;
+    alice
+        .next("audio from baresip", |v| v["event"] == "remoteAudioStarted")
+        .await;
+    let _ = tokio::time::timeout(Duration::from_secs(15), caller.wait())
+        .await
+        .expect("baresip quits after its -t time");
+    let ended = alice.call_state(&call, "Disconnected").await;
+    assert_eq!(
+        ended["callEndReason"]["subCode"], 1001,
+        "the far end hung up: baresip's BYE reached Alice: {ended}"
+    );
+    call
+}
+
 /// The middle half of a recording (away from the ring-in and the hang-up).
 pub fn middle(samples: &[i16]) -> &[i16] {
     let n = samples.len();

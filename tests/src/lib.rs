@@ -382,6 +382,31 @@ pub fn hears(samples: &[i16], freq: f64) -> bool {
     audio::tone_present(samples, freq, SAMPLE_RATE)
 }
 
+/// One side of a call in [`assert_hear_each_other`]: the agent, its call id, its tone.
+pub type Side<'a> = (&'a TestAgent, &'a str, f64);
+
+/// Fails the test unless each side heard the other's tone in its last `window` of audio;
+/// `what` names the call in the message.
+pub fn assert_hear_each_other(
+    (a, a_call, a_hz): Side,
+    (b, b_call, b_hz): Side,
+    window: Duration,
+    what: &str,
+) {
+    assert!(
+        hears(tail(&a.ears.heard(a_call), window), b_hz),
+        "{what}: {} hears {} ({b_hz} Hz)",
+        a.user,
+        b.user
+    );
+    assert!(
+        hears(tail(&b.ears.heard(b_call), window), a_hz),
+        "{what}: {} hears {} ({a_hz} Hz)",
+        b.user,
+        a.user
+    );
+}
+
 /// Whether most half-second stretches of `samples` hold the tone: a hold, a re-INVITE or a
 /// jitter-buffer gap breaks the phase, which one long Goertzel window would count against it.
 pub fn mostly_hears(samples: &[i16], freq: f64) -> bool {

@@ -10,7 +10,9 @@ use std::time::Duration;
 use hookflash_core::agent::TurnConfig;
 use hookflash_core::call::{sub_code, CallState};
 use hookflash_tests::turn::Coturn;
-use hookflash_tests::{connect, end_reason, hears, listen, tail, Rig, TestAgent, SECRET};
+use hookflash_tests::{
+    assert_hear_each_other, connect, end_reason, listen, Rig, TestAgent, SECRET,
+};
 
 const A_HZ: f64 = 440.0;
 const B_HZ: f64 = 660.0;
@@ -41,19 +43,11 @@ async fn a_relay_only_call_has_audio_both_ways_through_turn() {
     let mut b = relayed(&rig, &turn, "bob", B_HZ).await;
     let (a_call, b_call) = connect(&mut a, &mut b).await;
     listen(Duration::from_millis(1500)).await;
-    assert!(
-        hears(
-            tail(&a.ears.heard(&a_call), Duration::from_millis(800)),
-            B_HZ
-        ),
-        "A hears B through the relay"
-    );
-    assert!(
-        hears(
-            tail(&b.ears.heard(&b_call), Duration::from_millis(800)),
-            A_HZ
-        ),
-        "B hears A through the relay"
+    assert_hear_each_other(
+        (&a, &a_call, A_HZ),
+        (&b, &b_call, B_HZ),
+        Duration::from_millis(800),
+        "a relay-only call through coturn",
     );
     for user in ["alice", "bob"] {
         assert!(

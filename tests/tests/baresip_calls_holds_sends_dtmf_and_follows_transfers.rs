@@ -15,8 +15,8 @@
 use std::time::Duration;
 
 use hookflash_tests::baresip::{
-    baresip, baresip_dir, baresip_heard, call_hold_resume_and_send_keys, clear_recordings, control,
-    keys_decoded, middle, recorded_agent, wav, BARESIP_HZ,
+    baresip, baresip_calls_alice, baresip_dir, baresip_heard, call_hold_resume_and_send_keys,
+    clear_recordings, control, keys_decoded, middle, recorded_agent, wav, BARESIP_HZ,
 };
 use hookflash_tests::netns::{Netns, HOST_A};
 use hookflash_tests::process::SwitchboardProcess;
@@ -134,27 +134,7 @@ async fn baresip_and_hookflash_call_hold_send_dtmf_and_transfer() {
     // baresip calls Hookflash (which answers automatically): we answer baresip's offer.
     let mut alice =
         recorded_agent(&sb, "alice", 440, &root.join("alice-in-{call}.wav"), true).await;
-    let (mut caller, _) = baresip(
-        &ns,
-        &dir,
-        &["-t", "8", "-e", "/dial sip:alice@hookflash.local"],
-        "Call established",
-    )
-    .await;
-    let call = alice.state("Connected").await;
-    alice
-        .next("audio from baresip", |v| v["event"] == "remoteAudioStarted")
-        .await;
-    let status = tokio::time::timeout(Duration::from_secs(15), caller.wait())
-        .await
-        .expect("baresip quits after its -t time")
-        .expect("wait for baresip");
-    let _ = status;
-    let ended = alice.call_state(&call, "Disconnected").await;
-    assert_eq!(
-        ended["callEndReason"]["subCode"], 1001,
-        "the far end hung up: {ended}"
-    );
+    let call = baresip_calls_alice(&ns, &dir, &mut alice).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let heard = wav(&root.join(format!("alice-in-{call}.wav")));
     assert!(

@@ -11,7 +11,9 @@
 use std::time::Duration;
 
 use hookflash_tests::baresip::BARESIP_HZ;
-use hookflash_tests::baresip::{baresip, baresip_dir, baresip_heard, middle, recorded_agent, wav};
+use hookflash_tests::baresip::{
+    baresip, baresip_calls_alice, baresip_dir, baresip_heard, middle, recorded_agent, wav,
+};
 use hookflash_tests::certs::TestPki;
 use hookflash_tests::netns::{Netns, HOST_A};
 use hookflash_tests::process::SwitchboardProcess;
@@ -84,22 +86,7 @@ async fn baresip_registers_over_tls_and_calls_both_ways_with_audio() {
     // baresip (TLS) calls Hookflash (UDP), which answers by itself.
     let mut alice =
         recorded_agent(&sb, "alice", 440, &root.join("alice-in-{call}.wav"), true).await;
-    let (mut caller, _) = baresip(
-        &ns,
-        &dir,
-        &["-t", "8", "-e", "/dial sip:alice@hookflash.local"],
-        "Call established",
-    )
-    .await;
-    let call = alice.state("Connected").await;
-    let _ = tokio::time::timeout(Duration::from_secs(15), caller.wait())
-        .await
-        .expect("baresip quits after its -t time");
-    let ended = alice.call_state(&call, "Disconnected").await;
-    assert_eq!(
-        ended["callEndReason"]["subCode"], 1001,
-        "baresip's BYE reached us over TLS and the switchboard: {ended}"
-    );
+    let call = baresip_calls_alice(&ns, &dir, &mut alice).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let heard = wav(&root.join(format!("alice-in-{call}.wav")));
     assert!(

@@ -31,7 +31,9 @@ use hookflash_switchboard::BEEP_HZ;
 use hookflash_tests::servers::{
     alive, processes_mentioning, uid_of, Deployment, Server, DOMAIN, STATIC_USER,
 };
-use hookflash_tests::{agent_config, connect, end_reason, hears, http, listen, tail, TestAgent};
+use hookflash_tests::{
+    agent_config, assert_hear_each_other, connect, end_reason, hears, http, listen, tail, TestAgent,
+};
 
 const A_HZ: f64 = 440.0;
 const B_HZ: f64 = 660.0;
@@ -148,19 +150,11 @@ async fn a_call_over_udp_and_tcp_has_audio_both_ways(server: Server) {
     let mut b = d.agent_on("bob", B_HZ, TransportKind::Tcp).await;
     let (a_call, b_call) = connect(&mut a, &mut b).await;
     listen(Duration::from_millis(1500)).await;
-    assert!(
-        hears(
-            tail(&a.ears.heard(&a_call), Duration::from_millis(800)),
-            B_HZ
-        ),
-        "{server:?}: A (UDP) hears B (TCP)"
-    );
-    assert!(
-        hears(
-            tail(&b.ears.heard(&b_call), Duration::from_millis(800)),
-            A_HZ
-        ),
-        "{server:?}: B (TCP) hears A (UDP)"
+    assert_hear_each_other(
+        (&a, &a_call, A_HZ),
+        (&b, &b_call, B_HZ),
+        Duration::from_millis(800),
+        &format!("{server:?}, A on UDP and B on TCP"),
     );
     a.agent.call(&a_call).hang_up().await.expect("A hangs up");
     let ended = b.wait_state(&b_call, CallState::Disconnected).await;
@@ -502,19 +496,11 @@ async fn talk_and_hang_up(
 ) {
     let (x_call, y_call) = connect(x, y).await;
     listen(Duration::from_millis(1200)).await;
-    assert!(
-        hears(
-            tail(&x.ears.heard(&x_call), Duration::from_millis(600)),
-            y_hz
-        ),
-        "{leg}: the caller hears the callee"
-    );
-    assert!(
-        hears(
-            tail(&y.ears.heard(&y_call), Duration::from_millis(600)),
-            x_hz
-        ),
-        "{leg}: the callee hears the caller"
+    assert_hear_each_other(
+        (x, &x_call, x_hz),
+        (y, &y_call, y_hz),
+        Duration::from_millis(600),
+        leg,
     );
     y.agent
         .call(&y_call)
