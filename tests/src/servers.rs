@@ -339,8 +339,10 @@ pub struct Deployment {
     pub streams: Vec<(TransportKind, SocketAddr)>,
     /// The authority agents trust for TLS and WSS (it issued the server's certificate).
     pub ca: PathBuf,
-    /// The switchboard's HTTP API (voicemail, rules).
+    /// The switchboard's HTTP API (voicemail, rules): HTTPS on a switchboard with a certificate.
     pub http: SocketAddr,
+    /// How to verify the API's certificate, when it is served over HTTPS.
+    pub http_tls: Option<hookflash_core::sip::tls::TlsClient>,
     /// Kamailio, in a [`Server::Kamailio`] deployment.
     pub kamailio: Option<Kamailio>,
     switchboard: Option<SwitchboardProcess>,
@@ -453,12 +455,18 @@ impl Deployment {
             .expect("the switchboard serves its HTTP API")
             .parse()
             .expect("the HTTP API's address");
+        // The switchboard serves its API over HTTPS with the certificate it has for SIP.
+        let http_tls = (server == Server::Switchboard).then(|| {
+            hookflash_core::sip::tls::TlsClient::new(DOMAIN, std::slice::from_ref(&ca))
+                .expect("a client trusting the deployment's authority")
+        });
         Deployment {
             server,
             sip,
             streams,
             ca,
             http,
+            http_tls,
             kamailio,
             switchboard: Some(switchboard),
             dir,
@@ -544,21 +552,32 @@ impl Deployment {
             "noAnswer": {"after": NO_ANSWER.as_secs(), "to": "voicemail"},
         });
         let token = self.token(user).to_string();
-        let put = http::request(
-            self.http,
-            "PUT",
-            "/api/rules",
-            Some(&token),
-            rules.to_string().as_bytes(),
-        )
-        .await;
+        let put = self
+            .api(
+                "PUT",
+                "/api/rules",
+                Some(&token),
+                rules.to_string().as_bytes(),
+            )
+            .await;
         assert_eq!(put.status, 200, "the switchboard stores {user}'s rules");
+    }
+
+    /// A request to the switchboard's HTTP API (over HTTPS when it serves that).
+    pub async fn api(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &[u8],
+    ) -> http::HttpResponse {
+        http::request_over(self.http, self.http_tls.as_ref(), method, path, token, body).await
     }
 
     /// `owner`'s voicemail messages from the HTTP API (with the owner's token), newest first.
     pub async fn voicemail(&self, owner: &str) -> Vec<serde_json::Value> {
         let token = self.token(owner).to_string();
-        let list = http::request(self.http, "GET", "/api/voicemail", Some(&token), b"").await;
+        let list = self.api("GET", "/api/voicemail", Some(&token), b"").await;
         assert_eq!(list.status, 200, "{owner} lists the mailbox");
         list.json().as_array().cloned().unwrap_or_default()
     }

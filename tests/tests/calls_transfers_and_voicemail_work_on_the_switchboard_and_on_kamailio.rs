@@ -32,7 +32,7 @@ use hookflash_tests::servers::{
     alive, processes_mentioning, uid_of, Deployment, Server, DOMAIN, STATIC_USER,
 };
 use hookflash_tests::{
-    agent_config, assert_hear_each_other, connect, end_reason, hears, http, listen, tail, TestAgent,
+    agent_config, assert_hear_each_other, connect, end_reason, hears, listen, tail, TestAgent,
 };
 
 const A_HZ: f64 = 440.0;
@@ -122,14 +122,9 @@ async fn messages(d: &Deployment, owner: &str, n: usize) -> Vec<serde_json::Valu
 /// The recording of `owner`'s message `id`, fetched over the HTTP API with the owner's token.
 async fn recording(d: &Deployment, owner: &str, id: &str) -> Vec<i16> {
     let token = d.token(owner).to_string();
-    let wav = http::request(
-        d.http,
-        "GET",
-        &format!("/api/voicemail/{id}"),
-        Some(&token),
-        b"",
-    )
-    .await;
+    let wav = d
+        .api("GET", &format!("/api/voicemail/{id}"), Some(&token), b"")
+        .await;
     assert_eq!(wav.status, 200, "{owner} fetches the recording");
     let path = std::env::temp_dir().join(format!("hookflash-both-{id}.wav"));
     std::fs::write(&path, &wav.body).expect("write the recording");
@@ -321,14 +316,14 @@ async fn transfer_to_voicemail_records_the_caller_and_notifies_the_owner(server:
         "{server:?}: the recording holds A's {A_HZ} Hz"
     );
     let token = d.token("carol").to_string();
-    let heard = http::request(
-        d.http,
-        "POST",
-        &format!("/api/voicemail/{id}/heard"),
-        Some(&token),
-        b"",
-    )
-    .await;
+    let heard = d
+        .api(
+            "POST",
+            &format!("/api/voicemail/{id}/heard"),
+            Some(&token),
+            b"",
+        )
+        .await;
     assert_eq!(heard.status, 200, "{server:?}: C marks it heard");
     wait_mwi(&mut c, 0, 1).await;
     finish(d, vec![a, b, c]).await;

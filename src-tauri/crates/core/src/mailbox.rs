@@ -247,20 +247,15 @@ impl Mailbox {
             .map_err(|e| unreachable(&e))?;
         let stream: Box<dyn Io> = match &self.tls {
             None => Box::new(tcp),
-            Some(tls) => Box::new(
-                tokio_rustls::TlsConnector::from(tls.config.clone())
-                    .connect(tls.name.clone(), tcp)
-                    .await
-                    .map_err(|e| {
-                        if crate::sip::tls::is_untrusted(&e) {
-                            MailboxError::Unreachable(format!(
-                                "the voicemail server's certificate is not trusted ({e})"
-                            ))
-                        } else {
-                            unreachable(&e)
-                        }
-                    })?,
-            ),
+            Some(tls) => Box::new(tls.connect(tcp).await.map_err(|e| {
+                if crate::sip::tls::is_untrusted(&e) {
+                    MailboxError::Unreachable(format!(
+                        "the voicemail server's certificate is not trusted ({e})"
+                    ))
+                } else {
+                    unreachable(&e)
+                }
+            })?),
         };
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))

@@ -134,6 +134,17 @@ impl TlsClient {
         })
     }
 
+    /// Open TLS over `stream` and verify the server (an untrusted certificate fails with an
+    /// error [`is_untrusted`] recognises).
+    pub async fn connect<S>(&self, stream: S) -> io::Result<tokio_rustls::client::TlsStream<S>>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        tokio_rustls::TlsConnector::from(self.config.clone())
+            .connect(self.name.clone(), stream)
+            .await
+    }
+
     /// The name certificates are checked against.
     pub fn server_name(&self) -> String {
         self.name.to_str().into_owned()

@@ -538,10 +538,7 @@ impl Transport {
                 self.adopt_stream(stream, TransportKind::Tcp, dest, None)
             }
             TransportKind::Tls => {
-                let client = tls()?;
-                let s = tokio_rustls::TlsConnector::from(client.config)
-                    .connect(client.name, stream)
-                    .await?;
+                let s = tls()?.connect(stream).await?;
                 self.adopt_stream(s, kind, dest, None)
             }
             TransportKind::Ws => {
@@ -551,9 +548,7 @@ impl Transport {
             TransportKind::Wss => {
                 let client = tls()?;
                 let host = client.server_name();
-                let s = tokio_rustls::TlsConnector::from(client.config)
-                    .connect(client.name, stream)
-                    .await?;
+                let s = client.connect(stream).await?;
                 let ws = connect_websocket(s, &format!("wss://{host}:{}/", dest.port())).await?;
                 self.adopt_websocket(ws, kind, dest, None)
             }
