@@ -330,10 +330,9 @@ pub fn branch_prefix(loop_hash: &str) -> String {
     format!("z9hG4bK-hf{loop_hash}-")
 }
 
-/// Where a URI can be reached without DNS: an IP literal (or `localhost`) host, its port
-/// (5060 if none, 5061 for `sips:`) and its `;transport=` (else TLS for `sips:`, else
-/// `default`). `None` for names that need DNS, for unknown transports, and for `sips:` over
-/// anything but TLS.
+/// Where a URI can be reached without DNS: an IP literal (or `localhost`) host, with the
+/// transport and port [`Uri::transport_and_port`] gives. `None` for names that need DNS, for
+/// unknown transports, and for `sips:` over a clear transport.
 pub fn resolve(uri: &Uri, default: TransportKind) -> Option<Flow> {
     if uri.scheme == "tel" {
         return None;
@@ -343,19 +342,10 @@ pub fn resolve(uri: &Uri, default: TransportKind) -> Option<Flow> {
     } else {
         parse_host_ip(&uri.host)?
     };
-    let sips = uri.scheme.eq_ignore_ascii_case("sips");
-    let transport = match uri.transport() {
-        None if sips => TransportKind::Tls,
-        None => default,
-        Some(t) => t.parse().ok()?,
-    };
-    if sips && !transport.is_secure() {
-        return None;
-    }
-    let port = if sips { SIPS_PORT } else { SIP_PORT };
+    let (transport, port) = uri.transport_and_port(default)?;
     Some(Flow {
         transport,
-        addr: SocketAddr::new(ip, uri.port.unwrap_or(port)),
+        addr: SocketAddr::new(ip, port),
     })
 }
 

@@ -873,26 +873,12 @@ impl Core {
     /// Where a URI points: its host and port, and its transport: `;transport=`, else TLS for
     /// a `sips:` URI (RFC 3261 §26.2.2), else ours.
     async fn resolve(&self, uri: &Uri) -> Result<(SocketAddr, TransportKind), AgentError> {
-        let sips = uri.scheme.eq_ignore_ascii_case("sips");
-        let kind = match uri.transport().map(|t| t.parse::<TransportKind>()) {
-            Some(Ok(TransportKind::Ws)) if self.cfg.transport == TransportKind::Wss => {
-                TransportKind::Wss
-            }
-            Some(Ok(TransportKind::Tcp)) if sips => TransportKind::Tls,
-            Some(Ok(kind)) => kind,
-            _ if sips && !self.cfg.transport.is_secure() => TransportKind::Tls,
-            _ => self.cfg.transport,
-        };
-        if sips && !kind.is_secure() {
-            return Err(AgentError::InvalidTarget(format!(
-                "{uri} needs TLS all the way, but this account talks {}",
-                self.cfg.transport.as_str()
-            )));
-        }
+        let (kind, port) = uri.transport_and_port(self.cfg.transport).ok_or_else(|| {
+            AgentError::InvalidTarget(format!(
+                "{uri}: its transport is not one we speak, or it needs TLS all the way"
+            ))
+        })?;
         let host = uri.host.trim_start_matches('[').trim_end_matches(']');
-        let port = uri
-            .port
-            .unwrap_or(if sips || kind.is_secure() { 5061 } else { 5060 });
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok((SocketAddr::new(ip, port), kind));
         }

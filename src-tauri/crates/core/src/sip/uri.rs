@@ -59,6 +59,37 @@ impl Uri {
             .map(|t| t.to_ascii_lowercase())
     }
 
+    /// How to reach this URI (RFC 3261 §18, §26.2; RFC 7118): the transport its
+    /// `;transport=` names (else TLS for `sips:`, else `default`) and its port (else 5061 on a
+    /// secure transport, 5060 otherwise). `ws` means WSS when `default` is WSS (RFC 7118
+    /// writes `ws` for both). `None` for a transport we do not speak, and for a `sips:` URI
+    /// over anything but TLS or WSS.
+    pub fn transport_and_port(
+        &self,
+        default: super::TransportKind,
+    ) -> Option<(super::TransportKind, u16)> {
+        use super::TransportKind as T;
+        let sips = self.scheme.eq_ignore_ascii_case("sips");
+        let named = match self.transport() {
+            None => None,
+            Some(t) => Some(t.parse::<T>().ok()?),
+        };
+        let kind = match (named, sips) {
+            (Some(T::Ws), _) if default == T::Wss => T::Wss,
+            (Some(T::Ws), true) => T::Wss,
+            (Some(T::Tcp) | None, true) => T::Tls,
+            (Some(kind), _) => kind,
+            (None, false) => default,
+        };
+        if sips && !kind.is_secure() {
+            return None;
+        }
+        let port = self
+            .port
+            .unwrap_or(if kind.is_secure() { 5061 } else { 5060 });
+        Some((kind, port))
+    }
+
     /// The `user@host` address of record form, without port, params or headers.
     pub fn aor(&self) -> String {
         match (&self.user, self.scheme.as_str()) {
@@ -483,6 +514,42 @@ impl FromStr for NameAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_uri_says_how_it_is_reached() {
+        use crate::sip::TransportKind as T;
+        let at = |u: &str, d: T| u.parse::<Uri>().unwrap().transport_and_port(d);
+        assert_eq!(
+            at("sip:a@h", T::Udp),
+            Some((T::Udp, 5060)),
+            "no transport: ours"
+        );
+        assert_eq!(
+            at("sips:a@h", T::Udp),
+            Some((T::Tls, 5061)),
+            "sips: means TLS, 5061"
+        );
+        assert_eq!(
+            at("sip:h;transport=tls", T::Udp),
+            Some((T::Tls, 5061)),
+            "TLS's port is 5061"
+        );
+        assert_eq!(
+            at("sip:h:8080;transport=ws", T::Wss),
+            Some((T::Wss, 8080)),
+            "ws on a WSS account is WSS"
+        );
+        assert_eq!(
+            at("sips:a@h;transport=udp", T::Udp),
+            None,
+            "sips: never over a clear transport"
+        );
+        assert_eq!(
+            at("sip:h;transport=sctp", T::Udp),
+            None,
+            "a transport we do not speak"
+        );
+    }
 
     #[test]
     fn sip_uri_round_trips_with_params_and_headers() {
