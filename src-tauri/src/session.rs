@@ -120,7 +120,7 @@ impl Session {
         agent_config.display_name = Some("You".into());
         let mailbox = switchboard
             .http_addr()
-            .map(|api| Mailbox::new(api, &token.to_string()));
+            .and_then(|api| Mailbox::new(api, &token).ok());
         let info = SessionInfo {
             user: DEMO_USER.into(),
             display_name: Some("You".into()),

@@ -46,7 +46,7 @@ pub enum Transport {
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum Secret {
-    /// A user access token `EXPIRY:USER:SIGNATURE`.
+    /// A user access token `EXPIRY:USER:SCOPE=PASSWORD[,…]`.
     Token {
         /// The token.
         token: String,

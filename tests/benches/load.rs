@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use hookflash_core::auth::{unix_now, Token};
+use hookflash_core::auth::{unix_now, Scope, Token};
 use hookflash_tests::procstat::{tree_cpu_seconds, tree_pss_kib};
 use tokio::process::{Child, Command};
 
@@ -131,6 +131,8 @@ async fn start_switchboard(dir: PathBuf) -> Server {
 /// this bench: tokens (`auth_ephemeral`) on REGISTER and on calls, Record-Route, in-memory
 /// location. Four UDP workers (Debian's default is eight; this machine has two cores).
 fn kamailio_cfg(port: u16, modules: &str) -> String {
+    // Kamailio holds the SIP scope's key only, as deploy/kamailio does.
+    let sip_key = hookflash_core::auth::scope_key(SECRET, hookflash_core::auth::Scope::Sip);
     format!(
         r#"#!KAMAILIO
 debug=1
@@ -152,7 +154,7 @@ loadmodule "usrloc.so"
 loadmodule "registrar.so"
 loadmodule "auth.so"
 loadmodule "auth_ephemeral.so"
-modparam("auth_ephemeral", "secret", "{SECRET}")
+modparam("auth_ephemeral", "secret", "{sip_key}")
 modparam("auth_ephemeral", "username_format", 1)
 modparam("usrloc", "db_mode", 0)
 modparam("usrloc", "hash_size", 14)
@@ -255,7 +257,8 @@ fn credentials_line(user: &str, contact: &str, expires: u32, expiry: u64) -> Str
     let token = Token::issue(SECRET, user, Duration::ZERO, expiry);
     format!(
         "{user};{}:{user};{};{DOMAIN};{contact};{expires}\n",
-        token.expiry, token.signature
+        token.expiry,
+        token.password(Scope::Sip).expect("issued with every scope")
     )
 }
 

@@ -103,8 +103,12 @@ pub fn baresip_dir(root: &Path, token: &str, outbound: &str, media: &str) -> Pat
          module_app\t\tctrl_tcp.so\n"
     );
     std::fs::write(dir.join("config"), config).expect("config");
-    // The token is the digest credential: user `EXPIRY:USER`, password the signature.
-    let (user, signature) = token.rsplit_once(':').expect("EXPIRY:USER:SIGNATURE");
+    // The token's SIP grant is the digest credential: user `EXPIRY:USER`, password the grant.
+    let token = hookflash_core::auth::Token::parse(token).expect("a token");
+    let user = token.sip_username();
+    let signature = token
+        .password(hookflash_core::auth::Scope::Sip)
+        .expect("the token opens SIP");
     // `direct:` instead of an outbound proxy: a client set up without one, whose address of
     // record names the server itself (a made-up domain would resolve nowhere).
     let account = match outbound.strip_prefix("direct:") {

@@ -231,7 +231,10 @@ impl Kamailio {
             command.args(["-u", &NOBODY.to_string(), "-g", &NOBODY.to_string()]);
         }
         let child = command
-            .env("HOOKFLASH_SECRET", SECRET)
+            .env(
+                "HOOKFLASH_SIP_KEY",
+                hookflash_core::auth::scope_key(SECRET, hookflash_core::auth::Scope::Sip),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -20,9 +20,9 @@ pub struct Coturn {
 }
 
 impl Coturn {
-    /// Start coturn in `dir` (created) checking TURN REST credentials against `secret`, and
-    /// wait until it listens.
-    pub async fn start(dir: &Path, secret: &str) -> Coturn {
+    /// Start coturn in `dir` (created) checking TURN REST credentials against `key` (the
+    /// TURN scope's key, `scope_key(secret, Scope::Turn)`), and wait until it listens.
+    pub async fn start(dir: &Path, key: &str) -> Coturn {
         std::fs::create_dir_all(dir).expect("coturn's directory");
         let port = free_port();
         // A range of its own per run, away from the ephemeral ports the kernel hands out.
@@ -35,7 +35,7 @@ impl Coturn {
             .arg(format!("--min-port={base}"))
             .arg(format!("--max-port={}", base + 49))
             .arg("--use-auth-secret")
-            .arg(format!("--static-auth-secret={secret}"))
+            .arg(format!("--static-auth-secret={key}"))
             .arg("--realm=hookflash.local")
             .args(["--no-tls", "--no-dtls", "--no-tcp-relay", "--no-cli"])
             // Both agents of a test are on loopback: let the relay reach them.

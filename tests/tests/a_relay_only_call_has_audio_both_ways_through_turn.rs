@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use hookflash_core::agent::TurnConfig;
+use hookflash_core::auth::{scope_key, Scope};
 use hookflash_core::call::{sub_code, CallState};
 use hookflash_tests::turn::Coturn;
 use hookflash_tests::{
@@ -38,7 +39,8 @@ async fn relayed(rig: &Rig, turn: &Coturn, user: &str, hz: f64) -> TestAgent {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_only_call_has_audio_both_ways_through_turn() {
     let rig = Rig::start().await;
-    let turn = Coturn::start(&dir("ok"), SECRET).await;
+    // coturn holds the TURN scope's key only, as a deployment gives it.
+    let turn = Coturn::start(&dir("ok"), &scope_key(SECRET, Scope::Turn)).await;
     let mut a = relayed(&rig, &turn, "alice", A_HZ).await;
     let mut b = relayed(&rig, &turn, "bob", B_HZ).await;
     let (a_call, b_call) = connect(&mut a, &mut b).await;
@@ -67,8 +69,10 @@ async fn a_relay_only_call_has_audio_both_ways_through_turn() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_usable_relay_a_relay_only_call_ends_with_the_media_failure() {
     let rig = Rig::start().await;
-    // A relay that shares no secret with the switchboard: every token is refused.
-    let turn = Coturn::start(&dir("refused"), "another secret").await;
+    // A relay keyed with the SIP scope's key: the tokens' TURN grants are signed with another
+    // key, so every one is refused (a SIP key opens no relay, and the SIP grant, which
+    // Kamailio sees, is no TURN password).
+    let turn = Coturn::start(&dir("refused"), &scope_key(SECRET, Scope::Sip)).await;
     let mut a = relayed(&rig, &turn, "alice", A_HZ).await;
     let mut b = relayed(&rig, &turn, "bob", B_HZ).await;
     let a_call = a

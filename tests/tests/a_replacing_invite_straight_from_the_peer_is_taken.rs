@@ -77,8 +77,11 @@ fn errors(dir: &Path) -> String {
 async fn an_invite_with_replaces_from_the_peer_itself_is_answered() {
     let rig = Rig::start().await;
     let mut carol = rig.agent("carol", 1000.0).await;
-    let token = rig.token("sam").to_string();
-    let (user, signature) = token.rsplit_once(':').expect("EXPIRY:USER:SIGNATURE");
+    let token = rig.token("sam");
+    let user = token.sip_username();
+    let signature = token
+        .password(hookflash_core::auth::Scope::Sip)
+        .expect("the token opens SIP");
     let dir = std::env::temp_dir().join(format!("hookflash-sipp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let (first_dir, second_dir) = (dir.join("call"), dir.join("replace"));
@@ -91,7 +94,7 @@ async fn an_invite_with_replaces_from_the_peer_itself_is_answered() {
         &first_dir,
         &server,
         &scenario("call_then_be_replaced.xml"),
-        &["-key", "callee", "carol", "-au", user, "-ap", signature],
+        &["-key", "callee", "carol", "-au", &user, "-ap", signature],
     );
     let first = carol.wait_incoming().await;
     carol

@@ -26,6 +26,8 @@ const PORT: u16 = 5070;
 
 /// A registrar and stateful proxy with ephemeral-token authentication.
 fn config(modules: &str) -> String {
+    // Kamailio holds the SIP scope's key only, as deploy/kamailio does.
+    let sip_key = hookflash_core::auth::scope_key(SECRET, hookflash_core::auth::Scope::Sip);
     format!(
         r#"#!KAMAILIO
 debug=2
@@ -47,7 +49,7 @@ loadmodule "usrloc.so"
 loadmodule "registrar.so"
 loadmodule "auth.so"
 loadmodule "auth_ephemeral.so"
-modparam("auth_ephemeral", "secret", "{SECRET}")
+modparam("auth_ephemeral", "secret", "{sip_key}")
 modparam("auth_ephemeral", "username_format", 1)
 request_route {{
     if (!mf_process_maxfwd_header("10")) {{

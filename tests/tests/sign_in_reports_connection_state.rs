@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use hookflash_core::auth::Token;
+use hookflash_core::agent::CallClient;
+use hookflash_core::auth::{Scope, Token};
 use hookflash_core::registration::{ConnectionReason, ConnectionState};
 use hookflash_core::sip::TransportKind;
 use hookflash_core::{agent::Credential, api::Event};
@@ -42,14 +43,13 @@ async fn good_token_connects_over_udp_and_tcp() {
 #[tokio::test]
 async fn wrong_signature_is_invalid_token_without_retry_storm() {
     let rig = Rig::start().await;
-    let mut token = rig.token("alice");
-    token.signature = Token::issue(
+    // alice's own expiry, signed by a secret the server does not hold.
+    let token = Token::issue(
         "another-secret",
         "alice",
         Duration::from_secs(600),
-        token.expiry - 600,
-    )
-    .signature;
+        rig.token("alice").expiry - 600,
+    );
     let (mut config, ears) = rig.config("alice", 440.0, TransportKind::Udp);
     config.credential = Credential::Token(token);
     let mut a = TestAgent::create("alice", config, ears).await;
@@ -68,6 +68,27 @@ async fn wrong_signature_is_invalid_token_without_retry_storm() {
         a.agent.connection_state(),
         ConnectionState::Disconnected,
         "still disconnected"
+    );
+}
+
+#[tokio::test]
+async fn a_token_that_does_not_open_sip_is_refused_when_the_agent_is_created() {
+    let rig = Rig::start().await;
+    let token = Token::issue_scoped(
+        SECRET,
+        "alice",
+        &[Scope::Turn, Scope::Api],
+        Duration::from_secs(600),
+        hookflash_core::auth::unix_now(),
+    );
+    let (mut config, _ears) = rig.config("alice", 440.0, TransportKind::Udp);
+    config.credential = Credential::Token(token);
+    let Err(e) = CallClient::new().create_call_agent(config).await else {
+        panic!("a token without the sip scope cannot sign in");
+    };
+    assert!(
+        e.to_string().contains("does not open SIP sign-in"),
+        "and the user is told why, before anything is sent: {e}"
     );
 }
 

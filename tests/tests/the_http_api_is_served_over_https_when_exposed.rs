@@ -25,20 +25,22 @@ async fn the_api_speaks_https_with_a_certificate_and_nothing_in_clear() {
     });
     let sb = Switchboard::start(config).await.expect("starts with TLS");
     let api = sb.http_addr().expect("serves the API");
-    let token = sb
-        .issue_token("alice", Duration::from_secs(600))
-        .to_string();
+    let token = sb.issue_token("alice", Duration::from_secs(600));
 
     let trusted =
         TlsClient::new("hookflash.local", std::slice::from_ref(&pki.ca)).expect("a client");
     let messages = Mailbox::new(api, &token)
+        .expect("the token opens the API")
         .with_tls(trusted)
         .messages()
         .await
         .expect("over HTTPS, with the authority trusted, alice lists her mailbox");
     assert!(messages.is_empty(), "and it is empty");
 
-    let clear = Mailbox::new(api, &token).messages().await;
+    let clear = Mailbox::new(api, &token)
+        .expect("the token opens the API")
+        .messages()
+        .await;
     assert!(
         clear.is_err(),
         "a clear-text request gets no answer from the HTTPS port: {clear:?}"
@@ -46,6 +48,7 @@ async fn the_api_speaks_https_with_a_certificate_and_nothing_in_clear() {
     let stranger = TlsClient::new("hookflash.local", &[]);
     if let Ok(stranger) = stranger {
         let e = Mailbox::new(api, &token)
+            .expect("the token opens the API")
             .with_tls(stranger)
             .messages()
             .await

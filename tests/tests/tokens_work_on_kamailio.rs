@@ -14,6 +14,8 @@ const SECRET: &str = "shared-with-kamailio";
 const DOMAIN: &str = "hookflash.local";
 
 fn config(port: u16, modules: &str) -> String {
+    // Kamailio holds the SIP scope's key only, as deploy/kamailio does.
+    let sip_key = hookflash_core::auth::scope_key(SECRET, hookflash_core::auth::Scope::Sip);
     format!(
         r#"#!KAMAILIO
 debug=2
@@ -33,7 +35,7 @@ loadmodule "usrloc.so"
 loadmodule "registrar.so"
 loadmodule "auth.so"
 loadmodule "auth_ephemeral.so"
-modparam("auth_ephemeral", "secret", "{SECRET}")
+modparam("auth_ephemeral", "secret", "{sip_key}")
 modparam("auth_ephemeral", "username_format", 1)
 request_route {{
     if (is_method("REGISTER")) {{

@@ -713,7 +713,7 @@ export type Role =
 
 /**  A credential as the user enters it. */
 export type Secret = 
-/**  A user access token `EXPIRY:USER:SIGNATURE`. */
+/**  A user access token `EXPIRY:USER:SCOPE=PASSWORD[,…]`. */
 { kind: "token"; 
 /**  The token. */
 token: string } | 

@@ -2,28 +2,36 @@
 //!
 //! # Tokens
 //!
-//! A user access token is the ephemeral credential of Kamailio `auth_ephemeral`
-//! (`username_format=1`) and of the TURN REST API:
+//! A user access token carries one grant per [`Scope`] it opens (SIP sign-in, TURN relays,
+//! the HTTP API). Each grant is the ephemeral credential of Kamailio `auth_ephemeral`
+//! (`username_format=1`) and of the TURN REST API, under that scope's own key:
 //!
 //! ```text
-//! username = "EXPIRY:USER"                      EXPIRY in unix seconds
-//! password = base64(HMAC-SHA1(secret, username)) standard alphabet, padded
-//! token    = "EXPIRY:USER:PASSWORD"             what a user is handed, one string
+//! key(SCOPE) = hex(HMAC-SHA1(secret, "hookflash-scope:" SCOPE))   see scope_key
+//! username   = "EXPIRY:USER"                                       EXPIRY in unix seconds
+//! password   = base64(HMAC-SHA1(key(SCOPE), username))             standard alphabet, padded
+//! token      = "EXPIRY:USER:sip=PASSWORD,turn=PASSWORD,api=PASSWORD"   one string per user
 //! ```
 //!
-//! The client never needs the secret: it answers digest challenges with
-//! [`Token::sip_username`] and [`Token::sip_password`]. The server recomputes the password
-//! from the username with [`ephemeral_password`] and checks the expiry.
+//! The client never needs a key: it answers SIP digest challenges with
+//! [`Token::sip_username`] and the `sip` password, gives a TURN server the same username
+//! and the `turn` password, and the HTTP API the token narrowed to `api` ([`Token::only`]).
+//! Each server recomputes its password from the username with [`ephemeral_password`] and
+//! its key, and checks the expiry.
 //!
 //! ```
-//! use hookflash_core::auth::{Token, AuthError};
+//! use hookflash_core::auth::{scope_key, AuthError, Scope, Token};
 //! use std::time::Duration;
 //!
-//! let t = Token::issue("s3cret", "alice", Duration::from_secs(3600), 1_700_000_000);
+//! let t = Token::issue_scoped("s3cret", "alice", &[Scope::Sip], Duration::from_secs(3600), 1_700_000_000);
 //! let parsed = Token::parse(&t.to_string()).unwrap();
 //! assert_eq!(parsed.sip_username(), "1700003600:alice");
-//! assert!(parsed.verify("s3cret", 1_700_000_000).is_ok());
-//! assert_eq!(parsed.verify("s3cret", 1_700_003_601), Err(AuthError::Expired));
+//! assert!(parsed.verify("s3cret", Scope::Sip, 1_700_000_000).is_ok());
+//! // Kamailio, holding only the SIP key, checks the same grant.
+//! let sip_key = scope_key("s3cret", Scope::Sip);
+//! assert!(parsed.verify_key(&sip_key, Scope::Sip, 1_700_000_000).is_ok());
+//! assert_eq!(parsed.verify("s3cret", Scope::Sip, 1_700_003_601), Err(AuthError::Expired));
+//! assert_eq!(parsed.verify("s3cret", Scope::Api, 1_700_000_000), Err(AuthError::OutOfScope(Scope::Api)));
 //! ```
 //!
 //! # Digest
@@ -46,7 +54,7 @@ use sha1::Sha1;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthError {
-    /// The token is not of the form `EXPIRY:USER:SIGNATURE` (the detail says why).
+    /// The token is not of the form `EXPIRY:USER:SCOPE=PASSWORD[,…]` (the detail says why).
     #[error("malformed token: {0}")]
     Malformed(String),
     /// The token's expiry lies in the past.
@@ -55,6 +63,9 @@ pub enum AuthError {
     /// The signature does not match the secret (tampered token, or another secret).
     #[error("bad token signature")]
     BadSignature,
+    /// The token does not open this service (it was issued for other scopes).
+    #[error("this token does not open {0}")]
+    OutOfScope(Scope),
     /// A `WWW-Authenticate` / `Authorization` header value could not be parsed.
     #[error("malformed authentication header: {0}")]
     MalformedHeader(String),
@@ -67,22 +78,80 @@ impl AuthError {
             AuthError::Malformed(_) => "auth.token_malformed",
             AuthError::Expired => "auth.token_expired",
             AuthError::BadSignature => "auth.bad_signature",
+            AuthError::OutOfScope(_) => "auth.out_of_scope",
             AuthError::MalformedHeader(_) => "auth.header_malformed",
         }
     }
 }
 
-/// An ephemeral user access token: `EXPIRY:USER:SIGNATURE`.
+/// What a token opens. Each scope is checked by its own service with its own key
+/// ([`scope_key`]), so a service that holds one key (Kamailio holds the SIP key, coturn the
+/// TURN key) can neither mint nor check grants for the others, and a grant shown to one
+/// service (a TURN credential is seen by every relay it is sent to) opens nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Scope {
+    /// Sign in over SIP: register, call, transfer, subscribe to message waiting.
+    Sip,
+    /// Relay media through TURN (the TURN REST scheme, `use-auth-secret`).
+    Turn,
+    /// The switchboard's HTTP API: the user's voicemail, greeting and forwarding rules.
+    Api,
+}
+
+impl Scope {
+    /// Every scope, in the order a token prints them.
+    pub const ALL: [Scope; 3] = [Scope::Sip, Scope::Turn, Scope::Api];
+
+    /// The scope's name in a token and on the command line: `sip`, `turn`, `api`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Sip => "sip",
+            Scope::Turn => "turn",
+            Scope::Api => "api",
+        }
+    }
+
+    /// The scope of a name ([`Scope::name`]), case-insensitive.
+    pub fn from_name(name: &str) -> Option<Scope> {
+        Scope::ALL
+            .into_iter()
+            .find(|s| s.name().eq_ignore_ascii_case(name))
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The key the service of `scope` checks grants with: lower-case hex of
+/// `HMAC-SHA1(secret, "hookflash-scope:" + name)`. The switchboard holds the secret and
+/// derives every key; a deployment hands each other server only its own key
+/// (`hookflash-switchboard key sip` for Kamailio's `auth_ephemeral`, `key turn` for coturn's
+/// `static-auth-secret`).
+pub fn scope_key(secret: &str, scope: Scope) -> String {
+    hex::encode(hmac_sha1(
+        secret.as_bytes(),
+        format!("hookflash-scope:{}", scope.name()).as_bytes(),
+    ))
+}
+
+/// An ephemeral user access token: `EXPIRY:USER:SCOPE=PASSWORD[,SCOPE=PASSWORD…]`.
 ///
-/// `Debug` hides the signature, which is the SIP password.
+/// Each grant's password is `base64(HMAC-SHA1(scope_key(secret, SCOPE), "EXPIRY:USER"))`:
+/// the `auth_ephemeral` / TURN REST password of `EXPIRY:USER` under that scope's key. A
+/// client hands each service only that service's grant ([`Token::password`],
+/// [`Token::only`]). `Debug` hides the passwords.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Token {
     /// When the token stops being valid, unix seconds.
     pub expiry: u64,
     /// The user name (never contains `:`).
     pub user: String,
-    /// `base64(HMAC-SHA1(secret, "EXPIRY:USER"))`; also the SIP digest password.
-    pub signature: String,
+    /// The grants, one per scope, sorted by scope.
+    grants: Vec<(Scope, String)>,
 }
 
 impl fmt::Debug for Token {
@@ -90,8 +159,8 @@ impl fmt::Debug for Token {
         f.debug_struct("Token")
             .field("expiry", &self.expiry)
             .field("user", &crate::privacy::redact(&self.user))
-            .field("signature", &"<redacted>")
-            .finish()
+            .field("scopes", &self.scopes().collect::<Vec<_>>())
+            .finish_non_exhaustive()
     }
 }
 
@@ -116,28 +185,46 @@ pub fn fold_user(user: &str) -> String {
 }
 
 impl Token {
-    /// Issue a token for `user`, valid for `ttl` from `now_unix`.
+    /// Issue a token for `user` that opens every scope, valid for `ttl` from `now_unix`.
     ///
     /// `user` should satisfy [`is_valid_user`]; a `:` in it would make the token unparseable.
     pub fn issue(secret: &str, user: &str, ttl: Duration, now_unix: u64) -> Token {
+        Token::issue_scoped(secret, user, &Scope::ALL, ttl, now_unix)
+    }
+
+    /// Issue a token for `user` that opens only `scopes`, valid for `ttl` from `now_unix`.
+    pub fn issue_scoped(
+        secret: &str,
+        user: &str,
+        scopes: &[Scope],
+        ttl: Duration,
+        now_unix: u64,
+    ) -> Token {
         let expiry = now_unix.saturating_add(ttl.as_secs());
-        let signature = ephemeral_password(secret, &format!("{expiry}:{user}"));
+        let username = format!("{expiry}:{user}");
+        let mut grants: Vec<(Scope, String)> = scopes
+            .iter()
+            .map(|&s| (s, ephemeral_password(&scope_key(secret, s), &username)))
+            .collect();
+        grants.sort();
+        grants.dedup_by_key(|g| g.0);
         Token {
             expiry,
             user: user.to_owned(),
-            signature,
+            grants,
         }
     }
 
-    /// Parse `EXPIRY:USER:SIGNATURE`. Checks the form only; see [`Token::verify`].
+    /// Parse `EXPIRY:USER:SCOPE=PASSWORD[,…]`. Checks the form only; see [`Token::verify`].
+    /// Grants for scopes this build does not know are skipped (a newer switchboard may issue
+    /// them); a token must carry at least one it knows.
     pub fn parse(s: &str) -> Result<Token, AuthError> {
         let s = s.trim();
         let mut parts = s.splitn(3, ':');
-        let (Some(expiry), Some(user), Some(signature)) =
-            (parts.next(), parts.next(), parts.next())
+        let (Some(expiry), Some(user), Some(grants)) = (parts.next(), parts.next(), parts.next())
         else {
             return Err(AuthError::Malformed(
-                "expected EXPIRY:USER:SIGNATURE".into(),
+                "expected EXPIRY:USER:SCOPE=PASSWORD".into(),
             ));
         };
         if expiry.is_empty() || !expiry.bytes().all(|b| b.is_ascii_digit()) {
@@ -149,34 +236,89 @@ impl Token {
         if user.is_empty() {
             return Err(AuthError::Malformed("empty USER".into()));
         }
-        if signature.is_empty()
-            || base64::engine::general_purpose::STANDARD
-                .decode(signature)
-                .is_err()
-        {
-            return Err(AuthError::Malformed("SIGNATURE is not base64".into()));
+        let mut parsed = Vec::new();
+        for grant in grants.split(',') {
+            let Some((name, password)) = grant.split_once('=') else {
+                return Err(AuthError::Malformed(
+                    "a grant is not SCOPE=PASSWORD (tokens without scopes are no longer \
+                     accepted: ask for a new one)"
+                        .into(),
+                ));
+            };
+            if password.is_empty()
+                || base64::engine::general_purpose::STANDARD
+                    .decode(password)
+                    .is_err()
+            {
+                return Err(AuthError::Malformed("PASSWORD is not base64".into()));
+            }
+            if let Some(scope) = Scope::from_name(name) {
+                if parsed.iter().any(|(s, _)| *s == scope) {
+                    return Err(AuthError::Malformed(format!("scope {scope} given twice")));
+                }
+                parsed.push((scope, password.to_owned()));
+            }
         }
+        if parsed.is_empty() {
+            return Err(AuthError::Malformed(
+                "the token opens nothing this app knows".into(),
+            ));
+        }
+        parsed.sort();
         Ok(Token {
             expiry,
             user: user.to_owned(),
-            signature: signature.to_owned(),
+            grants: parsed,
         })
     }
 
-    /// `EXPIRY:USER`: the digest username (Kamailio `auth_ephemeral`, `username_format=1`).
+    /// `EXPIRY:USER`: the digest username (Kamailio `auth_ephemeral`, `username_format=1`)
+    /// and the TURN REST username, whatever the scope.
     pub fn sip_username(&self) -> String {
         format!("{}:{}", self.expiry, self.user)
     }
 
-    /// The digest password: the signature.
-    pub fn sip_password(&self) -> &str {
-        &self.signature
+    /// The scopes this token opens.
+    pub fn scopes(&self) -> impl Iterator<Item = Scope> + '_ {
+        self.grants.iter().map(|(s, _)| *s)
     }
 
-    /// Check the signature against `secret`, then the expiry against `now_unix`.
-    pub fn verify(&self, secret: &str, now_unix: u64) -> Result<(), AuthError> {
-        let expected = ephemeral_password(secret, &self.sip_username());
-        if !ct_eq(expected.as_bytes(), self.signature.as_bytes()) {
+    /// Whether this token opens `scope`.
+    pub fn opens(&self, scope: Scope) -> bool {
+        self.password(scope).is_some()
+    }
+
+    /// The password of the `scope` grant (the SIP digest password for [`Scope::Sip`], the
+    /// TURN password for [`Scope::Turn`]), if the token opens it.
+    pub fn password(&self, scope: Scope) -> Option<&str> {
+        self.grants
+            .iter()
+            .find(|(s, _)| *s == scope)
+            .map(|(_, p)| p.as_str())
+    }
+
+    /// This token narrowed to `scope` alone: what to show the service of that scope, so it
+    /// learns nothing that opens another. `None` if the token does not open `scope`.
+    pub fn only(&self, scope: Scope) -> Option<Token> {
+        let password = self.password(scope)?;
+        Some(Token {
+            expiry: self.expiry,
+            user: self.user.clone(),
+            grants: vec![(scope, password.to_owned())],
+        })
+    }
+
+    /// Check the `scope` grant with the switchboard's `secret`: see [`Token::verify_key`].
+    pub fn verify(&self, secret: &str, scope: Scope, now_unix: u64) -> Result<(), AuthError> {
+        self.verify_key(&scope_key(secret, scope), scope, now_unix)
+    }
+
+    /// Check the `scope` grant against that scope's key ([`scope_key`]), then the expiry
+    /// against `now_unix`.
+    pub fn verify_key(&self, key: &str, scope: Scope, now_unix: u64) -> Result<(), AuthError> {
+        let password = self.password(scope).ok_or(AuthError::OutOfScope(scope))?;
+        let expected = ephemeral_password(key, &self.sip_username());
+        if !ct_eq(expected.as_bytes(), password.as_bytes()) {
             return Err(AuthError::BadSignature);
         }
         if now_unix > self.expiry {
@@ -188,7 +330,12 @@ impl Token {
 
 impl fmt::Display for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.expiry, self.user, self.signature)
+        write!(f, "{}:{}:", self.expiry, self.user)?;
+        for (i, (scope, password)) in self.grants.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            write!(f, "{sep}{scope}={password}")?;
+        }
+        Ok(())
     }
 }
 
@@ -640,26 +787,83 @@ mod tests {
         let p = Token::parse(&t.to_string()).expect("a printed token parses");
         assert_eq!(p, t, "print then parse is identity");
         assert_eq!(
+            p.scopes().collect::<Vec<_>>(),
+            Scope::ALL,
+            "an unscoped issue opens every scope"
+        );
+        assert_eq!(
             p.sip_username(),
             "1060:alice",
             "auth_ephemeral username form"
         );
-        assert_eq!(p.sip_password(), ephemeral_password("k", "1060:alice"));
         assert_eq!(
-            p.verify("k", 1060),
-            Ok(()),
-            "valid up to and including its expiry"
+            p.password(Scope::Sip),
+            Some(ephemeral_password(&scope_key("k", Scope::Sip), "1060:alice").as_str()),
+            "the SIP grant is auth_ephemeral's password under the SIP key"
+        );
+        for scope in Scope::ALL {
+            assert_eq!(
+                p.verify("k", scope, 1060),
+                Ok(()),
+                "{scope}: valid up to and including its expiry"
+            );
+        }
+        for scope in Scope::ALL {
+            let password = t.password(scope).unwrap();
+            assert!(
+                !format!("{t:?}").contains(password),
+                "Debug hides the {scope} password"
+            );
+        }
+    }
+
+    #[test]
+    fn each_scope_has_its_own_key_and_a_grant_opens_only_its_scope() {
+        let keys: std::collections::HashSet<String> =
+            Scope::ALL.iter().map(|&s| scope_key("k", s)).collect();
+        assert_eq!(keys.len(), 3, "no two services share a key");
+        assert!(!keys.contains("k"), "no service key is the secret itself");
+        let turn = Token::issue_scoped("k", "alice", &[Scope::Turn], Duration::from_secs(60), 1000);
+        assert_eq!(
+            turn.verify("k", Scope::Sip, 1000),
+            Err(AuthError::OutOfScope(Scope::Sip)),
+            "a TURN-only token does not sign in over SIP"
+        );
+        assert_eq!(
+            AuthError::OutOfScope(Scope::Sip).code(),
+            "auth.out_of_scope"
+        );
+        // A TURN grant relabelled as a SIP grant: the SIP key does not sign it.
+        let relabelled =
+            Token::parse(&turn.to_string().replace(":turn=", ":sip=")).expect("still well formed");
+        assert_eq!(
+            relabelled.verify("k", Scope::Sip, 1000),
+            Err(AuthError::BadSignature),
+            "a grant for one scope is no password for another"
+        );
+        let all = Token::issue("k", "alice", Duration::from_secs(60), 1000);
+        let api = all.only(Scope::Api).expect("the full token opens the API");
+        assert_eq!(
+            api.scopes().collect::<Vec<_>>(),
+            [Scope::Api],
+            "narrowed to one grant"
         );
         assert!(
-            !format!("{t:?}").contains(&t.signature),
-            "Debug hides the password"
+            !api.to_string().contains(all.password(Scope::Sip).unwrap()),
+            "what the API is shown holds no SIP password"
         );
+        assert_eq!(
+            api.verify("k", Scope::Api, 1000),
+            Ok(()),
+            "and still opens the API"
+        );
+        assert!(turn.only(Scope::Api).is_none(), "nothing to narrow to");
     }
 
     #[test]
     fn expired_token_is_refused() {
         let t = Token::issue("k", "alice", Duration::from_secs(60), 1000);
-        let err = t.verify("k", 1061).unwrap_err();
+        let err = t.verify("k", Scope::Sip, 1061).unwrap_err();
         assert_eq!(err, AuthError::Expired, "one second past expiry");
         assert_eq!(err.code(), "auth.token_expired", "stable code for the UI");
     }
@@ -670,19 +874,19 @@ mod tests {
         let mut forged = t.clone();
         forged.user = "mallory".into();
         assert_eq!(
-            forged.verify("k", 1000),
+            forged.verify("k", Scope::Sip, 1000),
             Err(AuthError::BadSignature),
             "user changed"
         );
         let mut later = t.clone();
         later.expiry += 3600;
         assert_eq!(
-            later.verify("k", 1000),
+            later.verify("k", Scope::Sip, 1000),
             Err(AuthError::BadSignature),
             "expiry extended"
         );
         assert_eq!(
-            t.verify("other", 1000),
+            t.verify("other", Scope::Sip, 1000),
             Err(AuthError::BadSignature),
             "other secret"
         );
@@ -695,16 +899,26 @@ mod tests {
             "",
             "abc",
             "1:alice",
-            "x:alice:c2ln",
-            "1::c2ln",
+            "x:alice:sip=c2ln",
+            "1::sip=c2ln",
             "1:alice:",
-            "1:alice:!!",
+            "1:alice:sip=!!",
+            "1:alice:sip=",
+            "1:alice:c2ln",
+            "1:alice:sip=c2ln,sip=c2ln",
+            "1:alice:chat=c2ln",
         ] {
             let e = Token::parse(bad).expect_err(bad);
             assert_eq!(e.code(), "auth.token_malformed", "{bad:?} is malformed");
         }
-        let t = Token::parse("5:bob:ab+/cw==").expect("base64 signatures may contain + / =");
+        let t = Token::parse("5:bob:api=ab+/cw==").expect("base64 passwords may contain + / =");
         assert_eq!(t.user, "bob");
+        let t = Token::parse("5:bob:chat=c2ln,sip=c2ln").expect("unknown scopes are skipped");
+        assert_eq!(
+            t.scopes().collect::<Vec<_>>(),
+            [Scope::Sip],
+            "only the known grant"
+        );
     }
 
     #[test]

@@ -1,14 +1,14 @@
 //! A client of a Hookflash switchboard's HTTP API: the user's own voicemail messages,
-//! forwarding rules and greeting (`docs/switchboard-api.md`), authenticated with the same
-//! user access token as SIP.
+//! forwarding rules and greeting (`docs/switchboard-api.md`), authenticated with the user's
+//! access token narrowed to its `api` grant (the API never sees the SIP or TURN password).
 //!
 //! Plain HTTP/1.1 over one short TCP connection per request (the API is on loopback, or
 //! behind a TLS proxy); every request is bounded by [`REQUEST_TIMEOUT`].
 //!
 //! ```no_run
-//! # async fn demo(api: std::net::SocketAddr, token: &str) -> Result<(), hookflash_core::mailbox::MailboxError> {
+//! # async fn demo(api: std::net::SocketAddr, token: &hookflash_core::auth::Token) -> Result<(), hookflash_core::mailbox::MailboxError> {
 //! use hookflash_core::mailbox::Mailbox;
-//! let mailbox = Mailbox::new(api, token);
+//! let mailbox = Mailbox::new(api, token)?;
 //! for message in mailbox.messages().await? {
 //!     println!("{} from {} ({} ms)", message.id, message.caller, message.duration_ms);
 //! }
@@ -23,6 +23,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{Scope, Token};
 use crate::error::ErrorCode;
 
 /// How long one API request may take, connection included.
@@ -101,6 +102,9 @@ pub enum MailboxError {
     /// The answer could not be understood.
     #[error("the voicemail service answered something unexpected: {0}")]
     Malformed(String),
+    /// The token does not open the API (it was issued without the `api` scope).
+    #[error("this sign-in does not open voicemail: the token has no api scope")]
+    NotPermitted,
 }
 
 impl MailboxError {
@@ -142,13 +146,15 @@ struct ApiError {
 }
 
 impl Mailbox {
-    /// The mailbox of the token's user on the API at `api`.
-    pub fn new(api: SocketAddr, token: &str) -> Mailbox {
-        Mailbox {
+    /// The mailbox of the token's user on the API at `api`; the API is shown only the
+    /// token's `api` grant. [`MailboxError::NotPermitted`] if the token has none.
+    pub fn new(api: SocketAddr, token: &Token) -> Result<Mailbox, MailboxError> {
+        let api_only = token.only(Scope::Api).ok_or(MailboxError::NotPermitted)?;
+        Ok(Mailbox {
             api,
-            authorization: format!("Bearer {token}"),
+            authorization: format!("Bearer {api_only}"),
             tls: None,
-        }
+        })
     }
 
     /// Speak HTTPS to the API, verifying its certificate with `client` (as SIP over TLS

@@ -17,7 +17,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hookflash_core::api::{parse_command_line, CommandEnvelope, Event};
-use hookflash_core::auth::{authorization, is_valid_user, Challenge, DigestResponse, Token};
+use hookflash_core::auth::{authorization, is_valid_user, Challenge, DigestResponse, Scope, Token};
 use hookflash_core::media::sdp::{audio_codecs, sdp_direction};
 use hookflash_core::media::{Codec, MediaProfile, MediaSession};
 use hookflash_core::sip::{next_stream_frame, Message, NameAddr, StreamFrame, Uri, Via};
@@ -608,7 +608,10 @@ fn token(data: &[u8]) {
             Some(&t),
             "a token we read prints back the same"
         );
-        let _ = (t.verify("secret", 1_700_000_000), t.sip_username());
+        for scope in Scope::ALL {
+            let _ = (t.verify("secret", scope, 1_700_000_000), t.only(scope));
+        }
+        let _ = t.sip_username();
     }
     let user = s.trim();
     if is_valid_user(user) {
@@ -616,7 +619,9 @@ fn token(data: &[u8]) {
         let back = Token::parse(&t.to_string())
             .unwrap_or_else(|e| panic!("the token we issue for {user:?} reads: {e:?}"));
         assert!(
-            back.verify("secret", 1_700_000_030).is_ok(),
+            Scope::ALL
+                .iter()
+                .all(|&scope| back.verify("secret", scope, 1_700_000_030).is_ok()),
             "the token we issue for {user:?} verifies"
         );
     }

@@ -12,7 +12,9 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hookflash_core::auth::{ephemeral_password, fold_user, Challenge, DigestResponse};
+use hookflash_core::auth::{
+    ephemeral_password, fold_user, scope_key, Challenge, DigestResponse, Scope,
+};
 use hookflash_core::privacy::redact;
 use hookflash_core::sip::{
     escape_uri_header, new_tag, Message, Method, NameAddr, Request, Response, TransportKind, Uri,
@@ -333,6 +335,8 @@ enum Hops {
 pub struct Engine {
     local: Local,
     secret: String,
+    /// The key of the SIP scope: what a token's `sip` grant is signed with.
+    sip_key: String,
     nonces: NonceKey,
     /// Marks our Record-Routes, so that only routes we made are followed.
     marks: DialogMarks,
@@ -399,6 +403,7 @@ impl Engine {
         Engine {
             local,
             secret: secret.to_owned(),
+            sip_key: scope_key(secret, Scope::Sip),
             nonces: NonceKey::new(secret),
             marks: DialogMarks::new(secret),
             users,
@@ -884,8 +889,9 @@ impl Engine {
             .split_once(':')
             .filter(|(e, _)| !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit()));
         if let Some((expiry, user)) = token {
-            // Kamailio auth_ephemeral: the password is derived from the username and secret.
-            let password = ephemeral_password(&self.secret, &d.username);
+            // Kamailio auth_ephemeral: the password is derived from the username and the key
+            // of the SIP scope, so only a token's `sip` grant signs in here.
+            let password = ephemeral_password(&self.sip_key, &d.username);
             if !d.verify(method, &password) {
                 warn!(user = %redact(user), "token credentials refused: bad signature");
                 return AuthOutcome::Forbidden("Forbidden");
@@ -2440,7 +2446,7 @@ CSeq: 1 ACK\r\n\r\n"
                 method,
                 ruri,
                 &token.sip_username(),
-                token.sip_password(),
+                token.password(Scope::Sip).expect("the token opens SIP"),
                 1,
                 "cn",
             );
@@ -2938,7 +2944,7 @@ From: <sip:bob@hookflash.local>;tag=1\r\nTo: <sip:bob@hookflash.local>\r\nCall-I
             "REGISTER",
             "sip:hookflash.local",
             &token.sip_username(),
-            token.sip_password(),
+            token.password(Scope::Sip).expect("the token opens SIP"),
             1,
             "cn",
         );
@@ -2957,6 +2963,52 @@ From: <sip:bob@hookflash.local>;tag=1\r\nTo: <sip:bob@hookflash.local>\r\nCall-I
         assert!(
             ch.stale,
             "with stale=true, so the client retries without asking the user"
+        );
+    }
+
+    #[test]
+    fn only_a_tokens_sip_grant_signs_in_over_sip() {
+        let mut rig = Rig::new();
+        let reg = |auth: &str, branch: &str| {
+            format!(
+                "REGISTER sip:hookflash.local SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:4000;branch=z9hG4bK{branch}\r\n\
+From: <sip:bob@hookflash.local>;tag=1\r\nTo: <sip:bob@hookflash.local>\r\nCall-ID: r\r\nCSeq: 1 REGISTER\r\n\
+Contact: <sip:bob@127.0.0.1:4000>\r\n{auth}\r\n"
+            )
+        };
+        let token = Token::issue(SECRET, "bob", Duration::from_secs(3600), UNIX0);
+        let mut answers = Vec::new();
+        for (i, scope) in [Scope::Turn, Scope::Api, Scope::Sip]
+            .into_iter()
+            .enumerate()
+        {
+            let out = rig.input(&reg("", &format!("c{i}")), flow(4000));
+            let Message::Response(r) = &out[0].message else {
+                panic!("a response")
+            };
+            let ch: Challenge = r.headers.get("WWW-Authenticate").unwrap().parse().unwrap();
+            let value = authorization(
+                &ch,
+                "REGISTER",
+                "sip:hookflash.local",
+                &token.sip_username(),
+                token.password(scope).expect("the token opens every scope"),
+                1,
+                "cn",
+            );
+            let out = rig.input(
+                &reg(&format!("Authorization: {value}\r\n"), &format!("a{i}")),
+                flow(4000),
+            );
+            let Message::Response(r) = &out[0].message else {
+                panic!("a response")
+            };
+            answers.push((scope, r.status));
+        }
+        assert_eq!(
+            answers,
+            [(Scope::Turn, 403), (Scope::Api, 403), (Scope::Sip, 200)],
+            "the TURN and API grants (seen by relays and web servers) are no SIP password"
         );
     }
 

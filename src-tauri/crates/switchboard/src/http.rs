@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use hookflash_core::auth::{ct_eq, fold_user, ha1, unix_now, Token};
+use hookflash_core::auth::{ct_eq, fold_user, ha1, unix_now, Scope, Token};
 use hookflash_core::privacy::redact;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -525,8 +525,8 @@ fn claimed_user(headers: &HeaderMap) -> String {
     fold_user(&user)
 }
 
-/// The user of a request: `Authorization: Bearer EXPIRY:USER:SIGNATURE` (a token, verified
-/// like a SIP token) or `Basic` with a database user's password.
+/// The user of a request: `Authorization: Bearer EXPIRY:USER:api=PASSWORD` (a token's `api`
+/// grant; a token without one is refused) or `Basic` with a database user's password.
 async fn authenticate(api: &Arc<Api>, headers: &HeaderMap) -> Result<String, ApiError> {
     let value = headers
         .get(header::AUTHORIZATION)
@@ -538,7 +538,7 @@ async fn authenticate(api: &Arc<Api>, headers: &HeaderMap) -> Result<String, Api
     let rest = rest.trim();
     let user = if scheme.eq_ignore_ascii_case("Bearer") {
         let token = Token::parse(rest).map_err(|_| ApiError::unauthorized("malformed token"))?;
-        match token.verify(&api.secret, unix_now()) {
+        match token.verify(&api.secret, Scope::Api, unix_now()) {
             Ok(()) => fold_user(&token.user),
             Err(e) => {
                 warn!(user = %redact(&token.user), code = e.code(), "HTTP token refused");

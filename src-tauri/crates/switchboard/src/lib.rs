@@ -43,8 +43,10 @@
 //!   is MD5 with `qop=auth`. Nonces are stateless, HMAC-signed and carry their issue time; after
 //!   5 minutes they are answered with a new challenge carrying `stale=true`.
 //! - A digest username of the form `EXPIRY:USER` (digits, colon, user) is a token: its
-//!   password must be `base64(HMAC-SHA1(secret, "EXPIRY:USER"))` and `EXPIRY` must not be past,
-//!   exactly like Kamailio `auth_ephemeral` with `username_format=1`. Any other username is a
+//!   password must be the token's `sip` grant, `base64(HMAC-SHA1(key, "EXPIRY:USER"))` with
+//!   `key` the SIP scope's key (`hookflash_core::auth::scope_key`), and `EXPIRY` must not be
+//!   past, exactly like Kamailio `auth_ephemeral` with `username_format=1` and that key as its
+//!   secret. Any other username is a
 //!   database user whose stored HA1 (`MD5(user:realm:password)`) must verify.
 //! - The authenticated user must be the To user of a REGISTER and the From user of a proxied
 //!   request, else `403 Identity Mismatch`.
@@ -185,8 +187,8 @@
 //!
 //! With [`Config::http_port`] set (`Config::local` picks a port; see
 //! [`SwitchboardHandle::http_addr`]) a small JSON API serves each user their own data,
-//! authenticated with `Authorization: Bearer EXPIRY:USER:SIGNATURE` (a token, verified like
-//! a SIP token) or HTTP `Basic` with a database user's password. No path names a user, so a
+//! authenticated with `Authorization: Bearer EXPIRY:USER:api=PASSWORD` (a token's `api`
+//! grant: a token issued without that scope is refused) or HTTP `Basic` with a database user's password. No path names a user, so a
 //! user only ever reaches their own mailbox: another user's message id is `404`.
 //!
 //! | request | answer |
@@ -283,7 +285,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookflash_core::auth::{unix_now, Token};
+use hookflash_core::auth::{unix_now, Scope, Token};
 use hookflash_core::sip::{Transport, TransportKind};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
@@ -585,9 +587,14 @@ impl SwitchboardHandle {
         &self.domain
     }
 
-    /// Issue a token for `user`, valid for `ttl` from now, signed with the secret.
+    /// Issue a token for `user` that opens every scope, valid for `ttl` from now.
     pub fn issue_token(&self, user: &str, ttl: Duration) -> Token {
         Token::issue(&self.secret, user, ttl, unix_now())
+    }
+
+    /// Issue a token for `user` that opens only `scopes`, valid for `ttl` from now.
+    pub fn issue_scoped_token(&self, user: &str, scopes: &[Scope], ttl: Duration) -> Token {
+        Token::issue_scoped(&self.secret, user, scopes, ttl, unix_now())
     }
 
     /// The user database.

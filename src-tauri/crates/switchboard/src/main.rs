@@ -4,7 +4,8 @@
 //! hookflash-switchboard serve [--bind 127.0.0.1] [--port 5060] [--domain D] [--secret S] [--db PATH]
 //!                             [--data-dir DIR] [--http-port 8080] [--voicemail-max 2m]
 //!                             [--voicemail-registrar HOST:PORT]
-//! hookflash-switchboard token USER [--ttl 1h]
+//! hookflash-switchboard token USER [--ttl 1h] [--scope sip,turn,api]
+//! hookflash-switchboard key sip|turn|api
 //! hookflash-switchboard users add USER [--password P | --password-stdin]
 //! hookflash-switchboard users list
 //! hookflash-switchboard users remove USER
@@ -32,7 +33,7 @@ use std::process::ExitCode;
 use hookflash_core::sip::TransportKind;
 
 use clap::{Parser, Subcommand};
-use hookflash_core::auth::{is_valid_user, unix_now, Token};
+use hookflash_core::auth::{is_valid_user, scope_key, unix_now, Scope, Token};
 use hookflash_switchboard::{
     parse_duration, Config, FileConfig, ForwardTarget, ForwardTo, NoAnswer, Rules, Switchboard,
     SwitchboardError, UserStore, DEFAULT_DOMAIN,
@@ -118,6 +119,17 @@ enum Command {
         /// How long it is valid: 30s, 10m, 1h, 7d.
         #[arg(long, default_value = "1h", value_name = "DURATION")]
         ttl: String,
+        /// What it opens, comma-separated: sip (sign in and call), turn (media relays),
+        /// api (voicemail and forwarding rules over HTTP).
+        #[arg(long, default_value = "sip,turn,api", value_name = "SCOPES")]
+        scope: String,
+    },
+    /// Print the key another server checks one scope's grants with: `sip` for Kamailio's
+    /// auth_ephemeral (HOOKFLASH_SIP_KEY in deploy/kamailio), `turn` for coturn's
+    /// static-auth-secret. Neither opens the other scopes or mints tokens for them.
+    Key {
+        /// sip, turn or api.
+        scope: String,
     },
     /// Manage the user database.
     Users {
@@ -233,6 +245,15 @@ fn settings(cli: &Cli) -> Result<Settings, SwitchboardError> {
         db: cli.db.clone().or_else(|| file.db.clone()),
         secret,
         file,
+    })
+}
+
+/// A scope named on the command line.
+fn parse_scope(name: &str) -> Result<Scope, SwitchboardError> {
+    Scope::from_name(name.trim()).ok_or_else(|| {
+        SwitchboardError::Config(format!(
+            "unknown scope {name:?}: give sip, turn or api (comma-separated for a token)"
+        ))
     })
 }
 
@@ -404,13 +425,21 @@ fn run(cli: Cli) -> Result<ExitCode, SwitchboardError> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Token { user, ttl } => {
+        Command::Token { user, ttl, scope } => {
             if !is_valid_user(&user) {
                 return Err(SwitchboardError::InvalidUser(user));
             }
             let ttl = parse_duration(&ttl)?;
-            let token = Token::issue(&need_secret(&s)?, &user, ttl, unix_now());
+            let scopes = scope
+                .split(',')
+                .map(parse_scope)
+                .collect::<Result<Vec<_>, _>>()?;
+            let token = Token::issue_scoped(&need_secret(&s)?, &user, &scopes, ttl, unix_now());
             println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Key { scope } => {
+            println!("{}", scope_key(&need_secret(&s)?, parse_scope(&scope)?));
             Ok(ExitCode::SUCCESS)
         }
         Command::Users { action } => {

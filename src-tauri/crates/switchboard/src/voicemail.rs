@@ -41,7 +41,7 @@ use hookflash_core::audio::{
     AudioSink, AudioSource, DeviceError, NullSink, SilenceSource, WavFileSink, WavFileSource,
     SAMPLE_RATE,
 };
-use hookflash_core::auth::{unix_now, Token};
+use hookflash_core::auth::{unix_now, Scope, Token};
 use hookflash_core::call::CallState;
 use hookflash_core::privacy::redact;
 use hookflash_core::sip::{TransportKind, Uri};
@@ -277,7 +277,14 @@ impl Voicemail {
             let _ = setup.commands.send(Command::MailboxChanged(owner));
         }
         let plans: Plans = Arc::default();
-        let token = Token::issue(&setup.secret, VOICEMAIL_USER, TOKEN_TTL, unix_now());
+        // It only signs in over SIP: no relay, and the API refuses it anyway.
+        let token = Token::issue_scoped(
+            &setup.secret,
+            VOICEMAIL_USER,
+            &[Scope::Sip],
+            TOKEN_TTL,
+            unix_now(),
+        );
         let mut config = AgentConfig::new(setup.server, &setup.domain, Credential::Token(token));
         config.transport = TransportKind::Udp;
         config.bind_ip = setup.bind_ip;

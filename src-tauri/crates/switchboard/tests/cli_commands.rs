@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use common::*;
-use hookflash_core::auth::{unix_now, Token};
+use hookflash_core::auth::{scope_key, unix_now, Scope, Token};
 use hookflash_core::sip::TransportKind;
 
 fn bin() -> Command {
@@ -47,10 +47,12 @@ fn token_command_prints_a_token_that_verifies() {
     );
     let token = Token::parse(out.trim()).expect("stdout is exactly one token");
     assert_eq!(token.user, "alice", "issued for the named user");
-    assert!(
-        token.verify("s3", unix_now()).is_ok(),
-        "signed with the given secret"
-    );
+    for scope in Scope::ALL {
+        assert!(
+            token.verify("s3", scope, unix_now()).is_ok(),
+            "{scope}: by default a token opens every scope, signed with the given secret"
+        );
+    }
     let ttl = token.expiry.saturating_sub(unix_now());
     assert!(
         (3590..=3600).contains(&ttl),
@@ -65,7 +67,7 @@ fn token_command_prints_a_token_that_verifies() {
     );
     let token = Token::parse(out.trim()).expect("a token");
     assert!(
-        token.verify("env-secret", unix_now()).is_ok(),
+        token.verify("env-secret", Scope::Sip, unix_now()).is_ok(),
         "HOOKFLASH_SECRET is used"
     );
 
@@ -80,6 +82,56 @@ fn token_command_prints_a_token_that_verifies() {
         .output()
         .unwrap();
     assert!(!out.status.success(), "a user with ':' cannot have a token");
+}
+
+#[test]
+fn a_token_opens_only_the_scopes_asked_for_and_each_server_gets_only_its_key() {
+    let out = run_ok(
+        bin().args(["token", "alice", "--scope", "sip,api", "--secret", "s3"]),
+        "token with --scope",
+    );
+    let token = Token::parse(out.trim()).expect("stdout is exactly one token");
+    assert_eq!(
+        token.scopes().collect::<Vec<_>>(),
+        [Scope::Sip, Scope::Api],
+        "exactly the scopes asked for"
+    );
+    assert!(
+        token.verify("s3", Scope::Turn, unix_now()).is_err(),
+        "no TURN grant in a sip,api token"
+    );
+    let out = bin()
+        .args(["token", "alice", "--scope", "sip,chat", "--secret", "s3"])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success() && out.stdout.is_empty(),
+        "an unknown scope is an error, not a token that opens less than asked"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown scope"),
+        "and says why: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let sip_key = run_ok(bin().args(["key", "sip", "--secret", "s3"]), "key sip");
+    assert_eq!(
+        sip_key.trim(),
+        scope_key("s3", Scope::Sip),
+        "the key Kamailio's auth_ephemeral is given"
+    );
+    assert!(
+        token
+            .verify_key(sip_key.trim(), Scope::Sip, unix_now())
+            .is_ok(),
+        "which checks the token's SIP grant without the secret"
+    );
+    let turn_key = run_ok(bin().args(["key", "turn", "--secret", "s3"]), "key turn");
+    assert_ne!(turn_key, sip_key, "coturn's key is another one");
+    assert!(
+        !sip_key.contains("s3") && !turn_key.contains("s3"),
+        "no key gives the secret away"
+    );
 }
 
 #[test]

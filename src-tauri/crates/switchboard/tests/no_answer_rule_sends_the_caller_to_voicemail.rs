@@ -10,6 +10,7 @@ use common::agents::{agent, contains_tone, wait_messages};
 use common::http::{bearer, request};
 use common::*;
 use hookflash_core::audio::{WavFileSource, SAMPLE_RATE};
+use hookflash_core::auth::Scope;
 use hookflash_core::call::CallState;
 use hookflash_switchboard::{ForwardTarget, NoAnswer, Rules};
 
@@ -132,11 +133,37 @@ async fn unanswered_call_goes_to_voicemail_and_the_message_is_served_to_its_owne
         http,
         "GET",
         "/api/voicemail",
-        Some("Bearer 1:carol:AAAA"),
+        Some("Bearer 1:carol:api=AAAA"),
         b"",
     )
     .await;
     assert_eq!(r.status, 401, "a forged or expired token is refused");
+    let sip_and_turn = sb.issue_scoped_token(
+        "carol",
+        &[Scope::Sip, Scope::Turn],
+        Duration::from_secs(600),
+    );
+    let r = request(
+        http,
+        "GET",
+        "/api/voicemail",
+        Some(&bearer(&sip_and_turn)),
+        b"",
+    )
+    .await;
+    assert_eq!(
+        r.status, 401,
+        "carol's own valid token without the api scope opens no mailbox"
+    );
+    let api_only = sb
+        .issue_token("carol", Duration::from_secs(600))
+        .only(Scope::Api)
+        .expect("a full token opens the API");
+    let r = request(http, "GET", "/api/voicemail", Some(&bearer(&api_only)), b"").await;
+    assert_eq!(
+        r.status, 200,
+        "the api grant alone is enough: the API never needs the SIP password"
+    );
     let r = request(http, "GET", "/api/voicemail", Some(&bob_auth), b"").await;
     assert_eq!(r.status, 200, "bob may list his own mailbox");
     assert_eq!(

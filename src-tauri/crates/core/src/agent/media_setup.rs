@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use super::Credential;
 use super::{sub_code, CallEndReason, Core, Purpose, Retransmit, ALLOW, T1};
 use crate::api::Event;
+use crate::auth::Scope;
 use crate::call::CallInput;
 use crate::error::AgentError;
 use crate::media::{IceServer, MediaConfig, MediaEvent, MediaProfile, MediaSession};
@@ -60,7 +61,11 @@ impl Core {
         };
         let (username, credential) = match (&turn.credentials, &self.cfg.credential) {
             (Some((u, p)), _) => (u.clone(), p.clone()),
-            (None, Credential::Token(t)) => (t.sip_username(), t.sip_password().to_owned()),
+            (None, Credential::Token(t)) => (
+                t.sip_username(),
+                // Checked when the agent is created: TURN without credentials needs this grant.
+                t.password(Scope::Turn).unwrap_or_default().to_owned(),
+            ),
             // Refused when the agent was created.
             (None, Credential::Password { .. }) => return (Vec::new(), turn.relay_only),
         };

@@ -29,7 +29,7 @@ use tokio::time::Instant;
 
 use crate::api::{CallSummary, CallerInfo, Command, CommandEnvelope, Event, TransferRequest};
 use crate::audio::{AudioSink, AudioSource, DeviceError, DeviceSpec};
-use crate::auth::{self, Challenge, Token};
+use crate::auth::{self, Challenge, Scope, Token};
 use crate::call::{
     has_sdp, sub_code, CallDirection, CallEndReason, CallInput, CallMachine, CallOp, CallState,
     Dialog,
@@ -80,7 +80,8 @@ pub fn sink_from_spec(spec: DeviceSpec) -> SinkFactory {
 /// How the agent signs in.
 #[derive(Debug, Clone)]
 pub enum Credential {
-    /// A user access token `EXPIRY:USER:SIGNATURE` (DESIGN §2).
+    /// A user access token `EXPIRY:USER:SCOPE=PASSWORD[,…]` (DESIGN §2; [`Token`]); it must
+    /// open the `sip` scope.
     Token(Token),
     /// A SIP user name and password.
     Password {
@@ -116,7 +117,8 @@ impl Credential {
 
     fn auth_password(&self) -> &str {
         match self {
-            Credential::Token(t) => t.sip_password(),
+            // Checked when the agent is created: a token without the SIP grant is refused.
+            Credential::Token(t) => t.password(Scope::Sip).unwrap_or_default(),
             Credential::Password { password, .. } => password,
         }
     }
@@ -258,16 +260,27 @@ impl CallClient {
     /// Bind the SIP transport, start registering, and hand back the agent.
     pub async fn create_call_agent(&self, config: AgentConfig) -> Result<CallAgent, AgentError> {
         let mut config = config;
+        if let Credential::Token(t) = &config.credential {
+            if !t.opens(Scope::Sip) {
+                return Err(AgentError::InvalidCredential(
+                    "this token does not open SIP sign-in: ask for one issued with the sip \
+                     scope"
+                        .into(),
+                ));
+            }
+        }
         if let Some(turn) = &config.turn {
             if let Some(bad) = turn.urls.iter().find(|u| !u.starts_with("turn:")) {
                 return Err(AgentError::Media(format!(
                     "TURN server {bad:?}: give turn:HOST:PORT (UDP relays)"
                 )));
             }
-            if turn.credentials.is_none() && !matches!(config.credential, Credential::Token(_)) {
+            let token_opens_turn =
+                matches!(&config.credential, Credential::Token(t) if t.opens(Scope::Turn));
+            if turn.credentials.is_none() && !token_opens_turn {
                 return Err(AgentError::InvalidCredential(
-                    "TURN needs a user name and password of its own when signing in without a \
-                     token"
+                    "TURN needs a user name and password of its own, or a token that opens \
+                     turn"
                         .into(),
                 ));
             }

@@ -42,7 +42,7 @@ struct Args {
     /// The SIP domain.
     #[arg(long, default_value = "hookflash.local")]
     domain: String,
-    /// A user access token EXPIRY:USER:SIGNATURE (or env HOOKFLASH_TOKEN).
+    /// A user access token EXPIRY:USER:SCOPE=PASSWORD,... (or env HOOKFLASH_TOKEN).
     #[arg(long, env = "HOOKFLASH_TOKEN", conflicts_with = "user")]
     token: Option<String>,
     /// A SIP user name (with --password) instead of a token.

@@ -8,7 +8,7 @@ pub mod http;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use hookflash_core::auth::{authorization, Challenge, Token};
+use hookflash_core::auth::{authorization, Challenge, Scope, Token};
 use hookflash_core::sip::{
     new_branch, new_call_id, new_tag, Message, Method, NameAddr, Request, Response, Transport,
     TransportEvent, TransportKind, Uri,
@@ -133,7 +133,10 @@ impl Ua {
             Some(p) => (self.user.clone(), p.clone()),
             None => (
                 self.token.sip_username(),
-                self.token.sip_password().to_owned(),
+                self.token
+                    .password(Scope::Sip)
+                    .expect("the token opens SIP")
+                    .to_owned(),
             ),
         }
     }
