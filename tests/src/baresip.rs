@@ -37,7 +37,8 @@ pub const BARESIP_HZ: f64 = 880.0;
 /// A baresip configuration directory: config, accounts, its voice (a tone at the rate of the
 /// first codec in `media`, as its `aufile` source wants) and where `sndfile` records what it
 /// hears. `outbound` is the outbound proxy (`host:port`), or `direct:host:port` for a client
-/// without one, registered to that server by address.
+/// without one, registered to that server by address, or `trunk:USER@DOMAIN` for a server of
+/// another domain that registers nowhere and takes calls for that address (`token` unused).
 pub fn baresip_dir(root: &Path, token: &str, outbound: &str, media: &str) -> PathBuf {
     // One directory per media setting, with a short name: baresip 1.0's sndfile cuts the
     // paths of its recordings at about 100 characters.
@@ -103,6 +104,11 @@ pub fn baresip_dir(root: &Path, token: &str, outbound: &str, media: &str) -> Pat
          module_app\t\tctrl_tcp.so\n"
     );
     std::fs::write(dir.join("config"), config).expect("config");
+    if let Some(aor) = outbound.strip_prefix("trunk:") {
+        let account = format!("<sip:{aor}>;regint=0;answermode=auto;{media}\n");
+        std::fs::write(dir.join("accounts"), account).expect("accounts");
+        return dir;
+    }
     // The token's SIP grant is the digest credential: user `EXPIRY:USER`, password the grant.
     let token = hookflash_core::auth::Token::parse(token).expect("a token");
     let user = token.sip_username();
@@ -259,20 +265,17 @@ pub async fn recorded_agent(
     sb.agent(user, &args).await
 }
 
-/// baresip (the account in `dir`) dials Alice, who answers by herself, talks for its `-t`
-/// 8 s and hangs up: returns Alice's call, once it ended with baresip's BYE (sub-code 1001).
+/// baresip (the account in `dir`) dials Alice at `uri`, who answers by herself, talks for
+/// its `-t` 8 s and hangs up: returns Alice's call, once it ended with baresip's BYE
+/// (sub-code 1001).
 pub async fn baresip_calls_alice(
     ns: &crate::netns::Netns,
     dir: &Path,
+    uri: &str,
     alice: &mut crate::process::AgentProcess,
 ) -> String {
-    let (mut caller, _) = baresip(
-        ns,
-        dir,
-        &["-t", "8", "-e", "/dial sip:alice@hookflash.local"],
-        "Call established",
-    )
-    .await;
+    let dial = format!("/dial {uri}");
+    let (mut caller, _) = baresip(ns, dir, &["-t", "8", "-e", &dial], "Call established").await;
     let call = alice.state("Connected").await;
     alice
         .next("audio from baresip", |v| v["event"] == "remoteAudioStarted")

@@ -134,7 +134,7 @@ async fn baresip_and_hookflash_call_hold_send_dtmf_and_transfer() {
     // baresip calls Hookflash (which answers automatically): we answer baresip's offer.
     let mut alice =
         recorded_agent(&sb, "alice", 440, &root.join("alice-in-{call}.wav"), true).await;
-    let call = baresip_calls_alice(&ns, &dir, &mut alice).await;
+    let call = baresip_calls_alice(&ns, &dir, "sip:alice@hookflash.local", &mut alice).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let heard = wav(&root.join(format!("alice-in-{call}.wav")));
     assert!(

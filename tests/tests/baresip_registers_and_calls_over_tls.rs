@@ -86,7 +86,7 @@ async fn baresip_registers_over_tls_and_calls_both_ways_with_audio() {
     // baresip (TLS) calls Hookflash (UDP), which answers by itself.
     let mut alice =
         recorded_agent(&sb, "alice", 440, &root.join("alice-in-{call}.wav"), true).await;
-    let call = baresip_calls_alice(&ns, &dir, &mut alice).await;
+    let call = baresip_calls_alice(&ns, &dir, "sip:alice@hookflash.local", &mut alice).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let heard = wav(&root.join(format!("alice-in-{call}.wav")));
     assert!(

@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use hookflash_core::sip::TransportKind;
+
+use crate::routing::Flow;
+pub use crate::routing::Trunk;
 use crate::SwitchboardError;
 
 /// The default SIP domain (and digest realm) of a switchboard.
@@ -56,6 +60,9 @@ pub struct Config {
     pub ws_port: Option<u16>,
     /// SIP over secure WebSocket on this port, with [`Config::tls`]'s certificate.
     pub wss_port: Option<u16>,
+    /// The trunks: the only way calls leave for, or come in from, other domains (see
+    /// [`Trunk`]). None by default: foreign domains are then refused (403).
+    pub trunks: Vec<Trunk>,
 }
 
 /// A TLS listener: its certificate chain and key (PEM files) and its port.
@@ -93,6 +100,7 @@ impl Config {
             tls: None,
             ws_port: None,
             wss_port: None,
+            trunks: Vec::new(),
         }
     }
 }
@@ -118,6 +126,12 @@ impl Config {
 /// tls_port = 5061
 /// ws_port = 8080
 /// wss_port = 8443
+///
+/// [[trunk]]                      # calls for these domains go to this server, and it may
+/// name = "partner"               # call our users without credentials (trusted by address)
+/// domains = ["partner.example"]  # "*" for every domain no other trunk names
+/// address = "203.0.113.7:5060"   # resolved once, at start
+/// transport = "udp"              # or "tcp" [default: udp]
 /// ```
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -157,6 +171,60 @@ pub struct FileConfig {
     pub ws_port: Option<u16>,
     /// See [`Config::wss_port`].
     pub wss_port: Option<u16>,
+    /// See [`Config::trunks`]: `[[trunk]]` tables.
+    #[serde(default)]
+    pub trunk: Vec<TrunkFile>,
+}
+
+/// A `[[trunk]]` table of the configuration file; see [`Trunk`].
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkFile {
+    /// See [`Trunk::name`].
+    pub name: String,
+    /// See [`Trunk::domains`].
+    pub domains: Vec<String>,
+    /// `HOST:PORT` (resolved once, when the switchboard starts).
+    pub address: String,
+    /// `udp` or `tcp` [default: udp].
+    pub transport: Option<String>,
+}
+
+impl TrunkFile {
+    /// The trunk, its address resolved with `resolve` (`HOST:PORT` to an address).
+    pub fn into_trunk(
+        self,
+        resolve: impl Fn(&str) -> Result<SocketAddr, SwitchboardError>,
+    ) -> Result<Trunk, SwitchboardError> {
+        let bad = |why: String| SwitchboardError::Config(format!("trunk {:?}: {why}", self.name));
+        let transport = match self.transport.as_deref().unwrap_or("udp") {
+            t if t.eq_ignore_ascii_case("udp") => TransportKind::Udp,
+            t if t.eq_ignore_ascii_case("tcp") => TransportKind::Tcp,
+            other => return Err(bad(format!("transport {other:?}: give udp or tcp"))),
+        };
+        if self.domains.is_empty() {
+            return Err(bad(
+                "no domains: name the domains it serves, or \"*\"".into()
+            ));
+        }
+        if let Some(d) = self
+            .domains
+            .iter()
+            .find(|d| d.is_empty() || d.contains(|c: char| c.is_whitespace() || c == '@'))
+        {
+            return Err(bad(format!("{d:?} is not a domain")));
+        }
+        let addr = resolve(&self.address).map_err(|e| bad(e.to_string()))?;
+        Ok(Trunk {
+            name: self.name.clone(),
+            domains: self
+                .domains
+                .iter()
+                .map(|d| d.to_ascii_lowercase())
+                .collect(),
+            flow: Flow { transport, addr },
+        })
+    }
 }
 
 impl FileConfig {
@@ -230,6 +298,67 @@ mod tests {
         }
         for bad in ["", "h", "1x", "1h3", "-5s", "99999999999999999999d"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn trunks_are_read_from_the_file_and_bad_ones_refused_at_start() {
+        let f = FileConfig::parse(
+            "[[trunk]]\nname = \"partner\"\ndomains = [\"Partner.Example\"]\naddress = \"192.0.2.50:5070\"\n\
+             [[trunk]]\nname = \"carrier\"\ndomains = [\"*\"]\naddress = \"192.0.2.60:5060\"\ntransport = \"tcp\"\n",
+        )
+        .expect("two trunks parse");
+        let resolve = |s: &str| {
+            s.parse::<SocketAddr>()
+                .map_err(|_| SwitchboardError::Config(format!("cannot resolve {s:?}")))
+        };
+        let trunks: Vec<Trunk> = f
+            .trunk
+            .into_iter()
+            .map(|t| t.into_trunk(resolve))
+            .collect::<Result<_, _>>()
+            .expect("both are usable");
+        assert_eq!(
+            trunks[0],
+            Trunk {
+                name: "partner".into(),
+                domains: vec!["partner.example".into()],
+                flow: Flow {
+                    transport: TransportKind::Udp,
+                    addr: "192.0.2.50:5070".parse().unwrap()
+                },
+            },
+            "UDP by default, the domain folded to lower case"
+        );
+        assert_eq!(trunks[1].flow.transport, TransportKind::Tcp, "tcp as asked");
+        assert_eq!(
+            crate::routing::trunk_for(&trunks, "partner.example").map(|t| &t.name[..]),
+            Some("partner"),
+            "a named domain goes to its trunk"
+        );
+        assert_eq!(
+            crate::routing::trunk_for(&trunks, "anywhere.example").map(|t| &t.name[..]),
+            Some("carrier"),
+            "any other to the catch-all"
+        );
+        for (bad, why) in [
+            ("domains = []\naddress = \"192.0.2.1:5060\"", "no domains"),
+            (
+                "domains = [\"a b\"]\naddress = \"192.0.2.1:5060\"",
+                "is not a domain",
+            ),
+            ("domains = [\"x\"]\naddress = \"nowhere\"", "cannot resolve"),
+            (
+                "domains = [\"x\"]\naddress = \"192.0.2.1:5061\"\ntransport = \"tls\"",
+                "give udp or tcp",
+            ),
+        ] {
+            let f = FileConfig::parse(&format!("[[trunk]]\nname = \"t\"\n{bad}\n")).unwrap();
+            let e = f.trunk[0].clone().into_trunk(resolve).expect_err(bad);
+            assert!(
+                e.to_string().contains(why) && e.to_string().contains("trunk \"t\""),
+                "{bad:?} is refused, naming the trunk and saying why: {e}"
+            );
         }
     }
 

@@ -28,7 +28,8 @@ use crate::nonce::{NonceCheck, NonceKey};
 use crate::registrar::{Binding, FastMap, Registrar, TokenUsers};
 use crate::routing::{
     best_response, branch_prefix, clamp_expires, classify, loop_hash, number_candidates, resolve,
-    via_destination, Destination, DialogMarks, Flow, Local, DEFAULT_EXPIRES, SIP_PORT,
+    trunk_for, via_destination, Destination, DialogMarks, Flow, Local, Trunk, DEFAULT_EXPIRES,
+    SIP_PORT,
 };
 use crate::rules::{ForwardTarget, Rules};
 use crate::users::{UserStore, VOICEMAIL_USER};
@@ -343,6 +344,8 @@ pub struct Engine {
     users: Arc<UserStore>,
     registrar: Registrar,
     token_users: TokenUsers,
+    /// The only way to other domains, and the only strangers taken without credentials.
+    trunks: Vec<Trunk>,
     servers: FastMap<ServerKey, ServerTx>,
     clients: FastMap<String, ClientTx>,
     timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
@@ -409,6 +412,7 @@ impl Engine {
             users,
             registrar: Registrar::default(),
             token_users: TokenUsers::default(),
+            trunks: Vec::new(),
             servers: FastMap::default(),
             clients: FastMap::default(),
             timers: BinaryHeap::new(),
@@ -420,6 +424,28 @@ impl Engine {
             subscriptions: FastMap::default(),
             notifies: FastMap::default(),
         }
+    }
+
+    /// This engine with `trunks` to other domains (see [`Trunk`]).
+    pub fn with_trunks(mut self, trunks: Vec<Trunk>) -> Engine {
+        self.trunks = trunks;
+        self
+    }
+
+    /// The trunk a request arriving on `src` comes from, if any.
+    fn trunk_sending(&self, src: Option<Flow>) -> Option<&Trunk> {
+        let src = src?;
+        self.trunks.iter().find(|t| t.sent(src))
+    }
+
+    /// Whether the top Route of `req` names one of our trunks.
+    fn top_route_is_a_trunk(&self, req: &Request) -> bool {
+        req.headers
+            .get_all("Route")
+            .first()
+            .and_then(|top| top.parse::<NameAddr>().ok())
+            .and_then(|a| resolve(&a.uri, TransportKind::Udp))
+            .is_some_and(|flow| self.trunks.iter().any(|t| t.flow == flow))
     }
 
     /// How long a transaction without a final response is kept, ringing for `ring`.
@@ -1133,7 +1159,15 @@ impl Engine {
                 if let Some(b) = self.registrar.find_contact(&req.uri, now) {
                     return Hops::Targets(vec![(req.uri.clone(), b.flow)]);
                 }
-                if !in_dialog || popped.is_none() {
+                if !in_dialog {
+                    // A new request for another domain leaves only through the trunk that
+                    // serves it (requests from a trunk never get this far).
+                    return match trunk_for(&self.trunks, &req.uri.host) {
+                        Some(t) => Hops::Targets(vec![(req.uri.clone(), t.flow)]),
+                        None => Hops::Reject(403, "Relaying Denied"),
+                    };
+                }
+                if popped.is_none() {
                     return Hops::Reject(403, "Relaying Denied");
                 }
                 match resolve(&req.uri, default_transport) {
@@ -1160,15 +1194,26 @@ impl Engine {
             return self.answer_locally(key, &req, now);
         }
         // No open doors: a request in a dialog is forwarded only along a route we made for
-        // that dialog (our Record-Route, marked); a request outside one only to our users,
-        // never along a Route someone preloaded (there are no trunks to allow one to).
+        // that dialog (our Record-Route, marked); a request outside one only to our users, or
+        // from our users to a trunk (by the domain it serves, or along a Route naming it).
+        // A trunk is trusted by its address, for requests to our users only.
         if in_dialog && !self.route_is_ours(&req, popped.as_ref()) {
             warn!(method = %req.method, "in-dialog request without our route refused");
             return self.reply(key, 403, Some("Relaying Denied"), vec![], now);
         }
-        if !in_dialog && !no_route {
+        let src = self.servers.get(key).map(|t| t.flow);
+        let from_trunk = (!in_dialog)
+            .then(|| self.trunk_sending(src).map(|t| t.name.clone()))
+            .flatten();
+        if !in_dialog && !no_route && (from_trunk.is_some() || !self.top_route_is_a_trunk(&req)) {
             warn!(method = %req.method, "request with a preloaded route refused");
             return self.reply(key, 403, Some("Relaying Denied"), vec![], now);
+        }
+        if let Some(trunk) = &from_trunk {
+            if classify(&req.uri, &self.local) == Destination::Remote {
+                warn!(trunk = %trunk, method = %req.method, "request from a trunk for another domain refused");
+                return self.reply(key, 403, Some("Relaying Denied"), vec![], now);
+            }
         }
         if max_forwards == 0 {
             return self.reply(key, 483, None, vec![], now);
@@ -1188,7 +1233,7 @@ impl Engine {
             return self.reply(key, 482, None, vec![], now);
         }
         let mut authenticated = None;
-        if !in_dialog {
+        if !in_dialog && from_trunk.is_none() {
             match self.authenticate(&req, "Proxy-Authorization", now) {
                 AuthOutcome::Challenge { stale } => return self.challenge(key, true, stale, now),
                 AuthOutcome::Forbidden(reason) => {
@@ -1203,11 +1248,14 @@ impl Engine {
                 }
             }
         }
-        if let (Some(user), true) = (authenticated, no_route) {
+        if no_route && (authenticated.is_some() || from_trunk.is_some()) {
             if let Destination::User(target) = classify(&req.uri, &self.local) {
                 if req.method == Method::Subscribe
                     && mwi::is_message_summary(req.headers.get("Event"))
                 {
+                    let Some(user) = authenticated else {
+                        return self.reply(key, 403, Some("Not Your Mailbox"), vec![], now);
+                    };
                     return self.on_mwi_subscribe(key, &req, &user, &target, now);
                 }
                 if req.method == Method::Invite {
@@ -2781,8 +2829,8 @@ CSeq: 1 {method}\r\nMax-Forwards: 70\r\n{headers}Content-Length: 0\r\n\r\n"
                 }
             }
         }
-        // Nor is a Route preloaded on a new request followed (there are no trunks to allow
-        // one to): refused before any credentials are asked for.
+        // Nor is a Route preloaded on a new request followed unless it names a trunk (there
+        // are none here): refused before any credentials are asked for.
         let preloaded = "INVITE sip:bob@hookflash.local SIP/2.0\r\n\
 Via: SIP/2.0/UDP 127.0.0.1:4000;branch=z9hG4bKpre\r\nFrom: <sip:alice@hookflash.local>;tag=a\r\n\
 To: <sip:bob@hookflash.local>\r\nCall-ID: pre\r\nCSeq: 1 INVITE\r\n\
@@ -2793,6 +2841,127 @@ Route: <sip:192.0.2.9:5060;lr>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
             "a preloaded route is not followed: {out:?}"
         );
         assert_eq!(statuses(&out).last(), Some(&403), "it is refused");
+    }
+
+    #[test]
+    fn trunks_are_the_only_way_to_other_domains_and_the_only_strangers_let_in() {
+        let mut rig = Rig::new();
+        let partner = Flow {
+            transport: TransportKind::Udp,
+            addr: ([192, 0, 2, 50], 5060).into(),
+        };
+        rig.engine.trunks = vec![Trunk {
+            name: "partner".into(),
+            domains: vec!["partner.example".into()],
+            flow: partner,
+        }];
+        rig.register_bob();
+
+        // Our user calls the partner's domain: relayed to the trunk, record-routed.
+        let out = rig.authed(
+            "alice",
+            4010,
+            "INVITE",
+            "sip:carol@partner.example",
+            "Proxy-Authorization",
+            "",
+        );
+        assert_eq!(
+            requests(&out),
+            [(Method::Invite, partner)],
+            "a user's call to the partner's domain goes to its trunk: {out:?}"
+        );
+        let Message::Request(sent) = &out.iter().find(|t| t.flow == partner).unwrap().message
+        else {
+            unreachable!()
+        };
+        assert!(
+            sent.headers.get("Record-Route").is_some(),
+            "and we stay on its route, so its BYE can come back through us"
+        );
+        // A domain no trunk serves: refused, even for our own user.
+        let out = rig.authed(
+            "alice",
+            4011,
+            "INVITE",
+            "sip:carol@elsewhere.example",
+            "Proxy-Authorization",
+            "",
+        );
+        assert!(requests(&out).is_empty(), "no trunk, no relay: {out:?}");
+        assert_eq!(statuses(&out).last(), Some(&403), "refused");
+        // A Route our user preloads is followed when it names the trunk.
+        let out = rig.authed(
+            "alice",
+            4012,
+            "INVITE",
+            "sip:carol@hookflash-partner.example",
+            "Proxy-Authorization",
+            "Route: <sip:192.0.2.50:5060;lr>\r\n",
+        );
+        assert_eq!(
+            requests(&out),
+            [(Method::Invite, partner)],
+            "a route preloaded to a trunk is followed for a user who signed in: {out:?}"
+        );
+
+        // The trunk calls our user: taken without credentials, because of where it comes from.
+        let from_partner = |ruri: &str, branch: &str, extra: &str| {
+            format!(
+                "INVITE {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.50:5060;branch=z9hG4bK{branch}\r\n\
+From: <sip:carol@partner.example>;tag=p1\r\nTo: <{ruri}>\r\nCall-ID: in-{branch}\r\n\
+CSeq: 1 INVITE\r\nContact: <sip:carol@192.0.2.50:5060>\r\nMax-Forwards: 70\r\n{extra}\
+Content-Length: 0\r\n\r\n"
+            )
+        };
+        let out = rig.input(&from_partner("sip:bob@hookflash.local", "in1", ""), partner);
+        assert_eq!(
+            requests(&out),
+            [(Method::Invite, flow(4002))],
+            "the partner's call reaches bob without a challenge: {out:?}"
+        );
+        // But it is let in for our users only: no relay onwards, to any domain or route.
+        for (i, (ruri, extra)) in [
+            ("sip:victim@elsewhere.example", ""),
+            ("sip:victim@partner.example", ""),
+            ("sip:victim@192.0.2.9:5060", ""),
+            (
+                "sip:bob@hookflash.local",
+                "Route: <sip:192.0.2.50:5060;lr>\r\n",
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let out = rig.input(&from_partner(ruri, &format!("out{i}"), extra), partner);
+            assert!(
+                requests(&out).is_empty(),
+                "nothing from the trunk is relayed to {ruri} {extra:?}: {out:?}"
+            );
+            assert_eq!(statuses(&out).last(), Some(&403), "refused: {ruri}");
+        }
+        // The same IP from another UDP port is not the trunk: challenged like anyone.
+        let elsewhere = Flow {
+            transport: TransportKind::Udp,
+            addr: ([192, 0, 2, 50], 5062).into(),
+        };
+        let out = rig.input(
+            &from_partner("sip:bob@hookflash.local", "in2", ""),
+            elsewhere,
+        );
+        assert!(requests(&out).is_empty(), "not relayed: {out:?}");
+        assert_eq!(
+            statuses(&out).last(),
+            Some(&407),
+            "but asked for credentials"
+        );
+        // Nor may the trunk read our users' mailboxes.
+        let subscribe = "SUBSCRIBE sip:bob@hookflash.local SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.50:5060;branch=z9hG4bKmwi\r\nFrom: <sip:carol@partner.example>;tag=p2\r\n\
+To: <sip:bob@hookflash.local>\r\nCall-ID: mwi\r\nCSeq: 1 SUBSCRIBE\r\nEvent: message-summary\r\n\
+Contact: <sip:carol@192.0.2.50:5060>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+        let out = rig.input(subscribe, partner);
+        assert_eq!(statuses(&out), [403], "no mailbox for the trunk: {out:?}");
     }
 
     #[test]

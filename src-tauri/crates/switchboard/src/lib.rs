@@ -183,6 +183,16 @@
 //! reachable from Kamailio only. The switchboard's forwarding rules do not apply there:
 //! Kamailio's configuration forwards every user's busy and unanswered calls to voicemail.
 //!
+//! # Trunks
+//!
+//! Other domains are reached only through [`Config::trunks`] (`[[trunk]]` in the file): a
+//! signed-in user's request for a domain a trunk serves (or for any domain, with a `*`
+//! trunk) goes to that trunk, record-routed; a Route a user preloads is followed only when it
+//! names a trunk. A request from a trunk's address (over UDP, its address and port) is taken
+//! without credentials when it is for one of our users, and refused (403) for anything else:
+//! a trunk cannot relay through us. Without trunks every foreign domain is `403 Relaying
+//! Denied`.
+//!
 //! # HTTP API
 //!
 //! With [`Config::http_port`] set (`Config::local` picks a port; see
@@ -290,7 +300,7 @@ use hookflash_core::sip::{Transport, TransportKind};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-pub use config::{parse_duration, Config, FileConfig, DEFAULT_DOMAIN};
+pub use config::{parse_duration, Config, FileConfig, Trunk, TrunkFile, DEFAULT_DOMAIN};
 pub use engine::{BindingInfo, DISABLE_FORWARDING_HEADER, MAX_FORWARD_HOPS};
 pub use http::MAX_CONNECTIONS as HTTP_MAX_CONNECTIONS;
 pub use mailbox::{MailboxCounts, VoicemailMessage};
@@ -465,7 +475,8 @@ impl Switchboard {
             config.no_answer_timeout,
             std::time::Instant::now(),
             unix_now(),
-        );
+        )
+        .with_trunks(config.trunks.clone());
         let (stop_tx, stop_rx) = oneshot::channel();
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(server::run(engine, transport, events, cmd_rx, stop_rx));

@@ -362,6 +362,13 @@ fn run(cli: Cli) -> Result<ExitCode, SwitchboardError> {
                 tls,
                 ws_port: ws_port.or(s.file.ws_port),
                 wss_port: wss_port.or(s.file.wss_port),
+                trunks: s
+                    .file
+                    .trunk
+                    .iter()
+                    .cloned()
+                    .map(|t| t.into_trunk(resolve))
+                    .collect::<Result<_, _>>()?,
             };
             serve(config)
         }

@@ -36,6 +36,49 @@ impl fmt::Display for Flow {
     }
 }
 
+/// A SIP trunk: another server (a carrier, a PBX, a partner's switchboard) that calls for
+/// other domains go to, and that may call our users.
+///
+/// It is the only way out of our domain: a user's request for a foreign domain is relayed
+/// only to the trunk that serves that domain, a Route a user preloads is followed only when it
+/// names a trunk, and a request from a trunk is taken without credentials (the trunk is
+/// trusted by its address) only when it is for one of our users, never relayed on to
+/// another domain or trunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trunk {
+    /// What logs call it.
+    pub name: String,
+    /// The domains reached through it, lower case; `*` for every domain that no other trunk
+    /// names.
+    pub domains: Vec<String>,
+    /// Where it takes SIP (and, for UDP, where its requests come from).
+    pub flow: Flow,
+}
+
+impl Trunk {
+    /// Whether it serves `host` by name (not through `*`).
+    fn names(&self, host: &str) -> bool {
+        self.domains.iter().any(|d| d.eq_ignore_ascii_case(host))
+    }
+
+    /// Whether a request arriving on `src` comes from this trunk: over UDP from its very
+    /// address and port; over a stream from its IP (a connection it opens comes from a port
+    /// of its kernel's choosing).
+    pub fn sent(&self, src: Flow) -> bool {
+        src.transport == self.flow.transport
+            && src.addr.ip() == self.flow.addr.ip()
+            && (src.transport.is_stream() || src.addr.port() == self.flow.addr.port())
+    }
+}
+
+/// The trunk for requests to `host`: the one that names it, else the one for `*`.
+pub fn trunk_for<'a>(trunks: &'a [Trunk], host: &str) -> Option<&'a Trunk> {
+    trunks
+        .iter()
+        .find(|t| t.names(host))
+        .or_else(|| trunks.iter().find(|t| t.names("*")))
+}
+
 /// Who the switchboard is: its domain and the addresses it answers on.
 #[derive(Debug, Clone)]
 pub struct Local {
