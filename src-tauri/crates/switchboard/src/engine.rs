@@ -940,13 +940,8 @@ impl Engine {
             warn!("password credentials for the voicemail account refused");
             return AuthOutcome::Forbidden("Forbidden");
         }
-        let record = match self.users.get(&d.username) {
-            Ok(r) => r,
-            Err(e) => {
-                warn!(error = %e, "user database error");
-                None
-            }
-        };
+        // From memory: nothing on this loop waits for SQLite (see `directory`).
+        let record = self.users.directory().user(&d.username).cloned();
         let Some(record) = record else {
             warn!(user = %redact(&d.username), "credentials refused: unknown user");
             return AuthOutcome::Forbidden("Forbidden");
@@ -1106,7 +1101,8 @@ impl Engine {
     }
 
     fn is_known_user(&self, user: &str, now: Instant) -> bool {
-        self.token_users.contains(user, self.unix(now)) || self.users.exists(user)
+        self.token_users.contains(user, self.unix(now))
+            || self.users.directory().user(user).is_some()
     }
 
     fn choose_hops(
@@ -1405,13 +1401,7 @@ impl Engine {
     // ---------------------------------------------------------------- forwarding rules
 
     fn rules_of(&self, user: &str) -> Rules {
-        match self.users.rules().get(user) {
-            Ok(r) => r,
-            Err(e) => {
-                warn!(error = %e, "rules lookup failed: no rule applied");
-                Rules::default()
-            }
-        }
+        self.users.directory().rules(user)
     }
 
     /// The user a dialled user part means: the first candidate (see [`number_candidates`])
@@ -1744,10 +1734,7 @@ impl Engine {
     }
 
     fn mailbox_counts(&self, owner: &str) -> MailboxCounts {
-        self.users.voicemail().counts(owner).unwrap_or_else(|e| {
-            warn!(error = %e, "mailbox count failed");
-            MailboxCounts::default()
-        })
+        self.users.directory().counts(owner)
     }
 
     /// A SUBSCRIBE to `message-summary` of `target` by the authenticated `user`.

@@ -276,6 +276,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod directory;
 mod engine;
 mod http;
 pub mod login_limits;
@@ -480,6 +481,10 @@ impl Switchboard {
         let (stop_tx, stop_rx) = oneshot::channel();
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(server::run(engine, transport, events, cmd_rx, stop_rx));
+        if config.db_path.is_some() {
+            // Another process may write the file (the CLI beside a running switchboard).
+            tokio::spawn(watch_directory(users.clone(), cmd_tx.clone()));
+        }
         let local_addr = SocketAddr::new(advertised, port);
         let services = Arc::new(service::Services {
             users: (*users).clone(),
@@ -544,6 +549,23 @@ impl Switchboard {
         }
         info!(addr = %local_addr, streams = ?handle.streams, http = ?handle.http_addr, domain = %config.domain, "switchboard started");
         Ok(handle)
+    }
+}
+
+/// Reload the directory when another process changed the database, off the proxy's loop,
+/// until the switchboard stops (its command channel closes).
+async fn watch_directory(users: Arc<UserStore>, alive: mpsc::UnboundedSender<server::Command>) {
+    let mut tick = tokio::time::interval(directory::REFRESH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !alive.is_closed() {
+        tick.tick().await;
+        let users = users.clone();
+        match tokio::task::spawn_blocking(move || users.refresh_if_changed()).await {
+            Ok(Ok(true)) => info!("database changed by another process: directory reloaded"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => warn!(error = %e, "directory not reloaded"),
+            Err(_) => return,
+        }
     }
 }
 

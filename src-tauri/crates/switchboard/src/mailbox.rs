@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use hookflash_core::auth::fold_user;
 
-use crate::users::{db_err, lock, Db};
+use crate::users::{db_err, directory_mut, lock, Db};
 use crate::SwitchboardError;
 
 /// One voicemail message as indexed.
@@ -47,6 +47,16 @@ pub struct MailboxCounts {
     pub new: u32,
     /// Heard, not deleted.
     pub old: u32,
+}
+
+impl MailboxCounts {
+    /// The counts of SQL sums (clamped to what a NOTIFY can say).
+    pub(crate) fn from_sums(new: i64, old: i64) -> MailboxCounts {
+        MailboxCounts {
+            new: new.clamp(0, i64::from(u32::MAX)) as u32,
+            old: old.clamp(0, i64::from(u32::MAX)) as u32,
+        }
+    }
 }
 
 /// Create the `voicemail` table.
@@ -170,6 +180,13 @@ impl VoicemailStore {
                 ],
             )
             .map_err(db_err)?;
+        self.recount(&m.owner)
+    }
+
+    /// Bring the directory's counts of `owner` in line with the index, after a change.
+    fn recount(&self, owner: &str) -> Result<(), SwitchboardError> {
+        let counts = self.counts(owner)?;
+        directory_mut(&self.db).set_counts(owner, counts);
         Ok(())
     }
 
@@ -210,6 +227,7 @@ impl VoicemailStore {
                 params![owner, id],
             )
             .map_err(db_err)?;
+        self.recount(owner)?;
         Ok(n > 0)
     }
 
@@ -229,6 +247,7 @@ impl VoicemailStore {
                 params![owner, id],
             )
             .map_err(db_err)?;
+        self.recount(owner)?;
         Ok(Some(m))
     }
 
@@ -240,12 +259,7 @@ impl VoicemailStore {
                 "SELECT COALESCE(SUM(heard = 0), 0), COALESCE(SUM(heard != 0), 0)
                  FROM voicemail WHERE owner = ?1",
                 params![owner],
-                |r| {
-                    Ok(MailboxCounts {
-                        new: r.get::<_, i64>(0)?.clamp(0, i64::from(u32::MAX)) as u32,
-                        old: r.get::<_, i64>(1)?.clamp(0, i64::from(u32::MAX)) as u32,
-                    })
-                },
+                |r| Ok(MailboxCounts::from_sums(r.get(0)?, r.get(1)?)),
             )
             .map_err(db_err)
     }

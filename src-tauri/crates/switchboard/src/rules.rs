@@ -23,7 +23,7 @@ use hookflash_core::auth::{fold_user, is_valid_user, unix_now};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::users::{db_err, lock, Db, VOICEMAIL_USER};
+use crate::users::{db_err, directory_mut, lock, Db, VOICEMAIL_USER};
 use crate::SwitchboardError;
 
 /// The shortest no-answer time a rule may set, in seconds.
@@ -196,6 +196,27 @@ fn target_column(value: Option<String>) -> Option<ForwardTarget> {
     value.and_then(|v| ForwardTarget::parse(&v).ok())
 }
 
+/// The rules of one `rules` row (`always_to, busy_to, no_answer_to, no_answer_after`). A
+/// stored target that no longer parses is no rule.
+pub(crate) fn rules_from_columns(
+    always: Option<String>,
+    busy: Option<String>,
+    no_answer: Option<String>,
+    after: Option<i64>,
+) -> Rules {
+    Rules {
+        always: target_column(always).map(|to| ForwardTo { to }),
+        busy: target_column(busy).map(|to| ForwardTo { to }),
+        no_answer: target_column(no_answer).map(|to| NoAnswer {
+            after: after
+                .unwrap_or(i64::from(MIN_NO_ANSWER_SECS))
+                .clamp(i64::from(MIN_NO_ANSWER_SECS), i64::from(MAX_NO_ANSWER_SECS))
+                as u32,
+            to,
+        }),
+    }
+}
+
 impl RuleStore {
     pub(crate) fn new(db: Db) -> RuleStore {
         RuleStore { db }
@@ -223,17 +244,7 @@ impl RuleStore {
         let Some((always, busy, no_answer, after)) = row else {
             return Ok(Rules::default());
         };
-        Ok(Rules {
-            always: target_column(always).map(|to| ForwardTo { to }),
-            busy: target_column(busy).map(|to| ForwardTo { to }),
-            no_answer: target_column(no_answer).map(|to| NoAnswer {
-                after: after
-                    .unwrap_or(i64::from(MIN_NO_ANSWER_SECS))
-                    .clamp(i64::from(MIN_NO_ANSWER_SECS), i64::from(MAX_NO_ANSWER_SECS))
-                    as u32,
-                to,
-            }),
-        })
+        Ok(rules_from_columns(always, busy, no_answer, after))
     }
 
     /// Replace the rules of `user` (validated first); empty rules delete the row.
@@ -247,6 +258,8 @@ impl RuleStore {
         if rules.is_empty() {
             conn.execute("DELETE FROM rules WHERE user = ?1", params![user])
                 .map_err(db_err)?;
+            drop(conn);
+            directory_mut(&self.db).set_rules(user, Rules::default());
             return Ok(());
         }
         conn.execute(
@@ -265,6 +278,10 @@ impl RuleStore {
             ],
         )
         .map_err(db_err)?;
+        drop(conn);
+        // As stored (and as a reload would read it).
+        let stored = self.get(user)?;
+        directory_mut(&self.db).set_rules(user, stored);
         Ok(())
     }
 }

@@ -12,11 +12,12 @@
 //! `404 Not Found` (unknown) when someone calls them.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use hookflash_core::auth::{fold_user, ha1, is_valid_user, unix_now};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::directory::Directory;
 use crate::SwitchboardError;
 
 /// One user, as stored.
@@ -32,13 +33,28 @@ pub struct UserRecord {
     pub created: u64,
 }
 
-/// One SQLite connection shared by the stores of one database.
-pub(crate) type Db = Arc<Mutex<Connection>>;
+/// One SQLite connection shared by the stores of one database, and the in-memory
+/// [`Directory`] the proxy's loop reads instead of it.
+pub(crate) struct Shared {
+    conn: Mutex<Connection>,
+    directory: RwLock<Directory>,
+    /// `PRAGMA data_version` when the directory was last loaded: it changes when another
+    /// connection (another process) commits to the file.
+    data_version: Mutex<i64>,
+}
+
+/// The shared database of one switchboard.
+pub(crate) type Db = Arc<Shared>;
 
 /// Lock the shared connection (a poisoned lock only means another holder panicked; the
 /// connection itself is still usable).
 pub(crate) fn lock(db: &Db) -> std::sync::MutexGuard<'_, Connection> {
-    db.lock().unwrap_or_else(|e| e.into_inner())
+    db.conn.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Change the directory (after the database, in the same call).
+pub(crate) fn directory_mut(db: &Db) -> std::sync::RwLockWriteGuard<'_, Directory> {
+    db.directory.write().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The user name the switchboard's own voicemail agent signs in as; it cannot be added to
@@ -87,11 +103,54 @@ impl UserStore {
         .map_err(db_err)?;
         crate::rules::migrate(&conn)?;
         crate::mailbox::migrate(&conn)?;
-        conn.execute_batch("PRAGMA user_version = 2;")
+        // Only when it differs: a write here would tell a running switchboard, for nothing,
+        // that the database changed.
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(db_err)?;
+        if version != 2 {
+            conn.execute_batch("PRAGMA user_version = 2;")
+                .map_err(db_err)?;
+        }
+        let data_version = data_version(&conn)?;
+        let directory = Directory::load(&conn)?;
         Ok(UserStore {
-            conn: Arc::new(Mutex::new(conn)),
+            conn: Arc::new(Shared {
+                conn: Mutex::new(conn),
+                directory: RwLock::new(directory),
+                data_version: Mutex::new(data_version),
+            }),
         })
+    }
+
+    /// What the proxy's loop reads: the users, rules and mailbox counts in memory, current
+    /// with every write made through these stores (see [`crate::directory`]). Hold the guard
+    /// only for a lookup.
+    pub fn directory(&self) -> std::sync::RwLockReadGuard<'_, Directory> {
+        self.conn
+            .directory
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reload the directory if another process changed the database since the last load;
+    /// whether it did. Blocking (SQLite): call it off the proxy's loop.
+    pub fn refresh_if_changed(&self) -> Result<bool, SwitchboardError> {
+        let conn = self.conn();
+        let version = data_version(&conn)?;
+        let mut seen = self
+            .conn
+            .data_version
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if *seen == version {
+            return Ok(false);
+        }
+        let fresh = Directory::load(&conn)?;
+        drop(conn);
+        *directory_mut(&self.conn) = fresh;
+        *seen = version;
+        Ok(true)
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -152,6 +211,8 @@ impl UserStore {
                 ],
             )
             .map_err(db_err)?;
+        let record = self.get(name)?;
+        directory_mut(&self.conn).set_user(name, record);
         Ok(())
     }
 
@@ -164,6 +225,7 @@ impl UserStore {
                 params![name],
             )
             .map_err(db_err)?;
+        directory_mut(&self.conn).set_user(name, None);
         Ok(n > 0)
     }
 
@@ -201,7 +263,13 @@ impl UserStore {
     }
 }
 
-fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
+/// SQLite's count of commits by other connections, as this connection sees it.
+fn data_version(conn: &Connection) -> Result<i64, SwitchboardError> {
+    conn.query_row("PRAGMA data_version", [], |r| r.get(0))
+        .map_err(db_err)
+}
+
+pub(crate) fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
     Ok(UserRecord {
         name: row.get(0)?,
         realm: row.get(1)?,
