@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookflash_core::agent::{AgentConfig, CallAgent, CallClient, Credential};
+use hookflash_core::agent::{AgentConfig, CallAgent, CallClient, Credential, TurnConfig};
 use hookflash_core::api::Event;
 use hookflash_core::audio::DeviceManager;
 use hookflash_core::mailbox::Mailbox;
@@ -166,6 +166,23 @@ impl Session {
         };
         config.display_name = account.display_name.clone();
         config.media_profiles = account.media_profiles.clone();
+        if let Some(pem) = &account.tls_ca {
+            // The core trusts authorities from files: the one the user chose, kept beside
+            // the settings.
+            let path = env.data_dir.join("account-authority.pem");
+            std::fs::write(&path, pem).map_err(|e| {
+                ApiError::new(
+                    ErrorCode::SettingsFailed,
+                    format!("The trusted authority could not be kept: {e}"),
+                )
+            })?;
+            config.tls_roots = vec![path];
+        }
+        config.turn = account.turn.as_ref().map(|t| TurnConfig {
+            urls: vec![t.server.clone()],
+            credentials: t.user.clone().zip(t.password.clone()),
+            relay_only: t.relay_only,
+        });
         if !server.ip().is_loopback() {
             // Bind where the route to the server leaves, not loopback.
             config.bind_ip = local_ip_towards(server).unwrap_or(config.bind_ip);

@@ -88,6 +88,37 @@ pub struct StoredAccount {
     /// choice get the default).
     #[serde(default = "default_media_profiles")]
     pub media_profiles: Vec<MediaProfile>,
+    /// A private authority to trust for TLS and WSS besides the system's (PEM text).
+    #[serde(default)]
+    pub tls_ca: Option<String>,
+    /// A TURN relay for call audio.
+    #[serde(default)]
+    pub turn: Option<StoredTurn>,
+}
+
+/// A TURN relay, as stored.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredTurn {
+    /// `turn:HOST:PORT`.
+    pub server: String,
+    /// Its user name; none: the token's TURN grant.
+    pub user: Option<String>,
+    /// Its password (with `user`).
+    pub password: Option<String>,
+    /// Send call audio only through the relay.
+    pub relay_only: bool,
+}
+
+impl std::fmt::Debug for StoredTurn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The password is never printed.
+        f.debug_struct("StoredTurn")
+            .field("server", &self.server)
+            .field("user", &self.user)
+            .field("relay_only", &self.relay_only)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The default media policy: WebRTC first, then SDES-SRTP, then plain RTP.
@@ -115,6 +146,16 @@ pub struct AccountView {
     pub has_secret: bool,
     /// The media profiles calls may use, in order.
     pub media_profiles: Vec<MediaProfile>,
+    /// Whether a private authority is trusted for TLS and WSS.
+    pub has_tls_ca: bool,
+    /// The TURN relay (`turn:HOST:PORT`), if any.
+    pub turn_server: Option<String>,
+    /// The TURN user name; none: the token's TURN grant.
+    pub turn_user: Option<String>,
+    /// Whether a TURN password is saved.
+    pub has_turn_password: bool,
+    /// Call audio only through the relay.
+    pub relay_only: bool,
 }
 
 /// Which kind of credential an account uses.
@@ -147,6 +188,22 @@ pub struct AccountInput {
     /// that does not send them keeps the default.
     #[serde(default = "default_media_profiles")]
     pub media_profiles: Vec<MediaProfile>,
+    /// A private authority for TLS and WSS (PEM text of a file the user chose); none keeps
+    /// the saved one, an empty text removes it.
+    #[serde(default)]
+    pub tls_ca: Option<String>,
+    /// The TURN relay (`turn:HOST:PORT`, or `HOST:PORT`); empty or none: no relay.
+    #[serde(default)]
+    pub turn_server: Option<String>,
+    /// The TURN user name; empty or none: sign in to the relay with the token.
+    #[serde(default)]
+    pub turn_user: Option<String>,
+    /// A new TURN password, or none to keep the saved one.
+    #[serde(default)]
+    pub turn_password: Option<String>,
+    /// Call audio only through the relay.
+    #[serde(default)]
+    pub relay_only: bool,
 }
 
 /// The UI language.
@@ -261,6 +318,11 @@ impl StoredAccount {
             },
             has_secret: true,
             media_profiles: self.media_profiles.clone(),
+            has_tls_ca: self.tls_ca.is_some(),
+            turn_server: self.turn.as_ref().map(|t| t.server.clone()),
+            turn_user: self.turn.as_ref().and_then(|t| t.user.clone()),
+            has_turn_password: self.turn.as_ref().is_some_and(|t| t.password.is_some()),
+            relay_only: self.turn.as_ref().is_some_and(|t| t.relay_only),
         }
     }
 
@@ -283,6 +345,63 @@ impl StoredAccount {
         if empty {
             return Err(bad("Enter a token or a password to sign in."));
         }
+        let tls_ca = match input.tls_ca {
+            None => previous.and_then(|p| p.tls_ca.clone()),
+            Some(pem) if pem.trim().is_empty() => None,
+            Some(pem) => {
+                if hookflash_core::sip::tls::trustable_authorities(pem.as_bytes()) == 0 {
+                    return Err(bad(
+                        "That file holds no certificate to trust: choose the authority's \
+                         certificate (PEM, \"BEGIN CERTIFICATE\").",
+                    ));
+                }
+                Some(pem)
+            }
+        };
+        let turn = match input
+            .turn_server
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            None => None,
+            Some(server) => {
+                let server = if server.starts_with("turn:") {
+                    server.to_owned()
+                } else {
+                    format!("turn:{server}")
+                };
+                let user = input
+                    .turn_user
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .map(str::to_owned);
+                let saved = previous.and_then(|p| p.turn.as_ref());
+                let password = match (&user, input.turn_password) {
+                    (None, _) => None,
+                    (Some(_), Some(p)) if !p.is_empty() => Some(p),
+                    (Some(u), _) => saved
+                        .filter(|s| s.user.as_ref() == Some(u))
+                        .and_then(|s| s.password.clone()),
+                };
+                if user.is_some() && password.is_none() {
+                    return Err(bad("Enter the TURN password for that TURN user name."));
+                }
+                if user.is_none() && !matches!(secret, Secret::Token { .. }) {
+                    return Err(bad(
+                        "A TURN relay needs its own user name and password when you sign in \
+                         with a password.",
+                    ));
+                }
+                Some(StoredTurn {
+                    server,
+                    user,
+                    password,
+                    relay_only: input.relay_only,
+                })
+            }
+        };
         let account = StoredAccount {
             server: trim(&input.server),
             domain: trim(&input.domain),
@@ -298,7 +417,17 @@ impl StoredAccount {
                 .into_iter()
                 .filter(|p| input.media_profiles.contains(p))
                 .collect(),
+            tls_ca,
+            turn,
         };
+        if account.turn.as_ref().is_some_and(|t| {
+            t.relay_only && !account.media_profiles.contains(&MediaProfile::WebRtc)
+        }) {
+            return Err(bad(
+                "Audio only through the relay needs WebRTC media: allow it, or untick \
+                 relay-only.",
+            ));
+        }
         if account.media_profiles.is_empty() {
             return Err(bad(
                 "Allow at least one way for call audio to travel (WebRTC, SRTP or plain RTP).",
@@ -435,7 +564,105 @@ mod tests {
             display_name: Some("  ".into()),
             secret,
             media_profiles: vec![MediaProfile::Rtp, MediaProfile::WebRtc],
+            tls_ca: None,
+            turn_server: None,
+            turn_user: None,
+            turn_password: None,
+            relay_only: false,
         }
+    }
+
+    const CA: &str = include_str!("../tests/fixtures/test-ca.pem");
+
+    #[test]
+    fn a_private_authority_is_kept_only_if_it_holds_a_certificate() {
+        let token = || {
+            Some(Secret::Token {
+                token: "1:alice:sip=AAAA".into(),
+            })
+        };
+        let mut with_ca = input(token());
+        with_ca.tls_ca = Some(CA.into());
+        let account = StoredAccount::from_input(with_ca, None).expect("a real certificate");
+        assert!(account.view().has_tls_ca, "the view says one is trusted");
+        let kept = StoredAccount::from_input(input(None), Some(&account)).expect("kept");
+        assert_eq!(
+            kept.tls_ca, account.tls_ca,
+            "saving without choosing again keeps it"
+        );
+        let mut cleared = input(None);
+        cleared.tls_ca = Some(String::new());
+        let cleared = StoredAccount::from_input(cleared, Some(&account)).expect("cleared");
+        assert_eq!(cleared.tls_ca, None, "an empty choice removes it");
+        let mut junk = input(token());
+        junk.tls_ca = Some("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n".into());
+        let e = StoredAccount::from_input(junk, None).expect_err("no certificate in it");
+        assert!(
+            e.message.contains("no certificate"),
+            "and says so: {}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn a_turn_relay_signs_in_with_the_token_or_its_own_password_never_shown() {
+        let token = || {
+            Some(Secret::Token {
+                token: "1:alice:sip=AAAA,turn=AAAA".into(),
+            })
+        };
+        let mut relay = input(token());
+        relay.turn_server = Some(" 10.0.0.7:3478 ".into());
+        relay.relay_only = true;
+        let account =
+            StoredAccount::from_input(relay, None).expect("token accounts need no TURN password");
+        let view = account.view();
+        assert_eq!(
+            view.turn_server.as_deref(),
+            Some("turn:10.0.0.7:3478"),
+            "turn: added"
+        );
+        assert!(
+            view.relay_only && !view.has_turn_password,
+            "relay-only, token credentials"
+        );
+
+        let password = || {
+            Some(Secret::Password {
+                password: "pw".into(),
+            })
+        };
+        let mut own = input(password());
+        own.turn_server = Some("turn:10.0.0.7:3478".into());
+        assert!(
+            StoredAccount::from_input(own.clone(), None).is_err(),
+            "a password account has no token to sign in to the relay with"
+        );
+        own.turn_user = Some("relay-alice".into());
+        own.turn_password = Some("relay-pw".into());
+        let account = StoredAccount::from_input(own.clone(), None).expect("its own credentials");
+        assert!(account.view().has_turn_password, "saved");
+        assert!(
+            !serde_json::to_string(&account.view())
+                .unwrap()
+                .contains("relay-pw"),
+            "the view the UI gets never carries the TURN password"
+        );
+        own.turn_password = None;
+        let again = StoredAccount::from_input(own, Some(&account)).expect("kept password");
+        assert_eq!(
+            again.turn, account.turn,
+            "saving again without it keeps the password"
+        );
+
+        let mut audio_nowhere = input(token());
+        audio_nowhere.turn_server = Some("turn:10.0.0.7:3478".into());
+        audio_nowhere.relay_only = true;
+        audio_nowhere.media_profiles = vec![MediaProfile::Rtp];
+        assert!(
+            StoredAccount::from_input(audio_nowhere, None).is_err(),
+            "relay-only without WebRTC media could carry no audio: refused at save"
+        );
     }
 
     #[test]

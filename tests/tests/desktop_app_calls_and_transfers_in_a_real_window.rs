@@ -10,8 +10,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use hookflash_core::audio::SAMPLE_RATE;
+use hookflash_tests::certs::TestPki;
 use hookflash_tests::desktop::{tid, Desktop, Window};
 use hookflash_tests::hears;
+use hookflash_tests::process::SwitchboardProcess;
 
 /// WebKit windows are heavy on two cores: one desktop at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -520,4 +522,110 @@ fn the_app_speaks_korean_and_chinese_in_light_and_dark() {
             window.screenshot(&format!("{lang}-{theme}-calls"));
         }
     }
+}
+
+/// Clicks Sign in on the settings page, scrolled to the middle of the window as a user
+/// would before clicking (at the bottom edge a notice may lie over it).
+fn click_sign_in(window: &Window) {
+    window.script(
+        "document.querySelector('[data-testid=\"settings-save-account\"]').scrollIntoView({ block: 'center' })",
+        serde_json::json!([]),
+    );
+    window
+        .find(&tid("settings-save-account"))
+        .expect("Sign in")
+        .click();
+}
+
+/// Fills the account form on the settings page and signs in.
+fn sign_in_to(window: &Window, server: &str, transport: &str, user: &str, token: &str) {
+    for (field, value) in [
+        ("settings-server", server),
+        ("settings-domain", "hookflash.local"),
+        ("settings-user", user),
+        ("settings-secret", token),
+    ] {
+        let input = window.find(&tid(field)).expect(field);
+        input.clear();
+        input.type_text(value);
+    }
+    window
+        .find(&format!(
+            "{} option[value=\"{transport}\"]",
+            tid("settings-transport")
+        ))
+        .expect("the transport is offered")
+        .click();
+    click_sign_in(window);
+}
+
+#[test]
+fn a_tls_account_with_a_private_authority_signs_in_from_the_settings_page() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = tokio::runtime::Runtime::new().expect("a runtime for the switchboard process");
+    let root = std::env::temp_dir().join(format!("hookflash-desktop-ca-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    // The organisation's own authority, which no system trusts.
+    let pki = TestPki::issue(&root, "switchboard", &["hookflash.local", "127.0.0.1"]);
+    let (cert, key) = (
+        pki.cert.display().to_string(),
+        pki.key.display().to_string(),
+    );
+    let sb = rt.block_on(SwitchboardProcess::start(
+        "desktop tls secret",
+        &["--tls-cert", &cert, "--tls-key", &key, "--tls-port", "0"],
+    ));
+    let tls = sb.stream("tls").expect("the switchboard listens on TLS");
+    let token = rt.block_on(sb.token("alice"));
+
+    let desktop = Desktop::start("tls-ca", MY_MIC_HZ, &[]);
+    let window = desktop.open_app();
+    signed_in(&window);
+    window.find(&tid("nav-settings")).expect("Settings").click();
+    window.wait(&tid("settings-server"), SECONDS(5), "the settings page");
+    sign_in_to(&window, &tls, "tls", "alice", &token);
+    window.wait(
+        &format!(
+            "{}[data-state=\"certificateNotTrusted\"]",
+            tid("connection-banner")
+        ),
+        SECONDS(30),
+        "without the authority, the server's certificate is not trusted, and the banner says so",
+    );
+    window.screenshot("tls-untrusted");
+
+    // The user chooses the authority's certificate in the form (the file chooser is the
+    // system's; here the file is handed to the input as the chooser would) and signs in
+    // again, the token kept.
+    let pem = std::fs::read_to_string(&pki.ca).expect("the authority's certificate");
+    window.script(
+        "const input = document.querySelector('[data-testid=\"settings-tls-ca\"]');
+         const files = new DataTransfer();
+         files.items.add(new File([arguments[0]], 'corp-ca.pem', { type: 'application/x-pem-file' }));
+         input.files = files.files;",
+        serde_json::json!([pem]),
+    );
+    click_sign_in(&window);
+    window.wait(
+        &format!("{}[data-state=\"connected\"]", tid("connection-banner")),
+        SECONDS(30),
+        "with the authority trusted, the app signs in over TLS",
+    );
+    window.wait(
+        &tid("settings-tls-ca-state"),
+        SECONDS(5),
+        "the authority's field",
+    );
+    let state = window
+        .find(&tid("settings-tls-ca-state"))
+        .expect("the authority's state")
+        .text();
+    assert!(
+        state.contains("is trusted"),
+        "the settings page says the authority is trusted: {state:?}"
+    );
+    window.screenshot("tls-trusted");
+    desktop.close_app(window);
+    rt.block_on(sb.stop());
+    let _ = std::fs::remove_dir_all(&root);
 }

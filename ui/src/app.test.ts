@@ -2,6 +2,9 @@ import { afterEach, describe, expect, it } from "vitest";
 import { demoSession } from "./fake-backend";
 import { connectedCall, last, setup, type Harness } from "./test-helpers";
 
+/** The account view's fields for a private authority and a TURN relay, all unset. */
+const NO_EXTRAS = { hasTlsCa: false, turnServer: null, turnUser: null, hasTurnPassword: false, relayOnly: false };
+
 let h: Harness;
 afterEach(() => h.dispose());
 
@@ -78,7 +81,7 @@ describe("start-up and calls view", () => {
 
   it("says why sign-in could not start and opens Settings, where Use demo recovers", async () => {
     h = await setup((f) => {
-      f.settingsValue.account = { server: "nowhere.invalid:5060", domain: "nowhere.invalid", transport: "udp", user: "ann", displayName: null, credential: "password", hasSecret: true, mediaProfiles: ["webrtc", "sdes", "rtp"] };
+      f.settingsValue.account = { server: "nowhere.invalid:5060", domain: "nowhere.invalid", transport: "udp", user: "ann", displayName: null, credential: "password", hasSecret: true, mediaProfiles: ["webrtc", "sdes", "rtp"], ...NO_EXTRAS };
       f.sessionError = { code: "transport.failed", message: 'The server "nowhere.invalid:5060" could not be found: check its name and port.' };
     });
     await h.flush();
@@ -173,7 +176,7 @@ describe("voicemail and settings", () => {
 
   it("never prefills the secret and keeps the stored one when left empty", async () => {
     h = await setup((f) => {
-      f.settingsValue.account = { server: "sip.example.com:5060", domain: "example.com", transport: "tcp", user: "ann", displayName: null, credential: "password", hasSecret: true, mediaProfiles: ["webrtc", "sdes", "rtp"] };
+      f.settingsValue.account = { server: "sip.example.com:5060", domain: "example.com", transport: "tcp", user: "ann", displayName: null, credential: "password", hasSecret: true, mediaProfiles: ["webrtc", "sdes", "rtp"], ...NO_EXTRAS };
     });
     await h.click("nav-settings");
     const secret = h.$("settings-secret") as HTMLInputElement;
@@ -181,12 +184,12 @@ describe("voicemail and settings", () => {
     expect(secret.placeholder, "but the user sees one is saved").toBe("saved");
     await h.click("settings-save-account");
     const saved = h.fake.calls.find((c) => c.name === "saveAccount")?.args[0];
-    expect(saved, "an empty secret is sent as null (keep)").toEqual({ server: "sip.example.com:5060", domain: "example.com", transport: "tcp", user: "ann", displayName: null, secret: null, mediaProfiles: ["webrtc", "sdes", "rtp"] });
+    expect(saved, "an empty secret is sent as null (keep)").toEqual({ server: "sip.example.com:5060", domain: "example.com", transport: "tcp", user: "ann", displayName: null, secret: null, mediaProfiles: ["webrtc", "sdes", "rtp"], tlsCa: null, turnServer: null, turnUser: null, turnPassword: null, relayOnly: false });
   });
 
   it("offers TLS and WebSocket transports, shows the saved one and saves the chosen one", async () => {
     h = await setup((f) => {
-      f.settingsValue.account = { server: "sip.example.com:5061", domain: "example.com", transport: "tls", user: "ann", displayName: null, credential: "password", hasSecret: true, mediaProfiles: ["webrtc", "sdes", "rtp"] };
+      f.settingsValue.account = { server: "sip.example.com:5061", domain: "example.com", transport: "tls", user: "ann", displayName: null, credential: "password", hasSecret: true, mediaProfiles: ["webrtc", "sdes", "rtp"], ...NO_EXTRAS };
     });
     await h.click("nav-settings");
     const select = h.$("settings-transport") as HTMLSelectElement;
@@ -198,9 +201,54 @@ describe("voicemail and settings", () => {
     expect(saved.transport, "the chosen secure WebSocket is what is saved").toBe("wss");
   });
 
+  it("trusts an authority file the user chooses, and can stop trusting it", async () => {
+    h = await setup((f) => {
+      f.settingsValue.account = { server: "sip.corp.example:5061", domain: "corp.example", transport: "tls", user: "ann", displayName: null, credential: "password", hasSecret: true, mediaProfiles: ["webrtc", "sdes", "rtp"], ...NO_EXTRAS };
+    });
+    await h.click("nav-settings");
+    expect(h.$("settings-tls-ca-state").textContent, "without one, the field says what it is for").toContain("your organisation's own authority");
+    const pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    const input = h.$("settings-tls-ca") as HTMLInputElement;
+    Object.defineProperty(input, "files", { value: [new File([pem], "corp-ca.pem", { type: "application/x-pem-file" })] });
+    await h.click("settings-save-account");
+    await h.flush();
+    const saved = h.fake.calls.find((c) => c.name === "saveAccount")?.args[0] as { tlsCa: string | null };
+    expect(saved.tlsCa, "the file's text goes to the backend, which checks and keeps it").toBe(pem);
+
+    h.dispose();
+    h = await setup((f) => {
+      f.settingsValue.account = { server: "sip.corp.example:5061", domain: "corp.example", transport: "tls", user: "ann", displayName: null, credential: "password", hasSecret: true, mediaProfiles: ["webrtc", "sdes", "rtp"], ...NO_EXTRAS, hasTlsCa: true };
+    });
+    await h.click("nav-settings");
+    expect(h.$("settings-tls-ca-state").textContent, "a saved authority is said to be trusted").toContain("is trusted");
+    await h.click("settings-save-account");
+    const kept = h.fake.calls.find((c) => c.name === "saveAccount")?.args[0] as { tlsCa: string | null };
+    expect(kept.tlsCa, "saving without choosing a file keeps it (null)").toBeNull();
+    (h.$("settings-tls-ca-remove") as HTMLInputElement).checked = true;
+    h.fake.calls.length = 0;
+    await h.click("settings-save-account");
+    const removed = h.fake.calls.find((c) => c.name === "saveAccount")?.args[0] as { tlsCa: string | null };
+    expect(removed.tlsCa, "ticking stop-trusting sends an empty text, which removes it").toBe("");
+  });
+
+  it("sets a TURN relay, never shows its saved password, and sends relay-only", async () => {
+    h = await setup((f) => {
+      f.settingsValue.account = { server: "sip.example.com:5060", domain: "example.com", transport: "udp", user: "ann", displayName: null, credential: "password", hasSecret: true, mediaProfiles: ["webrtc", "sdes", "rtp"], ...NO_EXTRAS, turnServer: "turn:turn.example.com:3478", turnUser: "ann-relay", hasTurnPassword: true };
+    });
+    await h.click("nav-settings");
+    expect((h.$("settings-turn-server") as HTMLInputElement).value, "the saved relay is shown").toBe("turn:turn.example.com:3478");
+    const password = h.$("settings-turn-password") as HTMLInputElement;
+    expect(password.value, "its password is never shown").toBe("");
+    expect(password.placeholder, "but the user sees one is saved").toBe("saved");
+    (h.$("settings-relay-only") as HTMLInputElement).checked = true;
+    await h.click("settings-save-account");
+    const saved = h.fake.calls.find((c) => c.name === "saveAccount")?.args[0] as { turnServer: string; turnUser: string; turnPassword: string | null; relayOnly: boolean };
+    expect(saved, "relay, its user, the saved password kept (null) and relay-only").toMatchObject({ turnServer: "turn:turn.example.com:3478", turnUser: "ann-relay", turnPassword: null, relayOnly: true });
+  });
+
   it("lets the user choose how call audio travels, and keeps the order most protected first", async () => {
     h = await setup((f) => {
-      f.settingsValue.account = { server: "pbx.example.com:5060", domain: "example.com", transport: "udp", user: "ann", displayName: null, credential: "password", hasSecret: true, mediaProfiles: ["webrtc", "rtp"] };
+      f.settingsValue.account = { server: "pbx.example.com:5060", domain: "example.com", transport: "udp", user: "ann", displayName: null, credential: "password", hasSecret: true, mediaProfiles: ["webrtc", "rtp"], ...NO_EXTRAS };
     });
     await h.click("nav-settings");
     const box = (p: string) => h.$(`settings-media-${p}`) as HTMLInputElement;

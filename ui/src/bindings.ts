@@ -77,6 +77,19 @@ export type AccountInput = {
 	 *  that does not send them keeps the default.
 	 */
 	mediaProfiles?: MediaProfile[],
+	/**
+	 *  A private authority for TLS and WSS (PEM text of a file the user chose); none keeps
+	 *  the saved one, an empty text removes it.
+	 */
+	tlsCa?: string | null,
+	/**  The TURN relay (`turn:HOST:PORT`, or `HOST:PORT`); empty or none: no relay. */
+	turnServer?: string | null,
+	/**  The TURN user name; empty or none: sign in to the relay with the token. */
+	turnUser?: string | null,
+	/**  A new TURN password, or none to keep the saved one. */
+	turnPassword?: string | null,
+	/**  Call audio only through the relay. */
+	relayOnly?: boolean,
 };
 
 /**  The account as the UI sees it: everything but the secret. */
@@ -97,6 +110,16 @@ export type AccountView = {
 	hasSecret: boolean,
 	/**  The media profiles calls may use, in order. */
 	mediaProfiles: MediaProfile[],
+	/**  Whether a private authority is trusted for TLS and WSS. */
+	hasTlsCa: boolean,
+	/**  The TURN relay (`turn:HOST:PORT`), if any. */
+	turnServer: string | null,
+	/**  The TURN user name; none: the token's TURN grant. */
+	turnUser: string | null,
+	/**  Whether a TURN password is saved. */
+	hasTurnPassword: boolean,
+	/**  Call audio only through the relay. */
+	relayOnly: boolean,
 };
 
 /**  A command that failed: a stable code and words for the user. */

@@ -12,8 +12,12 @@ export const MEDIA_PROFILES: readonly MediaProfile[] = ["webrtc", "sdes", "rtp"]
 /** The transports to the server, in the order the picker offers them. */
 export const TRANSPORTS: readonly Transport[] = ["udp", "tcp", "tls", "ws", "wss"];
 
-/** Reads the account form; an empty secret keeps the stored one. */
-export function readAccount(form: HTMLFormElement): AccountInput {
+/**
+ * Reads the account form; an empty secret or TURN password keeps the stored one. `tlsCa` is
+ * the text of the authority file the user chose, if any (reading a file is asynchronous: see
+ * {@link chosenAuthority}).
+ */
+export function readAccount(form: HTMLFormElement, tlsCa: string | null = null): AccountInput {
   const f = new FormData(form);
   const get = (k: string) => String(f.get(k) ?? "").trim();
   const secret = String(f.get("secret") ?? "");
@@ -26,7 +30,19 @@ export function readAccount(form: HTMLFormElement): AccountInput {
     displayName: get("displayName") || null,
     secret: secret ? (kind === "password" ? { kind, password: secret } : { kind, token: secret }) : null,
     mediaProfiles: MEDIA_PROFILES.filter((p) => f.getAll("media").includes(p)),
+    tlsCa: tlsCa ?? (f.get("tlsCaRemove") !== null ? "" : null),
+    turnServer: get("turnServer") || null,
+    turnUser: get("turnUser") || null,
+    turnPassword: String(f.get("turnPassword") ?? "") || null,
+    relayOnly: f.get("relayOnly") !== null,
   };
+}
+
+/** The text of the authority file chosen in the form, or null when none was chosen. */
+export async function chosenAuthority(form: HTMLFormElement): Promise<string | null> {
+  const input = form.elements.namedItem("tlsCa");
+  const file = input instanceof HTMLInputElement ? input.files?.[0] : undefined;
+  return file ? await file.text() : null;
 }
 
 function deviceOptions(t: Translator, devices: AudioDeviceInfo[], selected: string | null) {
@@ -53,10 +69,15 @@ export function settingsView(s: State, c: Controller, t: Translator) {
       <form class="form-grid" @submit=${(e: Event) => {
         e.preventDefault();
         const form = e.target as HTMLFormElement;
-        void c.saveAccount(readAccount(form)).then((ok) => {
-          const secret = form.elements.namedItem("secret");
-          if (ok && secret instanceof HTMLInputElement) secret.value = "";
-        });
+        void chosenAuthority(form)
+          .then((pem) => c.saveAccount(readAccount(form, pem)))
+          .then((ok) => {
+            if (!ok) return;
+            for (const name of ["secret", "turnPassword", "tlsCa"]) {
+              const field = form.elements.namedItem(name);
+              if (field instanceof HTMLInputElement) field.value = "";
+            }
+          });
       }}>
         <label class="field-label" for="settings-server">${t("settings.server")}</label>
         <input class="input" id="settings-server" name="server" data-testid="settings-server" required placeholder="sip.example.com:5060" .value=${acc?.server ?? ""} />
@@ -89,6 +110,22 @@ export function settingsView(s: State, c: Controller, t: Translator) {
           </span>
           <span class="hint">${t("settings.mediaHint")}</span>
         </span>
+        <label class="field-label" for="settings-tls-ca">${t("settings.tlsCa")}</label>
+        <span class="field-with-hint">
+          <span class="row">
+            <input class="input" type="file" id="settings-tls-ca" name="tlsCa" accept=".pem,.crt,.cer,application/x-pem-file" data-testid="settings-tls-ca" />
+            ${acc?.hasTlsCa ? html`<label class="check"><input type="checkbox" name="tlsCaRemove" data-testid="settings-tls-ca-remove" /><span>${t("settings.tlsCaRemove")}</span></label>` : nothing}
+          </span>
+          <span class="hint" data-testid="settings-tls-ca-state">${acc?.hasTlsCa ? t("settings.tlsCaSaved") : t("settings.tlsCaHint")}</span>
+        </span>
+        <label class="field-label" for="settings-turn-server">${t("settings.turnServer")}</label>
+        <input class="input" id="settings-turn-server" name="turnServer" data-testid="settings-turn-server" placeholder="turn:turn.example.com:3478" .value=${acc?.turnServer ?? ""} />
+        <label class="field-label" for="settings-turn-user">${t("settings.turnUser")}</label>
+        <input class="input" id="settings-turn-user" name="turnUser" data-testid="settings-turn-user" autocomplete="off" placeholder=${t("settings.turnUserPlaceholder")} .value=${acc?.turnUser ?? ""} />
+        <label class="field-label" for="settings-turn-password">${t("settings.turnPassword")}</label>
+        <input class="input" id="settings-turn-password" name="turnPassword" type="password" autocomplete="new-password" data-testid="settings-turn-password" placeholder=${acc?.hasTurnPassword ? t("settings.secretSaved") : ""} />
+        <span class="field-label"></span>
+        <label class="check"><input type="checkbox" name="relayOnly" data-testid="settings-relay-only" .checked=${acc?.relayOnly ?? false} /><span>${t("settings.relayOnly")}</span></label>
         <div class="form-actions">
           <button type="button" class="btn" data-testid="settings-use-demo" ?disabled=${session?.server === "demo"} @click=${() => void c.useDemo()}>${t("settings.useDemo")}</button>
           <button type="submit" class="btn primary" data-testid="settings-save-account">${t("settings.saveAccount")}</button>

@@ -197,8 +197,8 @@ pub struct TurnConfig {
     /// `turn:HOST:PORT` URLs (UDP relays).
     pub urls: Vec<String>,
     /// A user name and password of its own; `None` signs in with the account's token (the
-    /// TURN REST scheme: user `EXPIRY:USER`, password the token's signature, which coturn's
-    /// `use-auth-secret` checks against the secret the server shares).
+    /// TURN REST scheme: user `EXPIRY:USER`, password the token's `turn` grant, which
+    /// coturn's `use-auth-secret` checks against the TURN scope's key).
     pub credentials: Option<(String, String)>,
     /// Use relay candidates only: the peer and the network between never see our address.
     /// Only the WebRTC profile has ICE, so the account's other profiles are dropped.

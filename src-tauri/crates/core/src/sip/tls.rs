@@ -68,9 +68,7 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
         path: path.to_owned(),
         source,
     })?;
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(&bytes)
-        .filter_map(Result::ok)
-        .collect();
+    let certs = certificates_in_pem(&bytes);
     if certs.is_empty() {
         return Err(TlsError::Missing {
             path: path.to_owned(),
@@ -78,6 +76,20 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
         });
     }
     Ok(certs)
+}
+
+/// The certificates of a PEM text (anything else in it is skipped).
+pub fn certificates_in_pem(pem: &[u8]) -> Vec<CertificateDer<'static>> {
+    CertificateDer::pem_slice_iter(pem)
+        .filter_map(Result::ok)
+        .collect()
+}
+
+/// How many certificates of a PEM text could be trusted as authorities (their structure
+/// parses as a root); what a settings form checks before it keeps a file the user chose.
+pub fn trustable_authorities(pem: &[u8]) -> usize {
+    let mut roots = RootCertStore::empty();
+    roots.add_parsable_certificates(certificates_in_pem(pem)).0
 }
 
 /// How we connect to a server over TLS: whom we trust and which name its certificate must
