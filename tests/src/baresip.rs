@@ -291,6 +291,38 @@ pub async fn baresip_calls_alice(
     call
 }
 
+/// Whether the agent's recording of `call` (`recording` with `{call}` in it), once closed,
+/// mostly holds baresip's tone in its last two seconds.
+pub fn agent_heard_baresip(recording: &Path, call: &str) -> bool {
+    let path = recording.to_string_lossy().replace("{call}", call);
+    let heard = wav(Path::new(&path));
+    crate::mostly_hears(crate::tail(&heard, Duration::from_secs(2)), BARESIP_HZ)
+}
+
+/// `agent`'s connected call `call` with the baresip of `dir`: both talk for 3 s, then the
+/// agent hangs up. Asserts that the agent (recorded to `recording`, with `{call}`) hears
+/// baresip and that baresip hears the agent's `agent_hz`; `why` names the call.
+pub async fn talk_then_hang_up(
+    agent: &mut crate::process::AgentProcess,
+    call: &str,
+    recording: &Path,
+    dir: &Path,
+    agent_hz: f64,
+    why: &str,
+) {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    agent.hang_up(call).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        agent_heard_baresip(recording, call),
+        "{why}: Hookflash hears baresip ({BARESIP_HZ} Hz)"
+    );
+    assert!(
+        crate::hears(middle(&baresip_heard(dir)), agent_hz),
+        "{why}: baresip hears Hookflash ({agent_hz} Hz)"
+    );
+}
+
 /// The middle half of a recording (away from the ring-in and the hang-up).
 pub fn middle(samples: &[i16]) -> &[i16] {
     let n = samples.len();

@@ -10,14 +10,13 @@
 
 use std::time::Duration;
 
-use hookflash_tests::baresip::BARESIP_HZ;
 use hookflash_tests::baresip::{
-    baresip, baresip_calls_alice, baresip_dir, baresip_heard, middle, recorded_agent, wav,
+    agent_heard_baresip, baresip, baresip_calls_alice, baresip_dir, recorded_agent,
+    talk_then_hang_up,
 };
 use hookflash_tests::certs::TestPki;
 use hookflash_tests::netns::{Netns, HOST_A};
 use hookflash_tests::process::SwitchboardProcess;
-use hookflash_tests::{hears, mostly_hears, tail};
 
 const HOOKFLASH_HZ: f64 = 440.0;
 
@@ -63,34 +62,30 @@ async fn baresip_registers_over_tls_and_calls_both_ways_with_audio() {
         "baresip registered over TLS: {:?}",
         printed.lock().expect("baresip's output")
     );
-    let mut alice =
-        recorded_agent(&sb, "alice", 440, &root.join("alice-out-{call}.wav"), false).await;
+    let recording = root.join("alice-out-{call}.wav");
+    let mut alice = recorded_agent(&sb, "alice", 440, &recording, false).await;
     let call = alice.start_call("bob").await;
     alice.state("Connected").await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    alice.hang_up(&call).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let heard = wav(&root.join(format!("alice-out-{call}.wav")));
-    assert!(
-        mostly_hears(tail(&heard, Duration::from_secs(2)), BARESIP_HZ),
-        "Hookflash hears baresip (880 Hz) on a call to baresip over TLS"
-    );
-    assert!(
-        hears(middle(&baresip_heard(&dir)), HOOKFLASH_HZ),
-        "baresip hears Hookflash (440 Hz) on that call"
-    );
+    talk_then_hang_up(
+        &mut alice,
+        &call,
+        &recording,
+        &dir,
+        HOOKFLASH_HZ,
+        "a call to baresip over TLS",
+    )
+    .await;
     alice.sign_out().await;
     let _ = registered.kill().await;
     let _ = registered.wait().await;
 
     // baresip (TLS) calls Hookflash (UDP), which answers by itself.
-    let mut alice =
-        recorded_agent(&sb, "alice", 440, &root.join("alice-in-{call}.wav"), true).await;
+    let recording = root.join("alice-in-{call}.wav");
+    let mut alice = recorded_agent(&sb, "alice", 440, &recording, true).await;
     let call = baresip_calls_alice(&ns, &dir, "sip:alice@hookflash.local", &mut alice).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let heard = wav(&root.join(format!("alice-in-{call}.wav")));
     assert!(
-        mostly_hears(tail(&heard, Duration::from_secs(2)), BARESIP_HZ),
+        agent_heard_baresip(&recording, &call),
         "Hookflash hears baresip (880 Hz) on a call baresip placed over TLS"
     );
     alice.sign_out().await;

@@ -13,12 +13,11 @@
 use std::time::Duration;
 
 use hookflash_tests::baresip::{
-    baresip, baresip_calls_alice, baresip_dir, baresip_heard, middle, quit, recorded_agent, wav,
-    BARESIP_HZ,
+    agent_heard_baresip, baresip, baresip_calls_alice, baresip_dir, quit, recorded_agent,
+    talk_then_hang_up,
 };
 use hookflash_tests::netns::{Netns, HOST_A, HOST_B};
 use hookflash_tests::process::SwitchboardProcess;
-use hookflash_tests::{hears, mostly_hears, tail};
 
 const HOOKFLASH_HZ: f64 = 440.0;
 
@@ -49,22 +48,19 @@ async fn calls_cross_a_trunk_to_and_from_another_domain() {
 
     // Out through the trunk: Alice calls carol@partner.example; baresip answers by itself.
     let (partner, _) = baresip(&ns, &dir, &[], "baresip is ready").await;
-    let mut alice =
-        recorded_agent(&sb, "alice", 440, &root.join("alice-out-{call}.wav"), false).await;
+    let recording = root.join("alice-out-{call}.wav");
+    let mut alice = recorded_agent(&sb, "alice", 440, &recording, false).await;
     let call = alice.start_call("sip:carol@partner.example").await;
     alice.state("Connected").await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    alice.hang_up(&call).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let heard = wav(&root.join(format!("alice-out-{call}.wav")));
-    assert!(
-        mostly_hears(tail(&heard, Duration::from_secs(2)), BARESIP_HZ),
-        "Alice hears the partner's phone (880 Hz) on a call out through the trunk"
-    );
-    assert!(
-        hears(middle(&baresip_heard(&dir)), HOOKFLASH_HZ),
-        "the partner's phone hears Alice (440 Hz)"
-    );
+    talk_then_hang_up(
+        &mut alice,
+        &call,
+        &recording,
+        &dir,
+        HOOKFLASH_HZ,
+        "a call out through the trunk to the partner's phone",
+    )
+    .await;
 
     // A domain no trunk serves: refused by the switchboard, and Alice is told.
     let refused = alice.start_call("sip:dave@elsewhere.example").await;
@@ -78,14 +74,13 @@ async fn calls_cross_a_trunk_to_and_from_another_domain() {
 
     // In through the trunk: baresip, from the trunk's address and without credentials,
     // calls Alice at the switchboard; she answers by herself.
-    let mut alice =
-        recorded_agent(&sb, "alice", 440, &root.join("alice-in-{call}.wav"), true).await;
+    let recording = root.join("alice-in-{call}.wav");
+    let mut alice = recorded_agent(&sb, "alice", 440, &recording, true).await;
     let uri = format!("sip:alice@{}", sb.server);
     let call = baresip_calls_alice(&ns, &dir, &uri, &mut alice).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let heard = wav(&root.join(format!("alice-in-{call}.wav")));
     assert!(
-        mostly_hears(tail(&heard, Duration::from_secs(2)), BARESIP_HZ),
+        agent_heard_baresip(&recording, &call),
         "Alice hears the partner's phone on a call that came in through the trunk"
     );
     alice.sign_out().await;
