@@ -8,7 +8,9 @@
 //! transfer out of voicemail (480); transfer failures with their codes.
 //!
 //! Calls over TLS, WS and WSS with audio both ways, across transports; sign-in over them
-//! refused for an untrusted certificate (unknown authority, another name) and a forged token.
+//! refused for an untrusted certificate (unknown authority, another name), and over UDP, TLS,
+//! WS and WSS for a token signed with another secret (every agent here also sends keep-alive
+//! probes every 300 ms, and stays Connected through them on both servers).
 //!
 //! Kamailio alone: a static password user; no relaying in a dialog for a stranger (a made-up
 //! To-tag and a Route naming Kamailio, without credentials, reach nobody).
@@ -589,7 +591,12 @@ async fn tls_and_websocket_sign_in_checks_certificates_and_tokens(server: Server
         );
         agents.push(a);
     }
-    for transport in [TransportKind::Tls, TransportKind::Ws, TransportKind::Wss] {
+    for transport in [
+        TransportKind::Udp,
+        TransportKind::Tls,
+        TransportKind::Ws,
+        TransportKind::Wss,
+    ] {
         let forged = Token::issue(
             "not-the-secret",
             "erin",
