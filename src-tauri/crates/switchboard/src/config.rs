@@ -202,6 +202,16 @@ impl TrunkFile {
             t if t.eq_ignore_ascii_case("tcp") => TransportKind::Tcp,
             other => return Err(bad(format!("transport {other:?}: give udp or tcp"))),
         };
+        if self.name.is_empty()
+            || !self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(bad(
+                "a name is letters, digits and -_. (it is written into routes)".into(),
+            ));
+        }
         if self.domains.is_empty() {
             return Err(bad(
                 "no domains: name the domains it serves, or \"*\"".into()

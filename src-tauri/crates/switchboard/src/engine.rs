@@ -27,9 +27,9 @@ use crate::mwi;
 use crate::nonce::{NonceCheck, NonceKey};
 use crate::registrar::{Binding, FastMap, Registrar, TokenUsers};
 use crate::routing::{
-    best_response, branch_prefix, clamp_expires, classify, loop_hash, number_candidates, resolve,
-    trunk_for, via_destination, Destination, DialogMarks, Flow, Local, Trunk, DEFAULT_EXPIRES,
-    SIP_PORT,
+    best_response, branch_prefix, clamp_expires, classify, is_device_host, loop_hash,
+    number_candidates, resolve, trunk_at, trunk_for, trunk_named, via_destination, Destination,
+    DialogMarks, Flow, Local, Trunk, DEFAULT_EXPIRES, SIP_PORT,
 };
 use crate::rules::{ForwardTarget, Rules};
 use crate::users::{UserStore, VOICEMAIL_USER};
@@ -323,6 +323,15 @@ enum AuthOutcome {
     Forbidden(&'static str),
 }
 
+/// Who a dialog runs between, as its mark says.
+#[derive(Debug)]
+struct Legs {
+    /// The trunk that is one of its legs.
+    trunk: Option<String>,
+    /// Whether the request at hand comes from a trunk.
+    from_trunk: bool,
+}
+
 enum Hops {
     /// Addressed to the switchboard itself.
     Local,
@@ -445,7 +454,16 @@ impl Engine {
             .first()
             .and_then(|top| top.parse::<NameAddr>().ok())
             .and_then(|a| resolve(&a.uri, TransportKind::Udp))
-            .is_some_and(|flow| self.trunks.iter().any(|t| t.flow == flow))
+            .is_some_and(|flow| trunk_at(&self.trunks, flow.addr).is_some())
+    }
+
+    /// Whether an INVITE follows a transfer by someone outside our domain (its Referred-By
+    /// names another domain).
+    fn referred_from_elsewhere(&self, req: &Request) -> bool {
+        req.headers
+            .get("Referred-By")
+            .and_then(|v| v.parse::<NameAddr>().ok())
+            .is_some_and(|by| classify(&by.uri, &self.local) == Destination::Remote)
     }
 
     /// How long a transaction without a final response is kept, ringing for `ring`.
@@ -822,10 +840,18 @@ impl Engine {
                 _ => {}
             }
         }
-        // An ACK for a 2xx: a request of its own, routed end to end, statelessly.
+        // An ACK for a 2xx: a request of its own in the dialog, routed end to end,
+        // statelessly, along our marked route only (like any in-dialog request).
         let mut req = req;
-        let in_dialog = req.to().ok().is_some_and(|t| t.tag().is_some());
+        if req.to().ok().is_none_or(|t| t.tag().is_none()) {
+            debug!(flow = %src, "ACK outside a dialog and any transaction dropped");
+            return;
+        }
         let popped = self.pop_our_routes(&mut req);
+        let Some(legs) = self.our_route(&req, popped.as_ref(), Some(src)) else {
+            debug!(flow = %src, "ACK without our route dropped");
+            return;
+        };
         let max_forwards = req
             .headers
             .get("Max-Forwards")
@@ -834,7 +860,7 @@ impl Engine {
         if max_forwards == 0 {
             return;
         }
-        match self.choose_hops(&req, popped.as_ref(), in_dialog, now) {
+        match self.choose_hops(&req, Some(&legs), now) {
             Hops::Targets(targets) => {
                 let Some((uri, flow)) = targets.into_iter().next() else {
                     return;
@@ -1085,11 +1111,10 @@ impl Engine {
     }
 
     /// Whether `popped` (the last Route entry of ours the request carried) is a Record-Route
-    /// we made for the request's dialog.
-    fn route_is_ours(&self, req: &Request, popped: Option<&Uri>) -> bool {
-        let Some(route) = popped else {
-            return false;
-        };
+    /// we made for the request's dialog: the dialog's legs if so (the trunk the mark names,
+    /// and whether the request comes from a trunk), `None` if not.
+    fn our_route(&self, req: &Request, popped: Option<&Uri>, src: Option<Flow>) -> Option<Legs> {
+        let route = popped?;
         let call_id = req.call_id().unwrap_or_default();
         let tag = |h: Result<NameAddr, _>| h.ok().and_then(|a| a.tag().map(str::to_owned));
         let tags: Vec<String> = [tag(req.from()), tag(req.to())]
@@ -1097,7 +1122,11 @@ impl Engine {
             .flatten()
             .collect();
         let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
-        self.marks.verify(route, call_id, &tags)
+        let trunk = self.marks.verify(route, call_id, &tags)?;
+        Some(Legs {
+            trunk,
+            from_trunk: self.trunk_sending(src).is_some(),
+        })
     }
 
     fn is_known_user(&self, user: &str, now: Instant) -> bool {
@@ -1105,29 +1134,31 @@ impl Engine {
             || self.users.directory().user(user).is_some()
     }
 
-    fn choose_hops(
-        &mut self,
-        req: &Request,
-        popped: Option<&Uri>,
-        in_dialog: bool,
-        now: Instant,
-    ) -> Hops {
-        let default_transport = popped
-            .and_then(|u| u.transport())
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(TransportKind::Udp);
+    /// Where a request goes: out of a dialog (`dialog: None`) to our users, to a device's
+    /// registered contact, or to the trunk serving another domain (or named by a Route a
+    /// signed-in user preloaded, which the caller checked); in a dialog (along our marked
+    /// route) to a registered contact, or to the dialog's own trunk, never back to a trunk
+    /// it came from. Nothing else leaves: no open relay.
+    fn choose_hops(&mut self, req: &Request, dialog: Option<&Legs>, now: Instant) -> Hops {
+        let dialog_trunk = || {
+            dialog
+                .filter(|d| !d.from_trunk)
+                .and_then(|d| d.trunk.as_deref())
+                .and_then(|name| trunk_named(&self.trunks, name))
+        };
         if let Some(top) = req.headers.get_all("Route").first() {
-            // Loose routing on to the next hop of a route set (another proxy).
-            if in_dialog && popped.is_none() {
-                return Hops::Reject(403, "Relaying Denied");
-            }
-            return match top
+            // Loose routing on to the next hop of a route set: only to a trunk.
+            let trunk = top
                 .parse::<NameAddr>()
                 .ok()
                 .and_then(|a| resolve(&a.uri, TransportKind::Udp))
-            {
-                Some(flow) => Hops::Targets(vec![(req.uri.clone(), flow)]),
-                None => Hops::Reject(404, "Unresolvable Route"),
+                .and_then(|flow| trunk_at(&self.trunks, flow.addr));
+            return match (trunk, dialog) {
+                (Some(t), None) => Hops::Targets(vec![(req.uri.clone(), t.flow)]),
+                (Some(t), Some(_)) if dialog_trunk().is_some_and(|d| d.name == t.name) => {
+                    Hops::Targets(vec![(req.uri.clone(), t.flow)])
+                }
+                _ => Hops::Reject(403, "Relaying Denied"),
             };
         }
         match classify(&req.uri, &self.local) {
@@ -1152,23 +1183,24 @@ impl Engine {
                 }
             }
             Destination::Remote => {
-                if let Some(b) = self.registrar.find_contact(&req.uri, now) {
-                    return Hops::Targets(vec![(req.uri.clone(), b.flow)]);
+                let device = is_device_host(&req.uri.host);
+                if device || dialog.is_some() {
+                    if let Some(b) = self.registrar.find_contact(&req.uri, now) {
+                        return Hops::Targets(vec![(req.uri.clone(), b.flow)]);
+                    }
                 }
-                if !in_dialog {
+                let trunk = match dialog {
+                    // The far end of a dialog through a trunk is reached through that trunk,
+                    // whatever address its Contact names.
+                    Some(_) => dialog_trunk(),
                     // A new request for another domain leaves only through the trunk that
-                    // serves it (requests from a trunk never get this far).
-                    return match trunk_for(&self.trunks, &req.uri.host) {
-                        Some(t) => Hops::Targets(vec![(req.uri.clone(), t.flow)]),
-                        None => Hops::Reject(403, "Relaying Denied"),
-                    };
-                }
-                if popped.is_none() {
-                    return Hops::Reject(403, "Relaying Denied");
-                }
-                match resolve(&req.uri, default_transport) {
-                    Some(flow) => Hops::Targets(vec![(req.uri.clone(), flow)]),
-                    None => Hops::Reject(404, "Unresolvable Destination"),
+                    // serves it; an unregistered device address, through none.
+                    None if device => None,
+                    None => trunk_for(&self.trunks, &req.uri.host),
+                };
+                match trunk {
+                    Some(t) => Hops::Targets(vec![(req.uri.clone(), t.flow)]),
+                    None => Hops::Reject(403, "Relaying Denied"),
                 }
             }
         }
@@ -1193,11 +1225,16 @@ impl Engine {
         // that dialog (our Record-Route, marked); a request outside one only to our users, or
         // from our users to a trunk (by the domain it serves, or along a Route naming it).
         // A trunk is trusted by its address, for requests to our users only.
-        if in_dialog && !self.route_is_ours(&req, popped.as_ref()) {
-            warn!(method = %req.method, "in-dialog request without our route refused");
-            return self.reply(key, 403, Some("Relaying Denied"), vec![], now);
-        }
         let src = self.servers.get(key).map(|t| t.flow);
+        let legs = if in_dialog {
+            let Some(legs) = self.our_route(&req, popped.as_ref(), src) else {
+                warn!(method = %req.method, "in-dialog request without our route refused");
+                return self.reply(key, 403, Some("Relaying Denied"), vec![], now);
+            };
+            Some(legs)
+        } else {
+            None
+        };
         let from_trunk = (!in_dialog)
             .then(|| self.trunk_sending(src).map(|t| t.name.clone()))
             .flatten();
@@ -1209,6 +1246,12 @@ impl Engine {
             if classify(&req.uri, &self.local) == Destination::Remote {
                 warn!(trunk = %trunk, method = %req.method, "request from a trunk for another domain refused");
                 return self.reply(key, 403, Some("Relaying Denied"), vec![], now);
+            }
+            // A trunk speaks for other domains only: it cannot pass as one of our users.
+            let from = req.from().ok().map(|f| classify(&f.uri, &self.local));
+            if from.is_some_and(|d| d != Destination::Remote) {
+                warn!(trunk = %trunk, "request from a trunk in the name of our domain refused");
+                return self.reply(key, 403, Some("Identity Mismatch"), vec![], now);
             }
         }
         if max_forwards == 0 {
@@ -1259,7 +1302,20 @@ impl Engine {
                 }
             }
         }
-        match self.choose_hops(&req, popped.as_ref(), in_dialog, now) {
+        match self.choose_hops(&req, legs.as_ref(), now) {
+            Hops::Targets(targets)
+                if !in_dialog
+                    && req.method == Method::Invite
+                    && self.referred_from_elsewhere(&req)
+                    && targets
+                        .iter()
+                        .any(|(_, f)| self.trunks.iter().any(|t| t.flow == *f)) =>
+            {
+                // A stranger's REFER must not make our user's phone call out through a
+                // trunk on our account (toll fraud); calls to our own users are fine.
+                warn!("a call out through a trunk on a stranger's transfer refused");
+                self.reply(key, 403, Some("Transfer Out Refused"), vec![], now)
+            }
             Hops::Local if in_dialog => self.reply(key, 481, None, vec![], now),
             Hops::Local => self.answer_locally(key, &req, now),
             Hops::Reject(status, reason) => self.reply(key, status, Some(reason), vec![], now),
@@ -1321,6 +1377,16 @@ impl Engine {
                 && v.parse::<DigestResponse>().is_ok_and(|d| d.realm == realm))
         });
         let invite = req.method == Method::Invite;
+        // The trunk that is one of the dialog's legs, if any: where requests in the dialog
+        // for the far end will go.
+        let trunk = self
+            .trunk_sending(Some(src))
+            .or_else(|| {
+                targets
+                    .iter()
+                    .find_map(|(_, f)| self.trunks.iter().find(|t| t.flow == *f))
+            })
+            .map(|t| t.name.clone());
         let mark = self.marks.mark(
             req.call_id().unwrap_or_default(),
             req.from()
@@ -1328,6 +1394,7 @@ impl Engine {
                 .and_then(|f| f.tag().map(str::to_owned))
                 .as_deref()
                 .unwrap_or_default(),
+            trunk.as_deref(),
         );
         for (i, (uri, flow)) in targets.into_iter().enumerate() {
             let mut r = req.clone();
@@ -2949,6 +3016,184 @@ To: <sip:bob@hookflash.local>\r\nCall-ID: mwi\r\nCSeq: 1 SUBSCRIBE\r\nEvent: mes
 Contact: <sip:carol@192.0.2.50:5060>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
         let out = rig.input(subscribe, partner);
         assert_eq!(statuses(&out), [403], "no mailbox for the trunk: {out:?}");
+    }
+
+    /// A rig with bob registered and one UDP trunk `partner` for `partner.example` at
+    /// 192.0.2.50:5060.
+    fn rig_with_partner_trunk() -> (Rig, Flow) {
+        let mut rig = Rig::new();
+        let partner = Flow {
+            transport: TransportKind::Udp,
+            addr: ([192, 0, 2, 50], 5060).into(),
+        };
+        rig.engine.trunks = vec![Trunk {
+            name: "partner".into(),
+            domains: vec!["partner.example".into()],
+            flow: partner,
+        }];
+        rig.register_bob();
+        (rig, partner)
+    }
+
+    #[test]
+    fn a_trunk_cannot_relay_through_the_dialogs_it_is_in_nor_pass_as_our_users() {
+        let (mut rig, partner) = rig_with_partner_trunk();
+        // The trunk calls bob and learns our marked Record-Route from the INVITE we forward.
+        let invite = "INVITE sip:bob@hookflash.local SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.50:5060;branch=z9hG4bKt1\r\n\
+From: <sip:carol@partner.example>;tag=p1\r\nTo: <sip:bob@hookflash.local>\r\nCall-ID: trunk-call\r\n\
+CSeq: 1 INVITE\r\nContact: <sip:carol@192.0.2.50:5060>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+        let out = rig.input(invite, partner);
+        let Some(Message::Request(fwd)) = out
+            .iter()
+            .find(|t| t.flow == flow(4002))
+            .map(|t| t.message.clone())
+        else {
+            panic!("the trunk's call reaches bob: {out:?}")
+        };
+        let rr = fwd
+            .headers
+            .get("Record-Route")
+            .expect("record-routed")
+            .to_owned();
+        assert!(
+            rr.contains(";ht=partner"),
+            "the mark names the trunk leg: {rr}"
+        );
+        // With that route, its Call-ID and tag, the trunk aims in-dialog requests anywhere.
+        let in_dialog = |ruri: &str, extra_route: &str, branch: &str| {
+            format!(
+                "MESSAGE {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.50:5060;branch=z9hG4bK{branch}\r\n\
+From: <sip:carol@partner.example>;tag=p1\r\nTo: <{ruri}>;tag=made-up\r\nCall-ID: trunk-call\r\n\
+CSeq: 2 MESSAGE\r\nRoute: {rr}{extra_route}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            )
+        };
+        for (i, (ruri, extra)) in [
+            ("sip:victim@198.51.100.7:5060", ""),
+            ("sip:victim@elsewhere.example", ""),
+            ("sip:victim@partner.example", ""),
+            ("sip:bob@127.0.0.1:4002", ", <sip:198.51.100.7:5060;lr>"),
+            ("sip:victim@198.51.100.7:5060", ", <sip:192.0.2.50:5060;lr>"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let out = rig.input(&in_dialog(ruri, extra, &format!("d{i}")), partner);
+            assert!(
+                requests(&out).is_empty(),
+                "nothing the trunk sends in its dialog goes to {ruri} {extra:?}: {out:?}"
+            );
+        }
+        // Its own dialog still works: a request for bob's contact reaches bob.
+        let out = rig.input(&in_dialog("sip:bob@127.0.0.1:4002", "", "ok"), partner);
+        assert_eq!(
+            requests(&out),
+            [(Method::Message, flow(4002))],
+            "in-dialog requests reach our user's registered contact"
+        );
+        // ACKs are no way round: outside a dialog, or along a route we did not mark.
+        for (i, ack) in [
+            "ACK sip:victim@partner.example SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.9:5060;branch=z9hG4bKa1\r\n\
+From: <sip:m@evil.example>;tag=m\r\nTo: <sip:victim@partner.example>\r\nCall-ID: ack1\r\nCSeq: 1 ACK\r\n\
+Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            "ACK sip:victim@198.51.100.7:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.9:5060;branch=z9hG4bKa2\r\n\
+From: <sip:m@evil.example>;tag=m\r\nTo: <sip:victim@partner.example>;tag=x\r\nCall-ID: ack2\r\nCSeq: 1 ACK\r\n\
+Route: <sip:127.0.0.1:5070;lr>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let from = Flow {
+                transport: TransportKind::Udp,
+                addr: ([198, 51, 100, 9], 5060 + i as u16).into(),
+            };
+            let out = rig.input(ack, from);
+            assert!(requests(&out).is_empty(), "a stranger's ACK {i} is not relayed: {out:?}");
+        }
+        // Nor may the trunk speak in the name of our domain.
+        let spoof = "INVITE sip:bob@hookflash.local SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.50:5060;branch=z9hG4bKspoof\r\n\
+From: <sip:ceo@hookflash.local>;tag=s\r\nTo: <sip:bob@hookflash.local>\r\nCall-ID: spoof\r\n\
+CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+        let out = rig.input(spoof, partner);
+        assert!(requests(&out).is_empty(), "not forwarded: {out:?}");
+        assert_eq!(
+            statuses(&out).last(),
+            Some(&403),
+            "a trunk calling as ceo@our domain"
+        );
+    }
+
+    #[test]
+    fn calls_for_a_trunks_domain_go_to_the_trunk_not_to_whoever_registered_that_address() {
+        let (mut rig, partner) = rig_with_partner_trunk();
+        // Alice registers a contact in the partner's domain, hoping to take carol's calls.
+        let out = rig.authed(
+            "alice",
+            4020,
+            "REGISTER",
+            "sip:hookflash.local",
+            "Authorization",
+            "",
+        );
+        assert_eq!(statuses(&out), [200], "alice registers");
+        let hijack = rig.authed(
+            "alice",
+            4021,
+            "REGISTER",
+            "sip:hookflash.local",
+            "Authorization",
+            "Contact: <sip:carol@partner.example>\r\n",
+        );
+        assert_eq!(
+            statuses(&hijack),
+            [200],
+            "the registrar takes any contact URI"
+        );
+        let uri: Uri = "sip:carol@partner.example".parse().unwrap();
+        assert!(
+            rig.engine.registrar.find_contact(&uri, rig.now).is_some(),
+            "so alice now holds a binding for carol's address"
+        );
+        let out = rig.authed(
+            "bob",
+            4022,
+            "INVITE",
+            "sip:carol@partner.example",
+            "Proxy-Authorization",
+            "",
+        );
+        assert_eq!(
+            requests(&out),
+            [(Method::Invite, partner)],
+            "bob's call to carol@partner.example goes to the partner's trunk: {out:?}"
+        );
+        // A call out through the trunk that follows a stranger's transfer is refused; one
+        // that follows a colleague's is not.
+        let out = rig.authed(
+            "bob",
+            4023,
+            "INVITE",
+            "sip:premium@partner.example",
+            "Proxy-Authorization",
+            "Referred-By: <sip:mallory@evil.example>\r\n",
+        );
+        assert!(
+            requests(&out).is_empty(),
+            "no toll call on a stranger's REFER: {out:?}"
+        );
+        assert_eq!(statuses(&out).last(), Some(&403), "refused");
+        let out = rig.authed(
+            "bob",
+            4024,
+            "INVITE",
+            "sip:carol@partner.example",
+            "Proxy-Authorization",
+            "Referred-By: <sip:alice@hookflash.local>\r\n",
+        );
+        assert_eq!(
+            requests(&out),
+            [(Method::Invite, partner)],
+            "a colleague's transfer to the partner goes out"
+        );
     }
 
     #[test]

@@ -189,9 +189,20 @@
 //! signed-in user's request for a domain a trunk serves (or for any domain, with a `*`
 //! trunk) goes to that trunk, record-routed; a Route a user preloads is followed only when it
 //! names a trunk. A request from a trunk's address (over UDP, its address and port) is taken
-//! without credentials when it is for one of our users, and refused (403) for anything else:
-//! a trunk cannot relay through us. Without trunks every foreign domain is `403 Relaying
-//! Denied`.
+//! without credentials when it is for one of our users, and refused (403) for anything else,
+//! or when its From names our domain: a trunk cannot relay through us nor pass as one of our
+//! users. In a dialog, requests go only along our marked Record-Route, whose mark (an HMAC
+//! over the Call-ID, the creator's tag and the trunk leg's name) says which trunk the dialog
+//! runs through: they reach a registered contact, or that trunk — never an address the
+//! request names, and never back to a trunk they came from. A registered contact is reached
+//! by its own URI outside a dialog only if its host is an IP address or `.invalid`, so that
+//! registering `Contact: <sip:carol@partner.example>` does not take carol's calls. A call
+//! out through a trunk that follows a transfer by someone outside our domain (Referred-By) is
+//! refused (`403 Transfer Out Refused`): a stranger's REFER does not buy calls on our account.
+//! Trust in a trunk rests on its address: over UDP a spoofed source can pass as the trunk
+//! for requests to our users (answers go to the real trunk), so keep trunks on networks
+//! where source addresses are filtered. Without trunks every foreign domain is `403
+//! Relaying Denied`.
 //!
 //! # HTTP API
 //!

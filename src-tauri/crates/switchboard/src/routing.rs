@@ -73,10 +73,31 @@ impl Trunk {
 
 /// The trunk for requests to `host`: the one that names it, else the one for `*`.
 pub fn trunk_for<'a>(trunks: &'a [Trunk], host: &str) -> Option<&'a Trunk> {
-    trunks
-        .iter()
-        .find(|t| t.names(host))
-        .or_else(|| trunks.iter().find(|t| t.names("*")))
+    trunk_naming(trunks, host).or_else(|| trunks.iter().find(|t| t.names("*")))
+}
+
+/// The trunk that names `host` among its domains (not through `*`).
+pub fn trunk_naming<'a>(trunks: &'a [Trunk], host: &str) -> Option<&'a Trunk> {
+    trunks.iter().find(|t| t.names(host))
+}
+
+/// The trunk at `addr` (a Route or a Request-URI resolved to it), whatever the transport the
+/// URI named.
+pub fn trunk_at(trunks: &[Trunk], addr: SocketAddr) -> Option<&Trunk> {
+    trunks.iter().find(|t| t.flow.addr == addr)
+}
+
+/// The trunk called `name`.
+pub fn trunk_named<'a>(trunks: &'a [Trunk], name: &str) -> Option<&'a Trunk> {
+    trunks.iter().find(|t| t.name == name)
+}
+
+/// Whether a host names a device rather than a domain: an IP literal, or a made-up `.invalid`
+/// host (RFC 7118 clients). Only such contacts are reached by their own URI outside a dialog;
+/// a domain name goes to the trunk that serves it, so that a user who registers
+/// `Contact: <sip:carol@partner.example>` does not take carol's calls.
+pub fn is_device_host(host: &str) -> bool {
+    parse_host_ip(host).is_some() || host.to_ascii_lowercase().ends_with(".invalid")
 }
 
 /// Who the switchboard is: its domain and the addresses it answers on.
@@ -205,6 +226,8 @@ impl Local {
 
 /// The Record-Route parameter that carries a dialog's mark.
 pub const DIALOG_MARK: &str = "hf";
+/// The Record-Route parameter that names the trunk a marked dialog runs through.
+pub const DIALOG_TRUNK: &str = "ht";
 
 /// Marks the dialogs the switchboard record-routes, so that it forwards in-dialog requests
 /// only along routes it made: the mark is an HMAC (under a key derived from the switchboard's
@@ -233,21 +256,38 @@ impl DialogMarks {
         }
     }
 
-    /// The mark of the dialog with `call_id` created by the party whose tag is `tag`.
-    pub fn mark(&self, call_id: &str, tag: &str) -> String {
-        let data = format!("{call_id}\n{tag}");
+    fn mac(&self, call_id: &str, tag: &str, trunk: Option<&str>) -> String {
+        let data = format!("{call_id}\n{tag}\n{}", trunk.unwrap_or_default());
         hex::encode(&hookflash_core::auth::hmac_sha1(&self.key, data.as_bytes())[..10])
     }
 
+    /// The mark of the dialog with `call_id` created by the party whose tag is `tag`, one of
+    /// whose legs is `trunk` (if any): the Record-Route parameters after `hf=` (the MAC, then
+    /// `;ht=NAME` naming the trunk, which the MAC covers).
+    pub fn mark(&self, call_id: &str, tag: &str, trunk: Option<&str>) -> String {
+        let mac = self.mac(call_id, tag, trunk);
+        match trunk {
+            Some(name) => format!("{mac};{DIALOG_TRUNK}={name}"),
+            None => mac,
+        }
+    }
+
     /// Whether `route` (one of our Record-Route entries, as a request brings it back) carries
-    /// the mark of the dialog with `call_id` and one of `tags`.
-    pub fn verify(&self, route: &Uri, call_id: &str, tags: &[&str]) -> bool {
+    /// the mark of the dialog with `call_id` and one of `tags`: `Some` with the trunk the mark
+    /// names (one of the dialog's legs), if it names one; `None` if it is not our mark.
+    pub fn verify(&self, route: &Uri, call_id: &str, tags: &[&str]) -> Option<Option<String>> {
         let Some(Some(presented)) = route.param(DIALOG_MARK) else {
-            return false;
+            return None;
         };
-        tags.iter().any(|tag| {
-            hookflash_core::auth::ct_eq(self.mark(call_id, tag).as_bytes(), presented.as_bytes())
-        })
+        let trunk = route.param(DIALOG_TRUNK).flatten();
+        tags.iter()
+            .any(|tag| {
+                hookflash_core::auth::ct_eq(
+                    self.mac(call_id, tag, trunk).as_bytes(),
+                    presented.as_bytes(),
+                )
+            })
+            .then(|| trunk.map(str::to_owned))
     }
 }
 
