@@ -67,8 +67,8 @@ impl Directory {
         }
         let mut stmt = conn
             .prepare(
-                "SELECT owner, COALESCE(SUM(heard = 0), 0), COALESCE(SUM(heard != 0), 0)
-                 FROM voicemail GROUP BY owner",
+                "SELECT lower(owner), COALESCE(SUM(heard = 0), 0), COALESCE(SUM(heard != 0), 0)
+                 FROM voicemail GROUP BY lower(owner)",
             )
             .map_err(db_err)?;
         let rows = stmt
@@ -234,6 +234,27 @@ mod tests {
         assert!(
             !serving.refresh_if_changed().unwrap(),
             "and not reloaded again while nothing changes"
+        );
+        // Rows from before names were folded: one mailbox whatever the case.
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        for (id, owner) in [("0000000000000001", "Dave"), ("0000000000000002", "dave")] {
+            raw.execute(
+                "INSERT INTO voicemail (id, owner, caller, created, duration_ms, heard, path)
+                 VALUES (?1, ?2, 'sip:a@b', 1, 1000, 0, '/tmp/x.wav')",
+                rusqlite::params![id, owner],
+            )
+            .unwrap();
+        }
+        assert!(serving.refresh_if_changed().unwrap());
+        assert_eq!(
+            serving.directory().counts("DAVE").new,
+            2,
+            "messages stored under Dave and dave are one mailbox's"
+        );
+        assert_eq!(
+            serving.voicemail().counts("dave").unwrap().new,
+            2,
+            "and the index counts them the same way"
         );
         cli.remove("dave").unwrap();
         assert!(serving.refresh_if_changed().unwrap());

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use hookflash_core::auth::fold_user;
 
-use crate::users::{db_err, directory_mut, lock, Db};
+use crate::users::{db_err, directory_mut, directory_stale, lock, Db};
 use crate::SwitchboardError;
 
 /// One voicemail message as indexed.
@@ -156,6 +156,18 @@ fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<VoicemailMessage> {
     })
 }
 
+/// New and old message counts of `owner`, whatever the case its rows were written in
+/// (names were not always folded).
+fn counts_on(conn: &rusqlite::Connection, owner: &str) -> Result<MailboxCounts, SwitchboardError> {
+    conn.query_row(
+        "SELECT COALESCE(SUM(heard = 0), 0), COALESCE(SUM(heard != 0), 0)
+         FROM voicemail WHERE owner = ?1 COLLATE NOCASE",
+        params![fold_user(owner)],
+        |r| Ok(MailboxCounts::from_sums(r.get(0)?, r.get(1)?)),
+    )
+    .map_err(db_err)
+}
+
 const COLUMNS: &str = "id, owner, caller, created, duration_ms, heard, path";
 
 impl VoicemailStore {
@@ -165,29 +177,32 @@ impl VoicemailStore {
 
     /// Index a new message.
     pub fn insert(&self, m: &VoicemailMessage) -> Result<(), SwitchboardError> {
-        lock(&self.db)
-            .execute(
-                "INSERT INTO voicemail (id, owner, caller, created, duration_ms, heard, path)
+        let conn = lock(&self.db);
+        conn.execute(
+            "INSERT INTO voicemail (id, owner, caller, created, duration_ms, heard, path)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    m.id,
-                    fold_user(&m.owner),
-                    m.caller,
-                    m.created as i64,
-                    m.duration_ms.min(i64::MAX as u64) as i64,
-                    i64::from(m.heard),
-                    m.path.to_string_lossy()
-                ],
-            )
-            .map_err(db_err)?;
-        self.recount(&m.owner)
+            params![
+                m.id,
+                fold_user(&m.owner),
+                m.caller,
+                m.created as i64,
+                m.duration_ms.min(i64::MAX as u64) as i64,
+                i64::from(m.heard),
+                m.path.to_string_lossy()
+            ],
+        )
+        .map_err(db_err)?;
+        self.recount(&conn, &m.owner);
+        Ok(())
     }
 
-    /// Bring the directory's counts of `owner` in line with the index, after a change.
-    fn recount(&self, owner: &str) -> Result<(), SwitchboardError> {
-        let counts = self.counts(owner)?;
-        directory_mut(&self.db).set_counts(owner, counts);
-        Ok(())
+    /// Bring the directory's counts of `owner` in line with the index, after a change, on
+    /// the connection that made it (see [`directory_mut`]).
+    fn recount(&self, conn: &std::sync::MutexGuard<'_, rusqlite::Connection>, owner: &str) {
+        match counts_on(conn, owner) {
+            Ok(counts) => directory_mut(&self.db, conn).set_counts(owner, counts),
+            Err(e) => directory_stale(&self.db, "mailbox counts", &e),
+        }
     }
 
     /// The messages of `owner`, newest first.
@@ -221,13 +236,14 @@ impl VoicemailStore {
     /// Mark a message heard; whether `owner` has it.
     pub fn mark_heard(&self, owner: &str, id: &str) -> Result<bool, SwitchboardError> {
         let owner = &fold_user(owner);
-        let n = lock(&self.db)
+        let conn = lock(&self.db);
+        let n = conn
             .execute(
                 "UPDATE voicemail SET heard = 1 WHERE owner = ?1 AND id = ?2",
                 params![owner, id],
             )
             .map_err(db_err)?;
-        self.recount(owner)?;
+        self.recount(&conn, owner);
         Ok(n > 0)
     }
 
@@ -241,27 +257,19 @@ impl VoicemailStore {
         let Some(m) = self.get(owner, id)? else {
             return Ok(None);
         };
-        lock(&self.db)
-            .execute(
-                "DELETE FROM voicemail WHERE owner = ?1 AND id = ?2",
-                params![owner, id],
-            )
-            .map_err(db_err)?;
-        self.recount(owner)?;
+        let conn = lock(&self.db);
+        conn.execute(
+            "DELETE FROM voicemail WHERE owner = ?1 AND id = ?2",
+            params![owner, id],
+        )
+        .map_err(db_err)?;
+        self.recount(&conn, owner);
         Ok(Some(m))
     }
 
     /// New and old message counts of `owner` (an indexed count, quick).
     pub fn counts(&self, owner: &str) -> Result<MailboxCounts, SwitchboardError> {
-        let owner = &fold_user(owner);
-        lock(&self.db)
-            .query_row(
-                "SELECT COALESCE(SUM(heard = 0), 0), COALESCE(SUM(heard != 0), 0)
-                 FROM voicemail WHERE owner = ?1",
-                params![owner],
-                |r| Ok(MailboxCounts::from_sums(r.get(0)?, r.get(1)?)),
-            )
-            .map_err(db_err)
+        counts_on(&lock(&self.db), owner)
     }
 }
 

@@ -258,8 +258,7 @@ impl RuleStore {
         if rules.is_empty() {
             conn.execute("DELETE FROM rules WHERE user = ?1", params![user])
                 .map_err(db_err)?;
-            drop(conn);
-            directory_mut(&self.db).set_rules(user, Rules::default());
+            directory_mut(&self.db, &conn).set_rules(user, Rules::default());
             return Ok(());
         }
         conn.execute(
@@ -278,10 +277,8 @@ impl RuleStore {
             ],
         )
         .map_err(db_err)?;
-        drop(conn);
-        // As stored (and as a reload would read it).
-        let stored = self.get(user)?;
-        directory_mut(&self.db).set_rules(user, stored);
+        // Validated, so exactly what a reload would read back.
+        directory_mut(&self.db, &conn).set_rules(user, rules.clone());
         Ok(())
     }
 }

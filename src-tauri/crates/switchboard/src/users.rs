@@ -52,9 +52,22 @@ pub(crate) fn lock(db: &Db) -> std::sync::MutexGuard<'_, Connection> {
     db.conn.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Change the directory (after the database, in the same call).
-pub(crate) fn directory_mut(db: &Db) -> std::sync::RwLockWriteGuard<'_, Directory> {
+/// Change the directory: only while holding the connection (`_conn`, from [`lock`]) that
+/// just wrote the change, so that writers and reloads update it in the order they commit
+/// (always connection, then directory: the proxy's loop takes only the directory's read lock).
+pub(crate) fn directory_mut<'a>(
+    db: &'a Db,
+    _conn: &std::sync::MutexGuard<'_, Connection>,
+) -> std::sync::RwLockWriteGuard<'a, Directory> {
     db.directory.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// After a write that committed but whose effect on the directory could not be read back
+/// (the database busy): have the watcher reload everything at its next look, rather than
+/// report a failed write or keep a wrong directory.
+pub(crate) fn directory_stale(db: &Db, what: &str, e: &SwitchboardError) {
+    tracing::warn!(error = %e, what, "directory not updated: reloading it");
+    *db.data_version.lock().unwrap_or_else(|e| e.into_inner()) = i64::MIN;
 }
 
 /// The user name the switchboard's own voicemail agent signs in as; it cannot be added to
@@ -147,8 +160,9 @@ impl UserStore {
             return Ok(false);
         }
         let fresh = Directory::load(&conn)?;
-        drop(conn);
-        *directory_mut(&self.conn) = fresh;
+        // Swapped in before the connection is let go: no write can commit in between and be
+        // lost under this older snapshot.
+        *directory_mut(&self.conn, &conn) = fresh;
         *seen = version;
         Ok(true)
     }
@@ -189,8 +203,8 @@ impl UserStore {
         // Names are one user whatever their case (see `fold_user`): a name that differs from
         // a stored one only by case is that user, not a second one. The digest HA1 keeps the
         // case typed here, which is what a phone configured with this name will hash.
-        let stored: Option<String> = self
-            .conn()
+        let conn = self.conn();
+        let stored: Option<String> = conn
             .query_row(
                 "SELECT name FROM users WHERE name = ?1 COLLATE NOCASE",
                 params![name],
@@ -199,46 +213,40 @@ impl UserStore {
             .optional()
             .map_err(db_err)?;
         let h = password.map(|p| ha1(name, realm, p));
-        self.conn()
-            .execute(
-                "INSERT INTO users (name, realm, ha1, created) VALUES (?1, ?2, ?3, ?4)
+        conn.execute(
+            "INSERT INTO users (name, realm, ha1, created) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(name) DO UPDATE SET realm = excluded.realm, ha1 = excluded.ha1",
-                params![
-                    stored.unwrap_or_else(|| fold_user(name)),
-                    realm,
-                    h,
-                    unix_now() as i64
-                ],
-            )
-            .map_err(db_err)?;
-        let record = self.get(name)?;
-        directory_mut(&self.conn).set_user(name, record);
+            params![
+                stored.unwrap_or_else(|| fold_user(name)),
+                realm,
+                h,
+                unix_now() as i64
+            ],
+        )
+        .map_err(db_err)?;
+        match get_user(&conn, name) {
+            Ok(record) => directory_mut(&self.conn, &conn).set_user(name, record),
+            Err(e) => directory_stale(&self.conn, "user", &e),
+        }
         Ok(())
     }
 
     /// Remove a user; whether they existed.
     pub fn remove(&self, name: &str) -> Result<bool, SwitchboardError> {
-        let n = self
-            .conn()
+        let conn = self.conn();
+        let n = conn
             .execute(
                 "DELETE FROM users WHERE name = ?1 COLLATE NOCASE",
                 params![name],
             )
             .map_err(db_err)?;
-        directory_mut(&self.conn).set_user(name, None);
+        directory_mut(&self.conn, &conn).set_user(name, None);
         Ok(n > 0)
     }
 
     /// One user, if stored.
     pub fn get(&self, name: &str) -> Result<Option<UserRecord>, SwitchboardError> {
-        self.conn()
-            .query_row(
-                "SELECT name, realm, ha1, created FROM users WHERE name = ?1 COLLATE NOCASE",
-                params![name],
-                row_to_record,
-            )
-            .optional()
-            .map_err(db_err)
+        get_user(&self.conn(), name)
     }
 
     /// Whether a user is stored (a database error counts as no).
@@ -261,6 +269,16 @@ impl UserStore {
         let rows = stmt.query_map([], row_to_record).map_err(db_err)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
     }
+}
+
+fn get_user(conn: &Connection, name: &str) -> Result<Option<UserRecord>, SwitchboardError> {
+    conn.query_row(
+        "SELECT name, realm, ha1, created FROM users WHERE name = ?1 COLLATE NOCASE",
+        params![name],
+        row_to_record,
+    )
+    .optional()
+    .map_err(db_err)
 }
 
 /// SQLite's count of commits by other connections, as this connection sees it.

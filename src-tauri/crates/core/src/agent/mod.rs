@@ -77,8 +77,8 @@ pub fn sink_from_spec(spec: DeviceSpec) -> SinkFactory {
     })
 }
 
-/// How the agent signs in.
-#[derive(Debug, Clone)]
+/// How the agent signs in. `Debug` shows no password.
+#[derive(Clone)]
 pub enum Credential {
     /// A user access token `EXPIRY:USER:SCOPE=PASSWORD[,…]` (DESIGN §2; [`Token`]); it must
     /// open the `sip` scope.
@@ -90,6 +90,29 @@ pub enum Credential {
         /// The password.
         password: String,
     },
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // The token's own Debug hides its passwords.
+            Credential::Token(t) => f.debug_tuple("Token").field(t).finish(),
+            Credential::Password { user, .. } => f
+                .debug_struct("Password")
+                .field("user", &crate::privacy::redact(user))
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl std::fmt::Debug for TurnConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnConfig")
+            .field("urls", &self.urls)
+            .field("user", &self.credentials.as_ref().map(|(u, _)| u))
+            .field("relay_only", &self.relay_only)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Credential {
@@ -192,7 +215,8 @@ pub struct AgentConfig {
 }
 
 /// A TURN server for call media (RFC 8656), with the TURN REST scheme's credentials by default.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Debug` shows no password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct TurnConfig {
     /// `turn:HOST:PORT` URLs (UDP relays).
     pub urls: Vec<String>,
@@ -2907,5 +2931,32 @@ impl Core {
                     .await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_reach_a_log() {
+        let password = Credential::Password {
+            user: "alice".into(),
+            password: "hunter2-sip".into(),
+        };
+        let turn = TurnConfig {
+            urls: vec!["turn:192.0.2.7:3478".into()],
+            credentials: Some(("relay-alice".into(), "hunter2-turn".into())),
+            relay_only: true,
+        };
+        let printed = format!("{password:?} {turn:?}");
+        assert!(
+            !printed.contains("hunter2"),
+            "Debug (what tracing prints) shows no password: {printed}"
+        );
+        assert!(
+            printed.contains("turn:192.0.2.7:3478"),
+            "but still says which relay: {printed}"
+        );
     }
 }
