@@ -29,7 +29,7 @@ use crate::registrar::{Binding, FastMap, Registrar, TokenUsers};
 use crate::routing::{
     best_response, branch_prefix, clamp_expires, classify, is_device_host, loop_hash,
     number_candidates, resolve, trunk_at, trunk_for, trunk_named, via_destination, Destination,
-    DialogMarks, Flow, Local, Trunk, DEFAULT_EXPIRES, SIP_PORT,
+    DialogLegs, DialogMarks, Flow, Local, Trunk, DEFAULT_EXPIRES, SIP_PORT,
 };
 use crate::rules::{ForwardTarget, Rules};
 use crate::users::{UserStore, VOICEMAIL_USER};
@@ -323,11 +323,12 @@ enum AuthOutcome {
     Forbidden(&'static str),
 }
 
-/// Who a dialog runs between, as its mark says.
+/// Who a dialog runs between, as its mark says, and whether the request at hand comes from
+/// a trunk.
 #[derive(Debug)]
 struct Legs {
-    /// The trunk that is one of its legs.
-    trunk: Option<String>,
+    /// What the mark vouches for.
+    marked: DialogLegs,
     /// Whether the request at hand comes from a trunk.
     from_trunk: bool,
 }
@@ -1122,9 +1123,9 @@ impl Engine {
             .flatten()
             .collect();
         let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
-        let trunk = self.marks.verify(route, call_id, &tags)?;
+        let marked = self.marks.verify(route, call_id, &tags)?;
         Some(Legs {
-            trunk,
+            marked,
             from_trunk: self.trunk_sending(src).is_some(),
         })
     }
@@ -1143,7 +1144,7 @@ impl Engine {
         let dialog_trunk = || {
             dialog
                 .filter(|d| !d.from_trunk)
-                .and_then(|d| d.trunk.as_deref())
+                .and_then(|d| d.marked.trunk.as_deref())
                 .and_then(|name| trunk_named(&self.trunks, name))
         };
         if let Some(top) = req.headers.get_all("Route").first() {
@@ -1198,8 +1199,22 @@ impl Engine {
                     None if device => None,
                     None => trunk_for(&self.trunks, &req.uri.host),
                 };
-                match trunk {
-                    Some(t) => Hops::Targets(vec![(req.uri.clone(), t.flow)]),
+                if let Some(t) = trunk {
+                    return Hops::Targets(vec![(req.uri.clone(), t.flow)]);
+                }
+                // In a dialog, a party that never registered (a client calling out only) is
+                // reached at its Contact if that is where one of the dialog's legs is: the
+                // mark vouches for the legs, so no other address can be named.
+                let leg = dialog.and_then(|d| {
+                    let to = resolve(&req.uri, TransportKind::Udp)?;
+                    d.marked
+                        .flows
+                        .iter()
+                        .find(|f| f.addr == to.addr && !self.trunks.iter().any(|t| t.flow == **f))
+                        .copied()
+                });
+                match leg {
+                    Some(flow) => Hops::Targets(vec![(req.uri.clone(), flow)]),
                     None => Hops::Reject(403, "Relaying Denied"),
                 }
             }
@@ -1387,16 +1402,20 @@ impl Engine {
                     .find_map(|(_, f)| self.trunks.iter().find(|t| t.flow == *f))
             })
             .map(|t| t.name.clone());
-        let mark = self.marks.mark(
-            req.call_id().unwrap_or_default(),
-            req.from()
-                .ok()
-                .and_then(|f| f.tag().map(str::to_owned))
-                .as_deref()
-                .unwrap_or_default(),
-            trunk.as_deref(),
-        );
+        let tag = req
+            .from()
+            .ok()
+            .and_then(|f| f.tag().map(str::to_owned))
+            .unwrap_or_default();
         for (i, (uri, flow)) in targets.into_iter().enumerate() {
+            // Each branch's dialog is between the caller's flow and that branch's.
+            let legs = DialogLegs {
+                trunk: trunk.clone(),
+                flows: vec![src, flow],
+            };
+            let mark = self
+                .marks
+                .mark(req.call_id().unwrap_or_default(), &tag, &legs);
             let mut r = req.clone();
             r.uri = uri;
             if record_route {

@@ -4,7 +4,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use hookflash_core::sip::{NameAddr, Uri};
+use hookflash_core::sip::{NameAddr, TransportKind, Uri};
 
 use crate::routing::{Flow, SIP_PORT};
 
@@ -38,16 +38,23 @@ pub type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
 /// The set of [`FastMap`].
 pub type FastSet<T> = HashSet<T, ahash::RandomState>;
 
-/// The identity of a contact URI: scheme, user, host (case-insensitive), port and transport.
-type ContactKey = (String, Option<String>, String, u16, Option<String>);
+/// The identity of a contact URI: scheme, user, host (case-insensitive), and the port and
+/// transport it is reached on, defaults filled in (`sip:a@h` and `sip:a@h:5060;transport=udp`
+/// reach the same place: a peer that echoes a contact back without its parameters still finds
+/// it).
+type ContactKey = (String, Option<String>, String, u16, Option<TransportKind>);
 
 fn contact_key(uri: &Uri) -> ContactKey {
+    let (transport, port) = match uri.transport_and_port(TransportKind::Udp) {
+        Some((t, p)) => (Some(t), p),
+        None => (None, uri.port.unwrap_or(SIP_PORT)),
+    };
     (
         uri.scheme.clone(),
         uri.user.clone(),
         uri.host.to_ascii_lowercase(),
-        uri.port.unwrap_or(SIP_PORT),
-        uri.transport(),
+        port,
+        transport,
     )
 }
 
@@ -321,6 +328,32 @@ impl TokenUsers {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn a_contact_is_the_same_with_or_without_its_default_port_and_transport() {
+        let uri = |s: &str| s.parse::<Uri>().unwrap();
+        assert!(
+            same_contact(
+                &uri("sip:bob@127.0.0.1:4002;transport=UDP"),
+                &uri("sip:bob@127.0.0.1:4002")
+            ),
+            "a peer that echoes a contact without ;transport=udp still reaches it"
+        );
+        assert!(
+            same_contact(
+                &uri("sip:bob@Host.example:5060"),
+                &uri("sip:bob@host.example")
+            ),
+            "5060 is the default port, and hosts are case-insensitive"
+        );
+        assert!(
+            !same_contact(
+                &uri("sip:bob@127.0.0.1:4002;transport=tcp"),
+                &uri("sip:bob@127.0.0.1:4002")
+            ),
+            "TCP and UDP at one address are two contacts"
+        );
+    }
+
+    #[test]
     fn a_registered_contact_keeps_no_uri_headers() {
         let mut r = Registrar::default();
         let now = Instant::now();
@@ -332,7 +365,7 @@ mod tests {
             contact,
             60,
             Flow {
-                transport: hookflash_core::sip::TransportKind::Udp,
+                transport: TransportKind::Udp,
                 addr: ([127, 0, 0, 1], 4002).into(),
             },
             "c",

@@ -36,6 +36,18 @@ impl fmt::Display for Flow {
     }
 }
 
+impl std::str::FromStr for Flow {
+    type Err = ();
+    /// The form [`Flow`]'s `Display` writes: `udp:192.0.2.1:5060`, `tcp:[::1]:5060`.
+    fn from_str(s: &str) -> Result<Flow, ()> {
+        let (transport, addr) = s.split_once(':').ok_or(())?;
+        Ok(Flow {
+            transport: transport.parse().map_err(|_| ())?,
+            addr: addr.parse().map_err(|_| ())?,
+        })
+    }
+}
+
 /// A SIP trunk: another server (a carrier, a PBX, a partner's switchboard) that calls for
 /// other domains go to, and that may call our users.
 ///
@@ -228,6 +240,19 @@ impl Local {
 pub const DIALOG_MARK: &str = "hf";
 /// The Record-Route parameter that names the trunk a marked dialog runs through.
 pub const DIALOG_TRUNK: &str = "ht";
+/// The Record-Route parameters that carry the flows of a marked dialog's two legs.
+pub const DIALOG_LEGS: [&str; 2] = ["ha", "hb"];
+
+/// What a dialog's mark vouches for: the flows of its two legs (where its initial request
+/// came from, and where it went), and the trunk that is one of them, if any. Requests in the
+/// dialog may reach these and nothing else (besides a registered contact).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DialogLegs {
+    /// The trunk that is one of the legs.
+    pub trunk: Option<String>,
+    /// The flows of the legs.
+    pub flows: Vec<Flow>,
+}
 
 /// Marks the dialogs the switchboard record-routes, so that it forwards in-dialog requests
 /// only along routes it made: the mark is an HMAC (under a key derived from the switchboard's
@@ -256,38 +281,53 @@ impl DialogMarks {
         }
     }
 
-    fn mac(&self, call_id: &str, tag: &str, trunk: Option<&str>) -> String {
-        let data = format!("{call_id}\n{tag}\n{}", trunk.unwrap_or_default());
+    fn mac(&self, call_id: &str, tag: &str, trunk: Option<&str>, legs: &[&str]) -> String {
+        let data = format!(
+            "{call_id}\n{tag}\n{}\n{}",
+            trunk.unwrap_or_default(),
+            legs.join("\n")
+        );
         hex::encode(&hookflash_core::auth::hmac_sha1(&self.key, data.as_bytes())[..10])
     }
 
-    /// The mark of the dialog with `call_id` created by the party whose tag is `tag`, one of
-    /// whose legs is `trunk` (if any): the Record-Route parameters after `hf=` (the MAC, then
-    /// `;ht=NAME` naming the trunk, which the MAC covers).
-    pub fn mark(&self, call_id: &str, tag: &str, trunk: Option<&str>) -> String {
-        let mac = self.mac(call_id, tag, trunk);
-        match trunk {
-            Some(name) => format!("{mac};{DIALOG_TRUNK}={name}"),
-            None => mac,
+    /// The mark of the dialog with `call_id` created by the party whose tag is `tag`, between
+    /// `legs`: the Record-Route parameters after `hf=` (the MAC, then `;ht=NAME` naming the
+    /// trunk and `;ha=FLOW;hb=FLOW` the legs, all covered by the MAC).
+    pub fn mark(&self, call_id: &str, tag: &str, legs: &DialogLegs) -> String {
+        let flows: Vec<String> = legs.flows.iter().map(Flow::to_string).collect();
+        let flows: Vec<&str> = flows.iter().map(String::as_str).collect();
+        let mut mark = self.mac(call_id, tag, legs.trunk.as_deref(), &flows);
+        if let Some(name) = &legs.trunk {
+            mark.push_str(&format!(";{DIALOG_TRUNK}={name}"));
         }
+        for (param, flow) in DIALOG_LEGS.iter().zip(&flows) {
+            mark.push_str(&format!(";{param}={flow}"));
+        }
+        mark
     }
 
     /// Whether `route` (one of our Record-Route entries, as a request brings it back) carries
-    /// the mark of the dialog with `call_id` and one of `tags`: `Some` with the trunk the mark
-    /// names (one of the dialog's legs), if it names one; `None` if it is not our mark.
-    pub fn verify(&self, route: &Uri, call_id: &str, tags: &[&str]) -> Option<Option<String>> {
+    /// the mark of the dialog with `call_id` and one of `tags`: `Some` with the legs the mark
+    /// vouches for; `None` if it is not our mark.
+    pub fn verify(&self, route: &Uri, call_id: &str, tags: &[&str]) -> Option<DialogLegs> {
         let Some(Some(presented)) = route.param(DIALOG_MARK) else {
             return None;
         };
         let trunk = route.param(DIALOG_TRUNK).flatten();
-        tags.iter()
-            .any(|tag| {
-                hookflash_core::auth::ct_eq(
-                    self.mac(call_id, tag, trunk).as_bytes(),
-                    presented.as_bytes(),
-                )
-            })
-            .then(|| trunk.map(str::to_owned))
+        let flows: Vec<&str> = DIALOG_LEGS
+            .iter()
+            .filter_map(|p| route.param(p).flatten())
+            .collect();
+        let ours = tags.iter().any(|tag| {
+            hookflash_core::auth::ct_eq(
+                self.mac(call_id, tag, trunk, &flows).as_bytes(),
+                presented.as_bytes(),
+            )
+        });
+        ours.then(|| DialogLegs {
+            trunk: trunk.map(str::to_owned),
+            flows: flows.iter().filter_map(|f| f.parse().ok()).collect(),
+        })
     }
 }
 

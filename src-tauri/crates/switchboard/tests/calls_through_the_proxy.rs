@@ -115,14 +115,21 @@ async fn ack_and_bye(alice: &mut Ua, bob: &mut Ua, d: &Dialog) {
 }
 
 /// Record-Route entries without the dialog mark (`;hf=`, an HMAC that only the switchboard can
-/// make), after checking that each carries one.
+/// make, and the legs it vouches for, `;ha=`/`;hb=`, with the trunk, `;ht=`), after checking
+/// that each carries one.
 fn unmarked(routes: Vec<String>) -> Vec<String> {
     routes
         .into_iter()
         .map(|r| {
             let (head, mark) = r.split_once(";hf=").expect("every Record-Route is marked");
-            let rest = mark.trim_start_matches(|c: char| c.is_ascii_hexdigit());
-            format!("{head}{rest}")
+            let (params, tail) = mark.split_once('>').expect("a name-addr");
+            let kept: String = params
+                .split(';')
+                .skip(1)
+                .filter(|p| !["ha=", "hb=", "ht="].iter().any(|m| p.starts_with(m)))
+                .map(|p| format!(";{p}"))
+                .collect();
+            format!("{head}{kept}>{tail}")
         })
         .collect()
 }
