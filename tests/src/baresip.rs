@@ -323,6 +323,23 @@ pub async fn talk_then_hang_up(
     );
 }
 
+/// Alice (an agent of `sb` talking at 440 Hz, recorded to `recording` with `{call}`) calls
+/// `target`, which the baresip of `dir` answers by itself; they talk and she hangs up, each
+/// having heard the other (see [`talk_then_hang_up`]). Returns Alice, still signed in.
+pub async fn alice_calls_baresip(
+    sb: &crate::process::SwitchboardProcess,
+    recording: &Path,
+    target: &str,
+    dir: &Path,
+    why: &str,
+) -> crate::process::AgentProcess {
+    let mut alice = recorded_agent(sb, "alice", 440, recording, false).await;
+    let call = alice.start_call(target).await;
+    alice.state("Connected").await;
+    talk_then_hang_up(&mut alice, &call, recording, dir, 440.0, why).await;
+    alice
+}
+
 /// The middle half of a recording (away from the ring-in and the hang-up).
 pub fn middle(samples: &[i16]) -> &[i16] {
     let n = samples.len();

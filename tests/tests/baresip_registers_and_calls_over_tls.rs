@@ -11,14 +11,12 @@
 use std::time::Duration;
 
 use hookflash_tests::baresip::{
-    agent_heard_baresip, baresip, baresip_calls_alice, baresip_dir, recorded_agent,
-    talk_then_hang_up,
+    agent_heard_baresip, alice_calls_baresip, baresip, baresip_calls_alice, baresip_dir,
+    recorded_agent,
 };
 use hookflash_tests::certs::TestPki;
 use hookflash_tests::netns::{Netns, HOST_A};
 use hookflash_tests::process::SwitchboardProcess;
-
-const HOOKFLASH_HZ: f64 = 440.0;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baresip_registers_over_tls_and_calls_both_ways_with_audio() {
@@ -63,18 +61,8 @@ async fn baresip_registers_over_tls_and_calls_both_ways_with_audio() {
         printed.lock().expect("baresip's output")
     );
     let recording = root.join("alice-out-{call}.wav");
-    let mut alice = recorded_agent(&sb, "alice", 440, &recording, false).await;
-    let call = alice.start_call("bob").await;
-    alice.state("Connected").await;
-    talk_then_hang_up(
-        &mut alice,
-        &call,
-        &recording,
-        &dir,
-        HOOKFLASH_HZ,
-        "a call to baresip over TLS",
-    )
-    .await;
+    let alice =
+        alice_calls_baresip(&sb, &recording, "bob", &dir, "a call to baresip over TLS").await;
     alice.sign_out().await;
     let _ = registered.kill().await;
     let _ = registered.wait().await;

@@ -13,13 +13,11 @@
 use std::time::Duration;
 
 use hookflash_tests::baresip::{
-    agent_heard_baresip, baresip, baresip_calls_alice, baresip_dir, quit, recorded_agent,
-    talk_then_hang_up,
+    agent_heard_baresip, alice_calls_baresip, baresip, baresip_calls_alice, baresip_dir, quit,
+    recorded_agent,
 };
 use hookflash_tests::netns::{Netns, HOST_A, HOST_B};
 use hookflash_tests::process::SwitchboardProcess;
-
-const HOOKFLASH_HZ: f64 = 440.0;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_cross_a_trunk_to_and_from_another_domain() {
@@ -49,15 +47,11 @@ async fn calls_cross_a_trunk_to_and_from_another_domain() {
     // Out through the trunk: Alice calls carol@partner.example; baresip answers by itself.
     let (partner, _) = baresip(&ns, &dir, &[], "baresip is ready").await;
     let recording = root.join("alice-out-{call}.wav");
-    let mut alice = recorded_agent(&sb, "alice", 440, &recording, false).await;
-    let call = alice.start_call("sip:carol@partner.example").await;
-    alice.state("Connected").await;
-    talk_then_hang_up(
-        &mut alice,
-        &call,
+    let mut alice = alice_calls_baresip(
+        &sb,
         &recording,
+        "sip:carol@partner.example",
         &dir,
-        HOOKFLASH_HZ,
         "a call out through the trunk to the partner's phone",
     )
     .await;

@@ -2918,17 +2918,7 @@ Route: <sip:192.0.2.9:5060;lr>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
 
     #[test]
     fn trunks_are_the_only_way_to_other_domains_and_the_only_strangers_let_in() {
-        let mut rig = Rig::new();
-        let partner = Flow {
-            transport: TransportKind::Udp,
-            addr: ([192, 0, 2, 50], 5060).into(),
-        };
-        rig.engine.trunks = vec![Trunk {
-            name: "partner".into(),
-            domains: vec!["partner.example".into()],
-            flow: partner,
-        }];
-        rig.register_bob();
+        let (mut rig, partner) = rig_with_partner_trunk();
 
         // Our user calls the partner's domain: relayed to the trunk, record-routed.
         let out = rig.authed(
