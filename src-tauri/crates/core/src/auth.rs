@@ -193,6 +193,7 @@ impl Token {
     }
 
     /// Issue a token for `user` that opens only `scopes`, valid for `ttl` from `now_unix`.
+    /// `scopes` must not be empty: a token that opens nothing does not parse.
     pub fn issue_scoped(
         secret: &str,
         user: &str,
