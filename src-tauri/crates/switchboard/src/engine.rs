@@ -28,8 +28,8 @@ use crate::nonce::{NonceCheck, NonceKey};
 use crate::registrar::{Binding, FastMap, Registrar, TokenUsers};
 use crate::routing::{
     best_response, branch_prefix, clamp_expires, classify, is_device_host, loop_hash,
-    number_candidates, resolve, trunk_at, trunk_for, trunk_named, via_destination, Destination,
-    DialogLegs, DialogMarks, Flow, Local, Trunk, DEFAULT_EXPIRES, SIP_PORT,
+    number_candidates, resolve, trunk_at, trunk_for, trunk_named, trunk_with_flow, via_destination,
+    Destination, DialogLegs, DialogMarks, Flow, Local, Trunk, DEFAULT_EXPIRES, SIP_PORT,
 };
 use crate::rules::{ForwardTarget, Rules};
 use crate::users::{UserStore, VOICEMAIL_USER};
@@ -448,14 +448,15 @@ impl Engine {
         self.trunks.iter().find(|t| t.sent(src))
     }
 
-    /// Whether the top Route of `req` names one of our trunks.
-    fn top_route_is_a_trunk(&self, req: &Request) -> bool {
+    /// The trunk the top Route of `req` names, if it names one (by address: the Route may
+    /// not say the trunk's transport).
+    fn top_route_trunk(&self, req: &Request) -> Option<&Trunk> {
         req.headers
             .get_all("Route")
             .first()
             .and_then(|top| top.parse::<NameAddr>().ok())
             .and_then(|a| resolve(&a.uri, TransportKind::Udp))
-            .is_some_and(|flow| trunk_at(&self.trunks, flow.addr).is_some())
+            .and_then(|flow| trunk_at(&self.trunks, flow.addr))
     }
 
     /// Whether an INVITE follows a transfer by someone outside our domain (its Referred-By
@@ -1147,14 +1148,9 @@ impl Engine {
                 .and_then(|d| d.marked.trunk.as_deref())
                 .and_then(|name| trunk_named(&self.trunks, name))
         };
-        if let Some(top) = req.headers.get_all("Route").first() {
+        if req.headers.get("Route").is_some() {
             // Loose routing on to the next hop of a route set: only to a trunk.
-            let trunk = top
-                .parse::<NameAddr>()
-                .ok()
-                .and_then(|a| resolve(&a.uri, TransportKind::Udp))
-                .and_then(|flow| trunk_at(&self.trunks, flow.addr));
-            return match (trunk, dialog) {
+            return match (self.top_route_trunk(req), dialog) {
                 (Some(t), None) => Hops::Targets(vec![(req.uri.clone(), t.flow)]),
                 (Some(t), Some(_)) if dialog_trunk().is_some_and(|d| d.name == t.name) => {
                     Hops::Targets(vec![(req.uri.clone(), t.flow)])
@@ -1210,7 +1206,7 @@ impl Engine {
                     d.marked
                         .flows
                         .iter()
-                        .find(|f| f.addr == to.addr && !self.trunks.iter().any(|t| t.flow == **f))
+                        .find(|f| f.addr == to.addr && trunk_with_flow(&self.trunks, **f).is_none())
                         .copied()
                 });
                 match leg {
@@ -1253,7 +1249,8 @@ impl Engine {
         let from_trunk = (!in_dialog)
             .then(|| self.trunk_sending(src).map(|t| t.name.clone()))
             .flatten();
-        if !in_dialog && !no_route && (from_trunk.is_some() || !self.top_route_is_a_trunk(&req)) {
+        if !in_dialog && !no_route && (from_trunk.is_some() || self.top_route_trunk(&req).is_none())
+        {
             warn!(method = %req.method, "request with a preloaded route refused");
             return self.reply(key, 403, Some("Relaying Denied"), vec![], now);
         }
@@ -1324,7 +1321,7 @@ impl Engine {
                     && self.referred_from_elsewhere(&req)
                     && targets
                         .iter()
-                        .any(|(_, f)| self.trunks.iter().any(|t| t.flow == *f)) =>
+                        .any(|(_, f)| trunk_with_flow(&self.trunks, *f).is_some()) =>
             {
                 // A stranger's REFER must not make our user's phone call out through a
                 // trunk on our account (toll fraud); calls to our own users are fine.
@@ -1399,7 +1396,7 @@ impl Engine {
             .or_else(|| {
                 targets
                     .iter()
-                    .find_map(|(_, f)| self.trunks.iter().find(|t| t.flow == *f))
+                    .find_map(|(_, f)| trunk_with_flow(&self.trunks, *f))
             })
             .map(|t| t.name.clone());
         let tag = req

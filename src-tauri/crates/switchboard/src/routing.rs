@@ -99,6 +99,11 @@ pub fn trunk_at(trunks: &[Trunk], addr: SocketAddr) -> Option<&Trunk> {
     trunks.iter().find(|t| t.flow.addr == addr)
 }
 
+/// The trunk reached on `flow` (a target chosen for it, or a leg of its dialog).
+pub fn trunk_with_flow(trunks: &[Trunk], flow: Flow) -> Option<&Trunk> {
+    trunks.iter().find(|t| t.flow == flow)
+}
+
 /// The trunk called `name`.
 pub fn trunk_named<'a>(trunks: &'a [Trunk], name: &str) -> Option<&'a Trunk> {
     trunks.iter().find(|t| t.name == name)
